@@ -1,0 +1,204 @@
+//! Files in, raw config or positioned problems out.
+//!
+//! Every problem carries `file:line:col` so that `statusgate check`, a failed reload and a
+//! failed start all print the same thing. Files may come from disk or from the embedded
+//! defaults (`embedded:` paths), which is how the demo runs with no files at all.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_saphyr::{Location, Spanned};
+
+/// Where a problem is: file and 1-based line and column (0 when unknown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePos {
+    pub file: PathBuf,
+    pub line: u64,
+    pub col: u64,
+}
+
+impl SourcePos {
+    pub fn file(file: &Path) -> Self {
+        SourcePos { file: file.to_path_buf(), line: 0, col: 0 }
+    }
+
+    pub fn at(file: &Path, loc: &Location) -> Self {
+        SourcePos { file: file.to_path_buf(), line: loc.line(), col: loc.column() }
+    }
+
+    pub fn of<T>(file: &Path, s: &Spanned<T>) -> Self {
+        Self::at(file, &s.referenced)
+    }
+}
+
+impl fmt::Display for SourcePos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}", self.file.display())
+        } else {
+            write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// What is wrong, by kind. The message texts are what operators read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProblemKind {
+    #[error("cannot read file: {0}")]
+    Unreadable(String),
+    #[error("{0}")]
+    Yaml(String),
+    #[error("invalid duration: {0}")]
+    Duration(String),
+    #[error("invalid address `{0}`: expected host:port")]
+    Address(String),
+    #[error("unknown upstream `{0}` (defined: {1})")]
+    UnknownUpstream(String, String),
+    #[error("upstream `{0}` has no addresses")]
+    NoAddresses(String),
+    #[error("duplicate name `{0}`")]
+    Duplicate(String),
+    #[error("invalid regex: {0}")]
+    Regex(String),
+    #[error("invalid template: {0}")]
+    Template(String),
+    #[error("invalid path: {0}")]
+    Path(String),
+    #[error("invalid header: {0}")]
+    Header(String),
+    #[error("status {0} is not in the canonical set ({1})")]
+    NotCanonical(u16, String),
+    #[error("invalid status: {0}")]
+    Status(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Warning(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub at: SourcePos,
+    pub severity: Severity,
+    pub kind: ProblemKind,
+}
+
+impl ConfigProblem {
+    pub fn error(at: SourcePos, kind: ProblemKind) -> Self {
+        ConfigProblem { at, severity: Severity::Error, kind }
+    }
+
+    pub fn warning(at: SourcePos, message: String) -> Self {
+        ConfigProblem { at, severity: Severity::Warning, kind: ProblemKind::Warning(message) }
+    }
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.severity {
+            Severity::Error => write!(f, "{}: {}", self.at, self.kind),
+            Severity::Warning => write!(f, "{}: warning: {}", self.at, self.kind),
+        }
+    }
+}
+
+/// The files shipped inside the binary, addressable as `embedded:rules/...`.
+pub const EMBEDDED: &[(&str, &str)] = &[
+    ("embedded:rules/canonical.yaml", include_str!("../../rules/canonical.yaml")),
+    ("embedded:statusgate.yaml", include_str!("../../deploy/statusgate.yaml")),
+];
+
+pub const EMBEDDED_CANONICAL: &str = "embedded:rules/canonical.yaml";
+
+/// Reads a file's text; `embedded:` paths come from the binary.
+pub fn read_text(path: &Path) -> Result<String, ConfigProblem> {
+    let key = path.to_string_lossy();
+    if key.starts_with("embedded:") {
+        return EMBEDDED
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, text)| (*text).to_owned())
+            .ok_or_else(|| {
+                ConfigProblem::error(SourcePos::file(path), ProblemKind::Unreadable("no such embedded file".into()))
+            });
+    }
+    std::fs::read_to_string(path)
+        .map_err(|e| ConfigProblem::error(SourcePos::file(path), ProblemKind::Unreadable(e.to_string())))
+}
+
+/// Parses YAML text into a raw type; a problem names the file, line and column.
+pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigProblem> {
+    serde_saphyr::from_str::<T>(text).map_err(|e| {
+        let at = match e.location() {
+            Some(loc) => SourcePos::at(path, &loc),
+            None => SourcePos::file(path),
+        };
+        ConfigProblem::error(at, ProblemKind::Yaml(yaml_message(&e)))
+    })
+}
+
+/// serde-saphyr's Display is "error: line L column C: message" plus a snippet; we print our
+/// own position, so keep only the message.
+fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let rendered = e.to_string();
+    let first = rendered.lines().next().unwrap_or("").trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let msg = match first.strip_prefix("line ") {
+        Some(rest) => match rest.find(": ") {
+            Some(i) if rest[..i].contains("column") => &rest[i + 2..],
+            _ => first,
+        },
+        None => first,
+    };
+    msg.to_owned()
+}
+
+/// Reads and parses one file.
+pub fn load_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigProblem> {
+    let text = read_text(path)?;
+    parse_yaml(path, &text)
+}
+
+/// Resolves `rel` against the directory of `base` (embedded files resolve among themselves).
+pub fn resolve(base: &Path, rel: &str) -> PathBuf {
+    let rel_path = Path::new(rel);
+    if rel.starts_with("embedded:") || rel_path.is_absolute() {
+        return rel_path.to_path_buf();
+    }
+    let base_str = base.to_string_lossy();
+    if let Some(stripped) = base_str.strip_prefix("embedded:") {
+        let dir = Path::new(stripped).parent().unwrap_or(Path::new(""));
+        return PathBuf::from(format!("embedded:{}", dir.join(rel).display()));
+    }
+    base.parent().unwrap_or(Path::new(".")).join(rel_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::schema::RawConfig;
+
+    #[test]
+    fn yaml_errors_name_line_and_column() {
+        let p = Path::new("gw.yaml");
+        let err = parse_yaml::<RawConfig>(p, "listen: 127.0.0.1:1\nupstreams: {}\nroutes: []\nbogus: 1\n")
+            .unwrap_err();
+        assert_eq!(err.to_string(), "gw.yaml:4:1: unknown field `bogus`, expected one of listen, tls_listen, admin, canonical, limits, log, server, upstreams, routes");
+    }
+
+    #[test]
+    fn resolve_relative_and_embedded() {
+        assert_eq!(resolve(Path::new("/etc/sg/gw.yaml"), "rules/a.yaml"), PathBuf::from("/etc/sg/rules/a.yaml"));
+        assert_eq!(
+            resolve(Path::new("embedded:statusgate.yaml"), "rules/canonical.yaml"),
+            PathBuf::from("embedded:rules/canonical.yaml")
+        );
+    }
+}

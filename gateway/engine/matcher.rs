@@ -1,0 +1,209 @@
+//! Compiled conditions on single values: status specs, methods, path globs, media types and
+//! value matchers (equals / one-of / regex / exists). Matching never allocates.
+
+use regex::Regex;
+
+use crate::config::schema::ValueMatch;
+
+/// A compiled value matcher. `None` input means "absent".
+#[derive(Debug, Clone)]
+pub enum Matcher {
+    Equals { value: String, ignore_case: bool },
+    OneOf { values: Vec<String>, ignore_case: bool },
+    Regex(Regex),
+    Exists(bool),
+}
+
+impl Matcher {
+    pub fn compile(raw: &ValueMatch) -> Result<Matcher, String> {
+        let ops = [raw.equals.is_some(), raw.one_of.is_some(), raw.regex.is_some(), raw.exists.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if ops != 1 {
+            return Err("give exactly one of equals, one_of, regex, exists".into());
+        }
+        if let Some(v) = &raw.equals {
+            return Ok(Matcher::Equals { value: v.clone(), ignore_case: raw.ignore_case });
+        }
+        if let Some(vs) = &raw.one_of {
+            if vs.is_empty() {
+                return Err("one_of needs at least one value".into());
+            }
+            return Ok(Matcher::OneOf { values: vs.clone(), ignore_case: raw.ignore_case });
+        }
+        if let Some(r) = &raw.regex {
+            let pattern = if raw.ignore_case { format!("(?i){r}") } else { r.clone() };
+            return Regex::new(&pattern).map(Matcher::Regex).map_err(|e| e.to_string());
+        }
+        Ok(Matcher::Exists(raw.exists.unwrap_or(true)))
+    }
+
+    pub fn matches(&self, v: Option<&str>) -> bool {
+        match (self, v) {
+            (Matcher::Exists(want), v) => v.is_some() == *want,
+            (_, None) => false,
+            (Matcher::Equals { value, ignore_case }, Some(v)) => eq(value, v, *ignore_case),
+            (Matcher::OneOf { values, ignore_case }, Some(v)) => values.iter().any(|x| eq(x, v, *ignore_case)),
+            (Matcher::Regex(r), Some(v)) => r.is_match(v),
+        }
+    }
+}
+
+fn eq(a: &str, b: &str, ignore_case: bool) -> bool {
+    if ignore_case {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a == b
+    }
+}
+
+/// Status condition: codes and classes; empty = any.
+#[derive(Debug, Clone, Default)]
+pub struct StatusSet {
+    pub codes: Vec<u16>,
+    pub classes: Vec<u8>,
+}
+
+impl StatusSet {
+    pub fn is_any(&self) -> bool {
+        self.codes.is_empty() && self.classes.is_empty()
+    }
+
+    pub fn contains(&self, status: u16) -> bool {
+        self.is_any() || self.codes.contains(&status) || self.classes.contains(&((status / 100) as u8))
+    }
+}
+
+/// `/v1/*/vpc-endpoints/**`: `*` is one segment, `**` is any remainder.
+#[derive(Debug, Clone)]
+pub struct PathGlob(Regex);
+
+impl PathGlob {
+    pub fn compile(glob: &str) -> Result<PathGlob, String> {
+        if !glob.starts_with('/') {
+            return Err(format!("`{glob}` must start with /"));
+        }
+        let mut re = String::from("^");
+        let mut rest = glob;
+        while !rest.is_empty() {
+            if let Some(r) = rest.strip_prefix("**") {
+                re.push_str(".*");
+                rest = r;
+            } else if let Some(r) = rest.strip_prefix('*') {
+                re.push_str("[^/]*");
+                rest = r;
+            } else {
+                let end = rest.find('*').unwrap_or(rest.len());
+                re.push_str(&regex::escape(&rest[..end]));
+                rest = &rest[end..];
+            }
+        }
+        re.push('$');
+        Regex::new(&re).map(PathGlob).map_err(|e| e.to_string())
+    }
+
+    pub fn matches(&self, path: &str) -> bool {
+        self.0.is_match(path)
+    }
+}
+
+/// `application/json`, `*/xml`, `application/*+json`, `text/*`.
+#[derive(Debug, Clone)]
+pub struct MediaPattern {
+    main: String,
+    sub: String,
+}
+
+impl MediaPattern {
+    pub fn compile(p: &str) -> Result<MediaPattern, String> {
+        let p = p.trim().to_ascii_lowercase();
+        let (main, sub) = p.split_once('/').ok_or_else(|| format!("`{p}` is not a media type like application/json"))?;
+        if main.is_empty() || sub.is_empty() {
+            return Err(format!("`{p}` is not a media type like application/json"));
+        }
+        Ok(MediaPattern { main: main.into(), sub: sub.into() })
+    }
+
+    /// `content_type` is the raw header value (parameters allowed).
+    pub fn matches(&self, content_type: &str) -> bool {
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        let Some((main, sub)) = essence.split_once('/') else { return false };
+        let main_ok = self.main == "*" || self.main.eq_ignore_ascii_case(main);
+        let sub_ok = if self.sub == "*" {
+            true
+        } else if let Some(suffix) = self.sub.strip_prefix("*+") {
+            // `*+json` matches `problem+json` and also plain `json`
+            sub.eq_ignore_ascii_case(suffix)
+                || (sub.len() > suffix.len() + 1
+                    && sub.as_bytes()[sub.len() - suffix.len() - 1] == b'+'
+                    && sub[sub.len() - suffix.len()..].eq_ignore_ascii_case(suffix))
+        } else {
+            self.sub.eq_ignore_ascii_case(sub)
+        };
+        main_ok && sub_ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vm(f: impl FnOnce(&mut ValueMatch)) -> Matcher {
+        let mut v = ValueMatch::default();
+        f(&mut v);
+        Matcher::compile(&v).unwrap()
+    }
+
+    #[test]
+    fn value_matchers() {
+        let m = vm(|v| {
+            v.equals = Some("EndPoint.0022".into());
+            v.ignore_case = true
+        });
+        assert!(m.matches(Some("Endpoint.0022")));
+        assert!(!m.matches(Some("EndPoint.0023")));
+        assert!(!m.matches(None));
+        let m = vm(|v| v.one_of = Some(vec!["a".into(), "b".into()]));
+        assert!(m.matches(Some("b")) && !m.matches(Some("B")));
+        let m = vm(|v| v.regex = Some("^APIGW\\.".into()));
+        assert!(m.matches(Some("APIGW.0101")) && !m.matches(Some("EndPoint.1")));
+        let m = vm(|v| v.exists = Some(false));
+        assert!(m.matches(None) && !m.matches(Some("")));
+        let mut bad = ValueMatch::default();
+        bad.equals = Some("x".into());
+        bad.regex = Some("y".into());
+        assert!(Matcher::compile(&bad).is_err());
+        bad.equals = None;
+        bad.regex = Some("(".into());
+        assert!(Matcher::compile(&bad).is_err());
+    }
+
+    #[test]
+    fn globs() {
+        let g = PathGlob::compile("/v1/*/vpc-endpoints").unwrap();
+        assert!(g.matches("/v1/p1/vpc-endpoints"));
+        assert!(!g.matches("/v1/p1/x/vpc-endpoints"));
+        let g = PathGlob::compile("/api/**").unwrap();
+        assert!(g.matches("/api/tasks/task-1"));
+        assert!(!g.matches("/apix"));
+        assert!(PathGlob::compile("api").is_err());
+    }
+
+    #[test]
+    fn media_types() {
+        let p = MediaPattern::compile("application/*+json").unwrap();
+        assert!(p.matches("application/problem+json; charset=utf-8"));
+        assert!(p.matches("application/json"));
+        assert!(!p.matches("application/xml"));
+        assert!(MediaPattern::compile("*/xml").unwrap().matches("text/xml"));
+        assert!(MediaPattern::compile("json").is_err());
+    }
+
+    #[test]
+    fn status_sets() {
+        let s = StatusSet { codes: vec![404], classes: vec![5] };
+        assert!(s.contains(404) && s.contains(503) && !s.contains(400));
+        assert!(StatusSet::default().contains(200));
+    }
+}

@@ -1,0 +1,206 @@
+//! RFC 9457 problem details: the body every canonical error carries, as JSON or XML.
+
+use serde_json::{Map, Value};
+
+/// Who produced the status: the upstream (possibly rewritten) or the gateway itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Upstream,
+    Gateway,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Upstream => "upstream",
+            Origin::Gateway => "gateway",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProblemBody {
+    pub type_uri: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: Option<String>,
+    pub instance: Option<String>,
+    pub upstream_status: Option<u16>,
+    pub vendor_code: Option<String>,
+    pub request_id: String,
+    pub vendor_request_id: Option<String>,
+    pub origin: Origin,
+    pub extensions: Vec<(String, Value)>,
+}
+
+/// The media type of a problem body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemFormat {
+    Json,
+    Xml,
+}
+
+impl ProblemFormat {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ProblemFormat::Json => "application/problem+json",
+            ProblemFormat::Xml => "application/problem+xml",
+        }
+    }
+
+    /// XML when the client's Accept ranks an XML type strictly above every JSON type.
+    pub fn negotiate(accept: Option<&str>) -> ProblemFormat {
+        let Some(accept) = accept else { return ProblemFormat::Json };
+        let (mut xml_q, mut json_q) = (0.0f32, 0.0f32);
+        for item in accept.split(',') {
+            let mut parts = item.split(';');
+            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q=").and_then(|v| v.trim().parse::<f32>().ok()))
+                .next()
+                .unwrap_or(1.0);
+            match media.as_str() {
+                "application/problem+xml" | "application/xml" | "text/xml" => xml_q = xml_q.max(q),
+                "application/problem+json" | "application/json" | "*/*" | "application/*" => json_q = json_q.max(q),
+                _ => {}
+            }
+        }
+        if xml_q > json_q {
+            ProblemFormat::Xml
+        } else {
+            ProblemFormat::Json
+        }
+    }
+}
+
+impl ProblemBody {
+    fn members(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("type".into(), self.type_uri.clone().into());
+        m.insert("title".into(), self.title.clone().into());
+        m.insert("status".into(), self.status.into());
+        if let Some(d) = &self.detail {
+            m.insert("detail".into(), d.clone().into());
+        }
+        if let Some(i) = &self.instance {
+            m.insert("instance".into(), i.clone().into());
+        }
+        if let Some(u) = self.upstream_status {
+            m.insert("upstream_status".into(), u.into());
+        }
+        if let Some(c) = &self.vendor_code {
+            m.insert("vendor_code".into(), c.clone().into());
+        }
+        m.insert("request_id".into(), self.request_id.clone().into());
+        if let Some(v) = &self.vendor_request_id {
+            m.insert("vendor_request_id".into(), v.clone().into());
+        }
+        m.insert("origin".into(), self.origin.as_str().into());
+        for (k, v) in &self.extensions {
+            m.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        m
+    }
+
+    pub fn render(&self, format: ProblemFormat) -> Vec<u8> {
+        match format {
+            ProblemFormat::Json => self.to_json(),
+            ProblemFormat::Xml => self.to_xml(),
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&Value::Object(self.members())).unwrap_or_default()
+    }
+
+    /// RFC 9457 appendix B: `<problem xmlns="urn:ietf:rfc:7807">`, arrays as `<i>` items.
+    pub fn to_xml(&self) -> Vec<u8> {
+        let mut out = String::from(r#"<?xml version="1.0" encoding="UTF-8"?><problem xmlns="urn:ietf:rfc:7807">"#);
+        for (k, v) in self.members() {
+            write_xml_member(&mut out, &k, &v);
+        }
+        out.push_str("</problem>");
+        out.into_bytes()
+    }
+}
+
+fn write_xml_member(out: &mut String, name: &str, v: &Value) {
+    // Element names must be XML names; keep letters, digits, '_', '-', '.'.
+    let mut tag: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') { c } else { '_' })
+        .collect();
+    if !tag.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        tag.insert(0, '_');
+    }
+    out.push('<');
+    out.push_str(&tag);
+    out.push('>');
+    match v {
+        Value::String(s) => out.push_str(&quick_xml::escape::escape(s.as_str())),
+        Value::Array(items) => {
+            for i in items {
+                write_xml_member(out, "i", i);
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                write_xml_member(out, k, v);
+            }
+        }
+        Value::Null => {}
+        other => out.push_str(&other.to_string()),
+    }
+    out.push_str("</");
+    out.push_str(&tag);
+    out.push('>');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ProblemBody {
+        ProblemBody {
+            type_uri: "about:blank".into(),
+            title: "Too Many Requests".into(),
+            status: 429,
+            detail: Some("slow <down> & retry".into()),
+            instance: None,
+            upstream_status: Some(400),
+            vendor_code: Some("EndPoint.0022".into()),
+            request_id: "r1".into(),
+            vendor_request_id: None,
+            origin: Origin::Upstream,
+            extensions: vec![("failed".into(), serde_json::json!([{"p": "x"}]))],
+        }
+    }
+
+    #[test]
+    fn json_members() {
+        let v: Value = serde_json::from_slice(&sample().to_json()).unwrap();
+        assert_eq!(v["status"], 429);
+        assert_eq!(v["upstream_status"], 400);
+        assert_eq!(v["origin"], "upstream");
+        assert_eq!(v["failed"][0]["p"], "x");
+        assert!(v.get("instance").is_none());
+    }
+
+    #[test]
+    fn xml_is_escaped_and_namespaced() {
+        let x = String::from_utf8(sample().to_xml()).unwrap();
+        assert!(x.contains(r#"<problem xmlns="urn:ietf:rfc:7807">"#));
+        assert!(x.contains("<detail>slow &lt;down&gt; &amp; retry</detail>"));
+        assert!(x.contains("<failed><i><p>x</p></i></failed>"));
+        assert!(crate::engine::body::XmlNode::parse(x.as_bytes()).is_some());
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        assert_eq!(ProblemFormat::negotiate(None), ProblemFormat::Json);
+        assert_eq!(ProblemFormat::negotiate(Some("application/xml")), ProblemFormat::Xml);
+        assert_eq!(ProblemFormat::negotiate(Some("application/json, application/xml;q=0.5")), ProblemFormat::Json);
+        assert_eq!(ProblemFormat::negotiate(Some("application/xml, */*;q=0.1")), ProblemFormat::Xml);
+        assert_eq!(ProblemFormat::negotiate(Some("*/*")), ProblemFormat::Json);
+    }
+}

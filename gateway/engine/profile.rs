@@ -1,0 +1,496 @@
+//! A vendor profile compiled: ordered rules with regexes, paths and templates built, and a
+//! status-indexed candidate list, so evaluating a response walks only the rules that can match
+//! its status and allocates nothing unless a rule fires.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue};
+use serde_saphyr::Spanned;
+
+use super::body::{BodyDoc, JsonPath, XmlPath};
+use super::canonical::CanonicalProfile;
+use super::matcher::{Matcher, MediaPattern, PathGlob, StatusSet};
+use super::problem::{Origin, ProblemBody};
+use super::template::{Scope, Template};
+use super::{safe_header_value, BodyPlan, Decision, HeaderEdit, RequestFacts, UpstreamBody, UpstreamHead};
+use crate::config::schema::{RawProblem, RawProfile, RawRule, StatusSpec, ValueMatchSpec};
+use crate::config::{ConfigProblem, ProblemKind, SourcePos};
+
+/// Default cap on buffered upstream bodies.
+pub const DEFAULT_BODY_BUFFER: usize = 64 * 1024;
+
+#[derive(Debug)]
+struct CompiledRule {
+    name: Arc<str>,
+    status: StatusSet,
+    methods: Vec<String>,
+    path: Option<PathGlob>,
+    path_prefix: Option<String>,
+    request_headers: Vec<(HeaderName, Matcher)>,
+    headers: Vec<(HeaderName, Matcher)>,
+    content_type: Vec<MediaPattern>,
+    json: Vec<(JsonPath, Matcher)>,
+    xml: Vec<(XmlPath, Matcher)>,
+    action: Action,
+    /// Its conditions read the body.
+    body_conditions: bool,
+    /// Its actions read the body.
+    body_actions: bool,
+}
+
+#[derive(Debug)]
+struct Action {
+    status: Option<u16>,
+    problem: ProblemTemplate,
+    set: Vec<(HeaderName, Template)>,
+    add: Vec<(HeaderName, Template)>,
+    remove: Vec<HeaderName>,
+    keep_body: bool,
+}
+
+#[derive(Debug, Default)]
+struct ProblemTemplate {
+    type_uri: Option<String>,
+    title: Option<String>,
+    detail: Option<Template>,
+    instance: Option<Template>,
+    vendor_code: Option<Template>,
+    vendor_request_id: Option<Template>,
+    extensions: Vec<(String, Template)>,
+}
+
+/// Headers added when the final status is `status` and the response lacks them.
+#[derive(Debug, Clone, Default)]
+pub struct EnsureHeaders(Vec<(u16, HeaderName, HeaderValue)>);
+
+impl EnsureHeaders {
+    pub fn compile(
+        file: &Path,
+        raw: &BTreeMap<u16, BTreeMap<String, Spanned<String>>>,
+        problems: &mut Vec<ConfigProblem>,
+    ) -> EnsureHeaders {
+        let mut out = Vec::new();
+        for (status, headers) in raw {
+            for (name, value) in headers {
+                let at = SourcePos::of(file, value);
+                match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value.value)) {
+                    (Ok(n), Ok(v)) => out.push((*status, n, v)),
+                    _ => problems.push(ConfigProblem::error(at, ProblemKind::Header(format!("`{name}: {}`", value.value)))),
+                }
+            }
+        }
+        EnsureHeaders(out)
+    }
+
+    pub fn for_status(&self, status: u16) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.0.iter().filter(move |(s, _, _)| *s == status).map(|(_, n, v)| (n, v))
+    }
+
+    pub fn names_for(&self, status: u16) -> Vec<String> {
+        self.for_status(status).map(|(n, _)| n.as_str().to_owned()).collect()
+    }
+}
+
+#[derive(Debug)]
+pub struct CompiledProfile {
+    pub source: String,
+    pub vendor: Option<String>,
+    rules: Vec<CompiledRule>,
+    /// For each status 100..=599, the indices of the rules that may match it, in order.
+    by_status: Vec<Box<[u32]>>,
+    pub body_buffer: usize,
+    vendor_request_id_header: HeaderName,
+    pub ensure: EnsureHeaders,
+}
+
+impl CompiledProfile {
+    /// A profile with no rules: only the canonical defaults apply.
+    pub fn empty(body_buffer: usize) -> CompiledProfile {
+        Self::build("(none)".into(), None, Vec::new(), body_buffer, None, EnsureHeaders::default())
+    }
+
+    fn build(
+        source: String,
+        vendor: Option<String>,
+        rules: Vec<CompiledRule>,
+        body_buffer: usize,
+        vendor_request_id_header: Option<HeaderName>,
+        ensure: EnsureHeaders,
+    ) -> CompiledProfile {
+        let by_status = (100u16..=599)
+            .map(|s| {
+                rules
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.status.contains(s))
+                    .map(|(i, _)| i as u32)
+                    .collect::<Vec<_>>()
+                    .into_boxed_slice()
+            })
+            .collect();
+        CompiledProfile {
+            source,
+            vendor,
+            rules,
+            by_status,
+            body_buffer,
+            vendor_request_id_header: vendor_request_id_header.unwrap_or(HeaderName::from_static("x-request-id")),
+            ensure,
+        }
+    }
+
+    pub fn rule_names(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|r| &*r.name)
+    }
+
+    /// Compiles a raw profile, collecting every problem with its position.
+    pub fn compile(
+        file: &Path,
+        raw: &RawProfile,
+        canonical: &CanonicalProfile,
+        default_body_buffer: usize,
+    ) -> Result<CompiledProfile, Vec<ConfigProblem>> {
+        let mut problems = Vec::new();
+        let mut rules = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for rule in &raw.rules {
+            if !seen.insert(rule.value.name.value.clone()) {
+                problems.push(ConfigProblem::error(
+                    SourcePos::of(file, &rule.value.name),
+                    ProblemKind::Duplicate(rule.value.name.value.clone()),
+                ));
+            }
+            if let Some(r) = compile_rule(file, &rule.value, canonical, &mut problems) {
+                rules.push(r);
+            }
+        }
+        let ensure = EnsureHeaders::compile(file, &raw.ensure_headers, &mut problems);
+        let vendor_header = match &raw.vendor_request_id_header {
+            Some(h) => match HeaderName::from_bytes(h.as_bytes()) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    problems.push(ConfigProblem::error(SourcePos::file(file), ProblemKind::Header(h.clone())));
+                    None
+                }
+            },
+            None => None,
+        };
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let body_buffer = raw.body_buffer.as_ref().map_or(default_body_buffer, |b| b.value.0 as usize);
+        Ok(Self::build(file.display().to_string(), raw.vendor.clone(), rules, body_buffer, vendor_header, ensure))
+    }
+
+    fn candidates(&self, status: u16) -> &[u32] {
+        match status {
+            100..=599 => &self.by_status[(status - 100) as usize],
+            _ => &[],
+        }
+    }
+
+    /// Whether the decision for this response may depend on its body: true as soon as a rule
+    /// whose header-level conditions hold reads the body in its conditions or its actions.
+    pub fn needs_body(&self, req: &RequestFacts<'_>, head: &UpstreamHead<'_>) -> bool {
+        for &i in self.candidates(head.status) {
+            let r = &self.rules[i as usize];
+            if !r.head_matches(req, head) {
+                continue;
+            }
+            if r.body_conditions || r.body_actions {
+                return true;
+            }
+            return false;
+        }
+        false
+    }
+
+    /// The canonical response for an upstream response.
+    pub fn evaluate<'p>(
+        &'p self,
+        canonical: &'p CanonicalProfile,
+        route_ensure: &'p EnsureHeaders,
+        req: &RequestFacts<'_>,
+        head: &UpstreamHead<'_>,
+        body: UpstreamBody<'_>,
+    ) -> Decision<'p> {
+        let bytes = match body {
+            UpstreamBody::Read(b) => Some(b),
+            _ => None,
+        };
+        let doc = bytes.map(BodyDoc::new);
+        let matched = self.candidates(head.status).iter().map(|&i| &self.rules[i as usize]).find(|r| {
+            r.head_matches(req, head)
+                && (!r.body_conditions || doc.as_ref().is_some_and(|d| r.body_matches(d)))
+        });
+        let scope = Scope { req, head, body: doc.as_ref() };
+        let status = matched.and_then(|r| r.action.status).unwrap_or_else(|| canonical.canonicalize(head.status));
+        let mut headers = Vec::new();
+        if let Some(r) = matched {
+            r.action.header_edits(&scope, &mut headers);
+        }
+        for ensure in [&self.ensure, route_ensure] {
+            for (name, value) in ensure.for_status(status) {
+                let set_by_rule = headers.iter().any(|e| matches!(e, HeaderEdit::Set(n, _) | HeaderEdit::Append(n, _) if n == name));
+                if !head.headers.contains_key(name) && !set_by_rule {
+                    headers.push(HeaderEdit::Set(name.clone(), value.clone()));
+                }
+            }
+        }
+        let keep = matched.is_some_and(|r| r.action.keep_body);
+        let body = if status < 400 || keep {
+            BodyPlan::Passthrough
+        } else {
+            BodyPlan::Problem(Box::new(self.problem(canonical, matched, &scope, status)))
+        };
+        Decision { status, reason: canonical.reason(status), rule: matched.map(|r| &*r.name), headers, body }
+    }
+
+    fn problem(&self, canonical: &CanonicalProfile, rule: Option<&CompiledRule>, scope: &Scope<'_, '_>, status: u16) -> ProblemBody {
+        let (type_uri, title) = canonical.problem_type(status);
+        let t = rule.map(|r| &r.action.problem);
+        let render = |f: fn(&ProblemTemplate) -> &Option<Template>| t.and_then(|t| f(t).as_ref()).and_then(|tpl| tpl.render(scope));
+        let vendor_request_id = render(|t| &t.vendor_request_id).or_else(|| {
+            let v = scope.head.headers.get(&self.vendor_request_id_header)?.to_str().ok()?;
+            (v != scope.req.request_id).then(|| v.to_owned())
+        });
+        ProblemBody {
+            type_uri: t.and_then(|t| t.type_uri.clone()).unwrap_or_else(|| type_uri.to_owned()),
+            title: t.and_then(|t| t.title.clone()).unwrap_or_else(|| title.to_owned()),
+            status,
+            detail: render(|t| &t.detail),
+            instance: render(|t| &t.instance),
+            upstream_status: Some(scope.head.status),
+            vendor_code: render(|t| &t.vendor_code),
+            request_id: scope.req.request_id.to_owned(),
+            vendor_request_id,
+            origin: Origin::Upstream,
+            extensions: t
+                .map(|t| t.extensions.iter().filter_map(|(k, tpl)| Some((k.clone(), tpl.render_value(scope)?))).collect())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl CompiledRule {
+    fn head_matches(&self, req: &RequestFacts<'_>, head: &UpstreamHead<'_>) -> bool {
+        (self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(req.method)))
+            && self.path.as_ref().is_none_or(|g| g.matches(req.path))
+            && self.path_prefix.as_ref().is_none_or(|p| req.path.starts_with(p.as_str()))
+            && self
+                .request_headers
+                .iter()
+                .all(|(n, m)| m.matches(req.headers.get(n).and_then(|v| v.to_str().ok())))
+            && self.headers.iter().all(|(n, m)| m.matches(head.headers.get(n).and_then(|v| v.to_str().ok())))
+            && (self.content_type.is_empty() || {
+                let ct = head.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+                self.content_type.iter().any(|p| p.matches(ct))
+            })
+    }
+
+    fn body_matches(&self, doc: &BodyDoc<'_>) -> bool {
+        self.json.iter().all(|(p, m)| m.matches(doc.json_text(p).as_deref()))
+            && self.xml.iter().all(|(p, m)| m.matches(doc.xml_text(p)))
+    }
+}
+
+impl Action {
+    fn header_edits(&self, scope: &Scope<'_, '_>, out: &mut Vec<HeaderEdit>) {
+        for n in &self.remove {
+            out.push(HeaderEdit::Remove(n.clone()));
+        }
+        for (n, t) in &self.set {
+            if let Some(v) = t.render(scope).as_deref().and_then(safe_header_value) {
+                out.push(HeaderEdit::Set(n.clone(), v));
+            }
+        }
+        for (n, t) in &self.add {
+            if let Some(v) = t.render(scope).as_deref().and_then(safe_header_value) {
+                out.push(HeaderEdit::Append(n.clone(), v));
+            }
+        }
+    }
+
+    fn uses_body(&self) -> bool {
+        self.set.iter().chain(&self.add).any(|(_, t)| t.uses_body())
+            || [&self.problem.detail, &self.problem.instance, &self.problem.vendor_code, &self.problem.vendor_request_id]
+                .into_iter()
+                .flatten()
+                .any(Template::uses_body)
+            || self.problem.extensions.iter().any(|(_, t)| t.uses_body())
+    }
+}
+
+fn compile_rule(file: &Path, raw: &RawRule, canonical: &CanonicalProfile, problems: &mut Vec<ConfigProblem>) -> Option<CompiledRule> {
+    let before = problems.len();
+    let w = &raw.when;
+    let mut status = StatusSet::default();
+    if let Some(s) = &w.status {
+        for spec in &s.value.0 {
+            match spec {
+                StatusSpec::Code(c) => status.codes.push(*c),
+                StatusSpec::Class(k) => status.classes.push(*k),
+            }
+        }
+    }
+    let methods = w.method.as_ref().map(|m| m.value.0.clone()).unwrap_or_default();
+    let path = w.path.as_ref().and_then(|p| {
+        PathGlob::compile(&p.value)
+            .map_err(|e| problems.push(ConfigProblem::error(SourcePos::of(file, p), ProblemKind::Path(e))))
+            .ok()
+    });
+    if let Some(p) = &w.path_prefix {
+        if !p.value.starts_with('/') {
+            problems.push(ConfigProblem::error(SourcePos::of(file, p), ProblemKind::Path(format!("`{}` must start with /", p.value))));
+        }
+    }
+    let content_type = w
+        .content_type
+        .as_ref()
+        .map(|ct| {
+            ct.value
+                .0
+                .iter()
+                .filter_map(|c| {
+                    MediaPattern::compile(c)
+                        .map_err(|e| problems.push(ConfigProblem::error(SourcePos::of(file, ct), ProblemKind::Invalid(e))))
+                        .ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let request_headers = header_matchers(file, &w.request_headers, problems);
+    let headers = header_matchers(file, &w.headers, problems);
+    let json = keyed_matchers(file, &w.json, JsonPath::compile, problems);
+    let xml = keyed_matchers(file, &w.xml, XmlPath::compile, problems);
+
+    let t = &raw.then;
+    if let Some(s) = &t.status {
+        if !canonical.contains(s.value) {
+            problems.push(ConfigProblem::error(
+                SourcePos::of(file, s),
+                ProblemKind::NotCanonical(s.value, codes_list(canonical)),
+            ));
+        }
+    }
+    let action = Action {
+        status: t.status.as_ref().map(|s| s.value),
+        problem: problem_template(file, &t.problem, problems),
+        set: header_templates(file, &t.headers.set, problems),
+        add: header_templates(file, &t.headers.add, problems),
+        remove: t
+            .headers
+            .remove
+            .iter()
+            .filter_map(|h| {
+                HeaderName::from_bytes(h.value.as_bytes())
+                    .map_err(|_| problems.push(ConfigProblem::error(SourcePos::of(file, h), ProblemKind::Header(h.value.clone()))))
+                    .ok()
+            })
+            .collect(),
+        keep_body: t.keep_body,
+    };
+    if problems.len() > before {
+        return None;
+    }
+    let body_actions = action.uses_body();
+    Some(CompiledRule {
+        name: Arc::from(raw.name.value.as_str()),
+        body_conditions: !json.is_empty() || !xml.is_empty(),
+        body_actions,
+        status,
+        methods,
+        path,
+        path_prefix: w.path_prefix.as_ref().map(|p| p.value.clone()),
+        request_headers,
+        headers,
+        content_type,
+        json,
+        xml,
+        action,
+    })
+}
+
+fn codes_list(canonical: &CanonicalProfile) -> String {
+    canonical.codes().iter().map(u16::to_string).collect::<Vec<_>>().join(" ")
+}
+
+fn matcher(file: &Path, m: &Spanned<ValueMatchSpec>, problems: &mut Vec<ConfigProblem>) -> Option<Matcher> {
+    Matcher::compile(&m.value.0)
+        .map_err(|e| problems.push(ConfigProblem::error(SourcePos::of(file, m), ProblemKind::Regex(e))))
+        .ok()
+}
+
+fn header_matchers(
+    file: &Path,
+    raw: &BTreeMap<String, Spanned<ValueMatchSpec>>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Vec<(HeaderName, Matcher)> {
+    raw.iter()
+        .filter_map(|(name, m)| {
+            let n = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| problems.push(ConfigProblem::error(SourcePos::of(file, m), ProblemKind::Header(name.clone()))))
+                .ok();
+            let m = matcher(file, m, problems);
+            Some((n?, m?))
+        })
+        .collect()
+}
+
+fn keyed_matchers<P>(
+    file: &Path,
+    raw: &BTreeMap<String, Spanned<ValueMatchSpec>>,
+    compile: fn(&str) -> Result<P, String>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Vec<(P, Matcher)> {
+    raw.iter()
+        .filter_map(|(path, m)| {
+            let p = compile(path)
+                .map_err(|e| problems.push(ConfigProblem::error(SourcePos::of(file, m), ProblemKind::Path(e))))
+                .ok();
+            let m = matcher(file, m, problems);
+            Some((p?, m?))
+        })
+        .collect()
+}
+
+fn template(file: &Path, s: &Spanned<String>, problems: &mut Vec<ConfigProblem>) -> Option<Template> {
+    Template::compile(&s.value)
+        .map_err(|e| problems.push(ConfigProblem::error(SourcePos::of(file, s), ProblemKind::Template(e))))
+        .ok()
+}
+
+fn header_templates(
+    file: &Path,
+    raw: &BTreeMap<String, Spanned<String>>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Vec<(HeaderName, Template)> {
+    raw.iter()
+        .filter_map(|(name, v)| {
+            let n = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| problems.push(ConfigProblem::error(SourcePos::of(file, v), ProblemKind::Header(name.clone()))))
+                .ok();
+            let t = template(file, v, problems);
+            Some((n?, t?))
+        })
+        .collect()
+}
+
+fn problem_template(file: &Path, raw: &RawProblem, problems: &mut Vec<ConfigProblem>) -> ProblemTemplate {
+    let mut opt = |s: &Option<Spanned<String>>| s.as_ref().and_then(|s| template(file, s, problems));
+    ProblemTemplate {
+        type_uri: raw.type_uri.as_ref().map(|s| s.value.clone()),
+        title: raw.title.as_ref().map(|s| s.value.clone()),
+        detail: opt(&raw.detail),
+        instance: opt(&raw.instance),
+        vendor_code: opt(&raw.vendor_code),
+        vendor_request_id: opt(&raw.vendor_request_id),
+        extensions: raw
+            .extensions
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), template(file, v, problems)?)))
+            .collect(),
+    }
+}

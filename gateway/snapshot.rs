@@ -1,0 +1,366 @@
+//! Load, validate, compile: the whole configuration (main file, canonical profile, vendor
+//! profiles) becomes one immutable `Snapshot`. Start-up, `statusgate check` and every reload
+//! run exactly this code; only what happens to the result differs.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_saphyr::Spanned;
+
+use crate::config::load::{load_file, parse_yaml, read_text, resolve, EMBEDDED_CANONICAL};
+use crate::config::schema::{RawCanonical, RawConfig, RawProfile, RawUpstream};
+use crate::config::units::parse_duration;
+use crate::config::{ConfigProblem, ProblemKind, SourcePos};
+use crate::engine::canonical::{CanonicalStatus, GatewayFailure};
+use crate::engine::profile::{EnsureHeaders, DEFAULT_BODY_BUFFER};
+use crate::engine::{CanonicalProfile, CompiledProfile};
+
+#[derive(Debug)]
+pub struct UpstreamGroup {
+    pub name: String,
+    pub addrs: Vec<SocketAddr>,
+    /// SNI and whether to verify the certificate, when TLS is on.
+    pub tls: Option<(String, bool)>,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub body_timeout: Duration,
+    next: AtomicUsize,
+}
+
+impl UpstreamGroup {
+    /// Round robin over the group's addresses.
+    pub fn pick(&self) -> Option<SocketAddr> {
+        if self.addrs.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        Some(self.addrs[i % self.addrs.len()])
+    }
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: Arc<str>,
+    /// Lower-case host without port; `None` matches any.
+    pub host: Option<String>,
+    pub path_prefix: String,
+    pub strip_prefix: bool,
+    pub upstream: Arc<UpstreamGroup>,
+    pub profile: Arc<CompiledProfile>,
+    pub ensure: EnsureHeaders,
+}
+
+impl Route {
+    pub fn matches(&self, host: Option<&str>, path: &str) -> bool {
+        let host_ok = match (&self.host, host) {
+            (None, _) => true,
+            (Some(want), Some(h)) => {
+                let h = h.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(h, |(h, _)| h);
+                want.eq_ignore_ascii_case(h)
+            }
+            (Some(_), None) => false,
+        };
+        host_ok && path.starts_with(&self.path_prefix)
+    }
+
+    /// The path sent upstream.
+    pub fn upstream_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
+        if !self.strip_prefix {
+            return path.into();
+        }
+        let rest = &path[self.path_prefix.len().min(path.len())..];
+        if rest.starts_with('/') {
+            rest.into()
+        } else {
+            format!("/{rest}").into()
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub body_buffer: usize,
+    pub request_header: usize,
+    pub request_body: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsListener {
+    pub addr: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// One immutable, fully compiled configuration.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Hash of every source file's content.
+    pub version: String,
+    pub loaded_at: SystemTime,
+    pub files: Vec<PathBuf>,
+    pub listen: Vec<String>,
+    pub tls_listen: Vec<TlsListener>,
+    pub admin: String,
+    pub canonical: CanonicalProfile,
+    pub upstreams: HashMap<String, Arc<UpstreamGroup>>,
+    pub routes: Vec<Route>,
+    pub limits: Limits,
+    pub log_format: String,
+    pub log_filter: String,
+    pub threads: usize,
+    pub grace_period: Duration,
+    pub warnings: Vec<ConfigProblem>,
+}
+
+impl Snapshot {
+    pub fn route_for(&self, host: Option<&str>, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.matches(host, path))
+    }
+}
+
+struct Loader {
+    files: Vec<PathBuf>,
+    hasher: DefaultHasher,
+    problems: Vec<ConfigProblem>,
+}
+
+impl Loader {
+    fn read<T: serde::de::DeserializeOwned>(&mut self, path: &Path) -> Option<T> {
+        let text = match read_text(path) {
+            Ok(t) => t,
+            Err(p) => {
+                self.problems.push(p);
+                return None;
+            }
+        };
+        self.files.push(path.to_path_buf());
+        path.hash(&mut self.hasher);
+        text.hash(&mut self.hasher);
+        parse_yaml(path, &text).map_err(|p| self.problems.push(p)).ok()
+    }
+
+    fn duration(&mut self, file: &Path, raw: &Option<Spanned<String>>, default: Duration) -> Duration {
+        match raw {
+            None => default,
+            Some(s) => parse_duration(&s.value).unwrap_or_else(|e| {
+                self.problems.push(ConfigProblem::error(SourcePos::of(file, s), ProblemKind::Duration(e)));
+                default
+            }),
+        }
+    }
+
+    fn error(&mut self, at: SourcePos, kind: ProblemKind) {
+        self.problems.push(ConfigProblem::error(at, kind));
+    }
+}
+
+/// Loads and compiles everything reachable from the main config file. Collects all problems.
+pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
+    let mut l = Loader { files: Vec::new(), hasher: DefaultHasher::new(), problems: Vec::new() };
+    let Some(raw) = l.read::<RawConfig>(main) else { return Err(l.problems) };
+
+    // The canonical profile first: rules are checked against it.
+    let canonical_path = match &raw.canonical {
+        Some(c) => resolve(main, &c.value),
+        None => PathBuf::from(EMBEDDED_CANONICAL),
+    };
+    let canonical = l.read::<RawCanonical>(&canonical_path).and_then(|c| compile_canonical(&canonical_path, &c, &mut l));
+
+    let body_buffer = raw.limits.body_buffer.as_ref().map_or(DEFAULT_BODY_BUFFER, |b| b.value.0 as usize);
+    let limits = Limits {
+        body_buffer,
+        request_header: raw.limits.request_header.as_ref().map_or(32 * 1024, |b| b.value.0 as usize),
+        request_body: raw.limits.request_body.as_ref().map_or(10 * 1024 * 1024, |b| b.value.0),
+    };
+
+    let mut upstreams = HashMap::new();
+    for (name, up) in &raw.upstreams {
+        let group = compile_upstream(main, name, up, &mut l);
+        upstreams.insert(name.clone(), Arc::new(group));
+    }
+
+    let mut profiles: HashMap<PathBuf, Option<Arc<CompiledProfile>>> = HashMap::new();
+    let empty = Arc::new(CompiledProfile::empty(body_buffer));
+    let mut routes = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for r in &raw.routes {
+        let rv = &r.value;
+        if !names.insert(rv.name.value.clone()) {
+            l.error(SourcePos::of(main, &rv.name), ProblemKind::Duplicate(rv.name.value.clone()));
+        }
+        let upstream = upstreams.get(&rv.upstream.value).cloned();
+        if upstream.is_none() {
+            let mut defined: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+            defined.sort_unstable();
+            l.error(
+                SourcePos::of(main, &rv.upstream),
+                ProblemKind::UnknownUpstream(rv.upstream.value.clone(), defined.join(", ")),
+            );
+        }
+        let prefix = rv.path_prefix.as_ref().map_or("/".to_owned(), |p| p.value.clone());
+        if !prefix.starts_with('/') {
+            let at = rv.path_prefix.as_ref().map_or(SourcePos::of(main, r), |p| SourcePos::of(main, p));
+            l.error(at, ProblemKind::Path(format!("path_prefix `{prefix}` must start with /")));
+        }
+        let profile = match &rv.profile {
+            None => Some(empty.clone()),
+            Some(p) => {
+                let path = resolve(main, &p.value);
+                if !profiles.contains_key(&path) {
+                    let compiled = l.read::<RawProfile>(&path).and_then(|raw_profile| {
+                        let canonical = canonical.as_ref()?;
+                        CompiledProfile::compile(&path, &raw_profile, canonical, body_buffer)
+                            .map_err(|ps| l.problems.extend(ps))
+                            .ok()
+                            .map(Arc::new)
+                    });
+                    profiles.insert(path.clone(), compiled);
+                }
+                profiles[&path].clone()
+            }
+        };
+        let ensure = EnsureHeaders::compile(main, &rv.ensure_headers, &mut l.problems);
+        if let (Some(upstream), Some(profile)) = (upstream, profile) {
+            routes.push(Route {
+                name: Arc::from(rv.name.value.as_str()),
+                host: rv.host.as_ref().map(|h| h.value.to_ascii_lowercase()),
+                path_prefix: prefix,
+                strip_prefix: rv.strip_prefix,
+                upstream,
+                profile,
+                ensure,
+            });
+        }
+    }
+
+    let admin = raw.admin.as_ref().map_or("127.0.0.1:9090".to_owned(), |a| a.value.clone());
+    if let Some(a) = &raw.admin {
+        check_addr(main, a, &mut l);
+    }
+    for addr in &raw.listen.value.0 {
+        if addr.to_socket_addrs().is_err() {
+            l.error(SourcePos::of(main, &raw.listen), ProblemKind::Address(addr.clone()));
+        }
+    }
+    let tls_listen = raw
+        .tls_listen
+        .iter()
+        .map(|t| {
+            check_addr(main, &t.addr, &mut l);
+            TlsListener { addr: t.addr.value.clone(), cert: resolve(main, &t.cert.value), key: resolve(main, &t.key.value) }
+        })
+        .collect();
+    let log_format = raw.log.format.as_ref().map_or("text".to_owned(), |f| f.value.clone());
+    if let Some(f) = &raw.log.format {
+        if f.value != "text" && f.value != "json" {
+            l.error(SourcePos::of(main, f), ProblemKind::Invalid(format!("log format `{}`: use text or json", f.value)));
+        }
+    }
+    let grace_period = l.duration(main, &raw.server.grace_period, Duration::from_secs(5));
+
+    let (Some(canonical), true) = (canonical, l.problems.is_empty()) else {
+        return Err(l.problems);
+    };
+    let warnings = Vec::new();
+    Ok(Snapshot {
+        version: format!("{:016x}", l.hasher.finish()),
+        loaded_at: SystemTime::now(),
+        files: l.files,
+        listen: raw.listen.value.0.clone(),
+        tls_listen,
+        admin,
+        canonical,
+        upstreams,
+        routes,
+        limits,
+        log_format,
+        log_filter: raw.log.filter.as_ref().map_or("info".to_owned(), |f| f.value.clone()),
+        threads: raw.server.threads.as_ref().map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            |t| t.value.max(1),
+        ),
+        grace_period,
+        warnings,
+    })
+}
+
+fn check_addr(file: &Path, a: &Spanned<String>, l: &mut Loader) {
+    if a.value.to_socket_addrs().is_err() {
+        l.error(SourcePos::of(file, a), ProblemKind::Address(a.value.clone()));
+    }
+}
+
+fn compile_upstream(file: &Path, name: &str, up: &Spanned<RawUpstream>, l: &mut Loader) -> UpstreamGroup {
+    let u = &up.value;
+    let mut addrs = Vec::new();
+    for a in &u.addrs {
+        match a.value.to_socket_addrs().map(|mut it| it.next()) {
+            Ok(Some(sa)) => addrs.push(sa),
+            _ => l.error(SourcePos::of(file, a), ProblemKind::Address(a.value.clone())),
+        }
+    }
+    if u.addrs.is_empty() {
+        l.error(SourcePos::of(file, up), ProblemKind::NoAddresses(name.to_owned()));
+    }
+    UpstreamGroup {
+        name: name.to_owned(),
+        addrs,
+        tls: u.tls.as_ref().map(|t| (t.sni.value.clone(), t.verify)),
+        connect_timeout: l.duration(file, &u.connect_timeout, Duration::from_secs(2)),
+        response_timeout: l.duration(file, &u.response_timeout, Duration::from_secs(30)),
+        idle_timeout: l.duration(file, &u.idle_timeout, Duration::from_secs(60)),
+        body_timeout: l.duration(file, &u.body_timeout, Duration::from_secs(30)),
+        next: AtomicUsize::new(0),
+    }
+}
+
+fn compile_canonical(file: &Path, raw: &RawCanonical, l: &mut Loader) -> Option<CanonicalProfile> {
+    let before = l.problems.len();
+    let mut statuses = HashMap::new();
+    for (code, s) in &raw.statuses {
+        if !(100..=599).contains(code) {
+            l.error(SourcePos::of(file, s), ProblemKind::Status(format!("{code} is outside 100-599")));
+        }
+        let type_uri = s.value.type_uri.clone().unwrap_or_else(|| "about:blank".to_owned());
+        let title = s.value.title.clone().unwrap_or_else(|| s.value.reason.clone());
+        statuses.insert(*code, CanonicalStatus { reason: s.value.reason.clone(), type_uri, title });
+    }
+    for (fb, class) in [(&raw.fallback.client, 4), (&raw.fallback.server, 5)] {
+        if fb.value / 100 != class || !statuses.contains_key(&fb.value) {
+            l.error(
+                SourcePos::of(file, fb),
+                ProblemKind::Status(format!("fallback {} must be a {class}xx status of the canonical set", fb.value)),
+            );
+        }
+    }
+    let mut gateway = HashMap::new();
+    for (name, p) in &raw.gateway_problems {
+        match GatewayFailure::from_name(name) {
+            Some(f) => {
+                gateway.insert(f, (p.value.type_uri.clone(), p.value.title.clone()));
+            }
+            None => l.error(
+                SourcePos::of(file, p),
+                ProblemKind::Invalid(format!(
+                    "unknown gateway failure `{name}` (known: {})",
+                    GatewayFailure::ALL.map(GatewayFailure::name).join(", ")
+                )),
+            ),
+        }
+    }
+    (l.problems.len() == before).then(|| CanonicalProfile::new(statuses, raw.fallback.client.value, raw.fallback.server.value, gateway))
+}
+
+/// Reads just the canonical profile (for `explain` without a full config).
+pub fn load_canonical(path: &Path) -> Result<CanonicalProfile, Vec<ConfigProblem>> {
+    let mut l = Loader { files: Vec::new(), hasher: DefaultHasher::new(), problems: Vec::new() };
+    let raw: RawCanonical = load_file(path).map_err(|p| vec![p])?;
+    compile_canonical(path, &raw, &mut l).ok_or(l.problems)
+}
