@@ -3,9 +3,18 @@
 //! - `config`: the YAML schema and file loading (positions for every problem);
 //! - `engine`: the pure rule engine (compiled rules -> canonical decision);
 //! - `snapshot`: load + validate + compile the whole configuration into one immutable value;
+//! - `reload`: the live snapshot behind arc-swap and the reload path;
 //! - `proxy`: the pingora glue (routing, upstream exchange, gateway-made errors);
-//! - `admin`, `metrics`, `access_log`: operations.
+//! - `admin`, `metrics`, `access_log`: operations; `server`: assembling pingora's server;
+//! - `cli`: `run`, `check`, `explain`.
 
+pub mod access_log;
+pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod metrics;
+pub mod proxy;
+pub mod reload;
+pub mod server;
 pub mod snapshot;

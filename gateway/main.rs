@@ -1,1 +1,5 @@
-fn main(){}
+//! The `statusgate` binary; everything lives in the library (`statusgate::cli`).
+
+fn main() {
+    std::process::exit(statusgate::cli::main());
+}

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_saphyr::Spanned;
 
@@ -31,17 +31,41 @@ pub struct UpstreamGroup {
     pub response_timeout: Duration,
     pub idle_timeout: Duration,
     pub body_timeout: Duration,
+    /// How long an address that refused or timed out a connection is skipped.
+    pub fail_timeout: Duration,
     next: AtomicUsize,
+    /// Per address: until when (ms since `epoch`) it is skipped.
+    down_until: Vec<AtomicU64>,
+    epoch: Instant,
 }
 
 impl UpstreamGroup {
-    /// Round robin over the group's addresses.
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Round robin over the addresses that have not failed within `fail_timeout`;
+    /// `None` when every address is down.
     pub fn pick(&self) -> Option<SocketAddr> {
-        if self.addrs.is_empty() {
-            return None;
+        let n = self.addrs.len();
+        let now = self.now_ms();
+        for _ in 0..n {
+            let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
+            if self.down_until[i].load(Ordering::Relaxed) <= now {
+                return Some(self.addrs[i]);
+            }
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        Some(self.addrs[i % self.addrs.len()])
+        None
+    }
+
+    /// Takes an address out of rotation for `fail_timeout` (passive health checking).
+    pub fn mark_down(&self, addr: SocketAddr) {
+        let until = self.now_ms() + self.fail_timeout.as_millis() as u64;
+        for (a, d) in self.addrs.iter().zip(&self.down_until) {
+            if *a == addr {
+                d.store(until, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -311,13 +335,16 @@ fn compile_upstream(file: &Path, name: &str, up: &Spanned<RawUpstream>, l: &mut 
     }
     UpstreamGroup {
         name: name.to_owned(),
-        addrs,
+        addrs: addrs.clone(),
         tls: u.tls.as_ref().map(|t| (t.sni.value.clone(), t.verify)),
         connect_timeout: l.duration(file, &u.connect_timeout, Duration::from_secs(2)),
         response_timeout: l.duration(file, &u.response_timeout, Duration::from_secs(30)),
         idle_timeout: l.duration(file, &u.idle_timeout, Duration::from_secs(60)),
         body_timeout: l.duration(file, &u.body_timeout, Duration::from_secs(30)),
+        fail_timeout: l.duration(file, &u.fail_timeout, Duration::from_secs(5)),
         next: AtomicUsize::new(0),
+        down_until: addrs.iter().map(|_| AtomicU64::new(0)).collect(),
+        epoch: Instant::now(),
     }
 }
 

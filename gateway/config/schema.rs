@@ -80,6 +80,8 @@ pub struct RawUpstream {
     pub response_timeout: Option<Spanned<String>>,
     pub idle_timeout: Option<Spanned<String>>,
     pub body_timeout: Option<Spanned<String>>,
+    /// How long an address that refused or timed out a connection is skipped (default 5s).
+    pub fail_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,34 @@
+//! Logging: the tracing subscriber (text or JSON, RUST_LOG-style filters) and the one
+//! structured access-log line per request.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::proxy::RequestLog;
+
+/// Installs the global subscriber; `RUST_LOG` in the environment overrides `filter`.
+pub fn init(format: &str, filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = if format == "json" { builder.json().flatten_event(true).try_init() } else { builder.try_init() };
+}
+
+pub fn emit(log: &RequestLog) {
+    let upstream = log.upstream_addr.map(|a| a.to_string());
+    tracing::info!(
+        target: "statusgate::access",
+        request_id = %log.request_id,
+        route = log.route.as_deref().unwrap_or("-"),
+        method = %log.method,
+        path = %log.path,
+        upstream = upstream.as_deref().unwrap_or("-"),
+        upstream_status = log.upstream_status.unwrap_or(0),
+        status = log.status,
+        rule = log.rule.as_deref().unwrap_or("-"),
+        origin = log.origin.as_str(),
+        failure = log.failure.map_or("-", |f| f.name()),
+        after_header_failure = log.failed_after_header,
+        upstream_header_ms = log.upstream_header_after.map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        duration_ms = log.started.elapsed().as_secs_f64() * 1000.0,
+        "access"
+    );
+}

@@ -1,0 +1,230 @@
+//! The command line: `run`, `check`, `explain`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use pingora::http::ResponseHeader;
+
+use crate::config::Severity;
+use crate::engine::{BodyPlan, ProblemFormat, RequestFacts, UpstreamBody, UpstreamHead};
+use crate::proxy::respond::{canonical_header, decode, BodyOut};
+use crate::reload::SnapshotHandle;
+use crate::snapshot::{self, Snapshot};
+
+pub const EMBEDDED_CONFIG: &str = "embedded:statusgate.yaml";
+
+#[derive(Parser, Debug)]
+#[command(name = "statusgate", version, about = "A status-normalizing edge gateway on pingora")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve. SIGTERM drains gracefully, SIGHUP reloads, SIGQUIT hands over to a `--upgrade` process.
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Take the listening sockets over from a running statusgate (graceful upgrade).
+        #[arg(long)]
+        upgrade: bool,
+    },
+    /// Validate the configuration and its rules like `nginx -t`: exit 0 or 1.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Show the canonical response the gateway would send for an upstream response.
+    Explain(ExplainArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigArg {
+    /// Configuration file (default: the embedded demo configuration).
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    pub fn path(&self) -> PathBuf {
+        self.config.clone().unwrap_or_else(|| PathBuf::from(EMBEDDED_CONFIG))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The route whose profile applies.
+    #[arg(long)]
+    pub route: String,
+    /// The upstream's status.
+    #[arg(long)]
+    pub status: u16,
+    /// The client's method.
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    /// The client's path (as sent to the gateway).
+    #[arg(long, default_value = "/")]
+    pub path: String,
+    /// An upstream response header, `Name: value` (repeatable).
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+    /// A client request header, `Name: value` (repeatable).
+    #[arg(long = "request-header")]
+    pub request_headers: Vec<String>,
+    /// The upstream body, or `@file`.
+    #[arg(long)]
+    pub body: Option<String>,
+}
+
+/// Loads a snapshot and prints problems as `file:line:col: message`.
+pub fn load_reporting(path: &Path) -> Result<Snapshot, ()> {
+    match snapshot::load(path) {
+        Ok(s) => {
+            for w in &s.warnings {
+                eprintln!("{w}");
+            }
+            Ok(s)
+        }
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            let errors = problems.iter().filter(|p| p.severity == Severity::Error).count();
+            eprintln!("{}: {errors} problem(s), configuration rejected", path.display());
+            Err(())
+        }
+    }
+}
+
+pub fn check(path: &Path) -> i32 {
+    match load_reporting(path) {
+        Ok(s) => {
+            let rules: usize = s.routes.iter().map(|r| r.profile.rule_names().count()).sum();
+            println!(
+                "{}: ok ({} routes, {} upstreams, {} rules, version {})",
+                path.display(),
+                s.routes.len(),
+                s.upstreams.len(),
+                rules,
+                s.version
+            );
+            0
+        }
+        Err(()) => 1,
+    }
+}
+
+fn parse_headers(lines: &[String]) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    for l in lines {
+        let (k, v) = l.split_once(':').ok_or_else(|| format!("`{l}` is not `Name: value`"))?;
+        let name = HeaderName::from_bytes(k.trim().as_bytes()).map_err(|_| format!("bad header name `{k}`"))?;
+        let value = HeaderValue::from_str(v.trim()).map_err(|_| format!("bad header value `{v}`"))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// Renders what the gateway would answer; the text `explain` prints.
+pub fn explain(snap: &Snapshot, args: &ExplainArgs) -> Result<String, String> {
+    let route = snap
+        .routes
+        .iter()
+        .find(|r| *r.name == *args.route)
+        .ok_or_else(|| format!("no route `{}` (routes: {})", args.route, snap.routes.iter().map(|r| &*r.name).collect::<Vec<_>>().join(", ")))?;
+    let resp_headers = parse_headers(&args.headers)?;
+    let req_headers = parse_headers(&args.request_headers)?;
+    let body = match &args.body {
+        Some(b) if b.starts_with('@') => std::fs::read(&b[1..]).map_err(|e| format!("{}: {e}", &b[1..]))?,
+        Some(b) => b.clone().into_bytes(),
+        None => Vec::new(),
+    };
+    let request_id = "explain";
+    let upstream_path = route.upstream_path(&args.path).into_owned();
+    let facts = RequestFacts { method: &args.method, path: &upstream_path, headers: &req_headers, request_id };
+    let head = UpstreamHead { status: args.status, headers: &resp_headers };
+    let cap = route.profile.body_buffer;
+    let head_request = args.method.eq_ignore_ascii_case("HEAD");
+    let bodyless = head_request || args.status == 204 || args.status == 304;
+    let encoding = resp_headers.get(http::header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+    let decoded;
+    let ub = if bodyless || !route.profile.needs_body(&facts, &head) {
+        UpstreamBody::NotRead
+    } else if body.len() > cap {
+        UpstreamBody::Skipped(crate::engine::BodySkip::OverCap)
+    } else {
+        match decode(encoding, &body, cap) {
+            Ok(d) => {
+                decoded = d;
+                UpstreamBody::Read(&decoded)
+            }
+            Err(s) => UpstreamBody::Skipped(s),
+        }
+    };
+    let decision = route.profile.evaluate(&snap.canonical, &route.ensure, &facts, &head, ub);
+    let mut upstream = ResponseHeader::build(args.status, None).map_err(|e| e.to_string())?;
+    for (k, v) in resp_headers.iter() {
+        upstream.append_header(k.clone(), v.clone()).map_err(|e| e.to_string())?;
+    }
+    let format = ProblemFormat::negotiate(req_headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let (header, out) = canonical_header(&upstream, &decision, request_id, format, bodyless).map_err(|e| e.to_string())?;
+    let mut text = format!("# route: {}  profile: {}\n", route.name, route.profile.source);
+    text.push_str(&format!("# rule: {}\n", decision.rule.unwrap_or("(none: canonical defaults)")));
+    if let UpstreamBody::Skipped(s) = ub {
+        text.push_str(&format!("# body not used: {}\n", s.name()));
+    }
+    text.push_str(&format!("HTTP/1.1 {} {}\n", decision.status, decision.reason));
+    for (k, v) in header.headers.iter() {
+        text.push_str(&format!("{}: {}\n", k, String::from_utf8_lossy(v.as_bytes())));
+    }
+    text.push('\n');
+    match (out, &decision.body) {
+        (BodyOut::Replace(b), _) => text.push_str(&String::from_utf8_lossy(&b)),
+        (BodyOut::Upstream, BodyPlan::Passthrough) => text.push_str(&String::from_utf8_lossy(&body)),
+        _ => {}
+    }
+    text.push('\n');
+    Ok(text)
+}
+
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config.path()),
+        Command::Explain(args) => {
+            let Ok(snap) = load_reporting(&args.config.path()) else { return 1 };
+            match explain(&snap, &args) {
+                Ok(text) => {
+                    print!("{text}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("explain: {e}");
+                    1
+                }
+            }
+        }
+        Command::Run { config, upgrade } => {
+            let path = config.path();
+            let Ok(snap) = load_reporting(&path) else { return 1 };
+            crate::access_log::init(&snap.log_format, &snap.log_filter);
+            let handle = Arc::new(SnapshotHandle::new(&path, snap));
+            match crate::server::build(handle.clone(), upgrade) {
+                Ok(built) => {
+                    let s = handle.current();
+                    tracing::info!(config = %path.display(), version = %s.version, listen = ?s.listen, admin = %s.admin, "statusgate starting");
+                    built.server.run_forever()
+                }
+                Err(e) => {
+                    eprintln!("statusgate: cannot start: {e}");
+                    1
+                }
+            }
+        }
+    }
+}

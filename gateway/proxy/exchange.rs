@@ -1,0 +1,367 @@
+//! One client request, forwarded: route it, send it upstream, read the upstream's header (under
+//! a real deadline), read the body only when a rule may need it, let the engine decide, and
+//! write the canonical response. Everything that can fail ends in a `GatewayFailure` answered
+//! with a problem body, or, once the header is out, in a closed connection.
+//!
+//! Why not pingora's `ProxyHttp`: in pingora 0.9 the response header is written before any body
+//! arrives (cloudflare/pingora#978), so a status that depends on the body (Huawei's 400 whose
+//! `error_code` says "throttled") cannot be set there, and its read timeout is per read, not a
+//! deadline. The exchange below uses pingora's own server session, connector and pool.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header;
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::prelude::HttpPeer;
+use pingora::protocols::http::client::HttpSession as UpstreamSession;
+use pingora::protocols::http::ServerSession;
+use pingora::Error;
+
+use super::failure::classify;
+use super::respond::{self, canonical_header, problem_response, BodyOut, X_REQUEST_ID};
+use super::RequestLog;
+use crate::engine::{BodySkip, GatewayFailure, Origin, ProblemFormat, RequestFacts, UpstreamBody, UpstreamHead};
+use crate::snapshot::{Route, Snapshot, UpstreamGroup};
+
+/// How a request ended, for connection reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Response complete; the client connection may be reused.
+    Complete,
+    /// The client connection must close (body left unread, failure mid-response, client gone).
+    Close,
+}
+
+enum SendError {
+    Upstream(Box<Error>),
+    Deadline,
+    Client,
+    TooLarge,
+}
+
+pub struct Exchange<'a> {
+    pub session: &'a mut ServerSession,
+    pub snap: &'a Snapshot,
+    pub connector: &'a Connector,
+    pub log: &'a mut RequestLog,
+    pub format: ProblemFormat,
+    pub head_request: bool,
+}
+
+impl Exchange<'_> {
+    /// Answers a failure with the canonical problem body.
+    pub async fn fail(&mut self, failure: GatewayFailure, reusable: bool) -> Ending {
+        self.log.failure = Some(failure);
+        self.log.origin = Origin::Gateway;
+        self.log.status = failure.status();
+        let canonical = &self.snap.canonical;
+        let problem = canonical.gateway_problem(failure, &self.log.request_id);
+        let Ok((header, body)) = problem_response(&problem, canonical.reason(problem.status), self.format, self.head_request) else {
+            return Ending::Close;
+        };
+        if !reusable {
+            self.session.set_keepalive(None);
+        }
+        let written = self.session.write_response_header(Box::new(header)).await.is_ok()
+            && if body.is_empty() {
+                self.session.finish_body().await.is_ok()
+            } else {
+                self.session.write_response_body(body, true).await.is_ok()
+            };
+        if written && reusable {
+            Ending::Complete
+        } else {
+            Ending::Close
+        }
+    }
+
+    pub async fn run(&mut self, req: &RequestHeader) -> Ending {
+        let snap = self.snap;
+        let host = req.uri.host().or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()));
+        let path = req.uri.path();
+        let Some(route) = snap.route_for(host, path) else {
+            return self.fail(GatewayFailure::NoRoute, true).await;
+        };
+        self.log.route = Some(route.name.clone());
+        let declared_len = req
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared_len.is_some_and(|n| n > snap.limits.request_body) {
+            return self.fail(GatewayFailure::RequestTooLarge, false).await;
+        }
+        let group = &route.upstream;
+        let upstream_path = route.upstream_path(path).into_owned();
+        let upstream_req = match self.upstream_request(req, &upstream_path) {
+            Ok(r) => r,
+            Err(_) => return self.fail(GatewayFailure::BadRequest, false).await,
+        };
+
+        // Connect (skipping addresses that recently failed, trying each at most once) and send;
+        // a pooled connection that turns out stale is retried once, fresh, when no request body
+        // byte has left yet.
+        let mut connect_failures = 0;
+        let mut retried = false;
+        let (mut up, peer) = loop {
+            let Some(addr) = group.pick() else {
+                return self.fail(GatewayFailure::NoUpstream, true).await;
+            };
+            self.log.upstream_addr = Some(addr);
+            let peer = make_peer(addr, group);
+            let (mut up, reused) = match self.connector.get_http_session(&peer).await {
+                Ok(s) => s,
+                Err(e) => {
+                    group.mark_down(addr);
+                    connect_failures += 1;
+                    if connect_failures < group.addrs.len() {
+                        continue;
+                    }
+                    return self.fail(classify(&e), true).await;
+                }
+            };
+            let mut body_sent = false;
+            match self.send(&mut up, &upstream_req, group, &mut body_sent).await {
+                Ok(()) => break (up, peer),
+                Err(SendError::Upstream(_)) if reused && !body_sent && !retried => retried = true,
+                Err(SendError::Upstream(e)) => return self.fail(classify(&e), !body_sent).await,
+                Err(SendError::Deadline) => return self.fail(GatewayFailure::ResponseTimeout, !body_sent).await,
+                Err(SendError::TooLarge) => return self.fail(GatewayFailure::RequestTooLarge, false).await,
+                Err(SendError::Client) => return Ending::Close,
+            }
+        };
+        self.log.upstream_header_after = Some(self.log.started.elapsed());
+        let ending = self.respond(&mut up, req, &upstream_path, route).await;
+        if up.response_done() {
+            self.connector.release_http_session(up, &peer, Some(group.idle_timeout)).await;
+        }
+        ending
+    }
+
+    /// The request as the upstream sees it: path rewritten, hop-by-hop headers dropped,
+    /// request id and forwarding headers set.
+    fn upstream_request(&self, req: &RequestHeader, upstream_path: &str) -> pingora::Result<RequestHeader> {
+        let mut up = req.clone();
+        let pq = match req.uri.query() {
+            Some(q) => format!("{upstream_path}?{q}"),
+            None => upstream_path.to_owned(),
+        };
+        up.set_uri(http::Uri::try_from(pq).map_err(|e| Error::because(pingora::ErrorType::InvalidHTTPHeader, "path", e))?);
+        let connection_named: Vec<String> = req
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+            .collect();
+        let names: Vec<_> = up.headers.keys().cloned().collect();
+        for name in names {
+            if respond::is_hop_by_hop(&name) || connection_named.iter().any(|c| c == name.as_str()) {
+                up.remove_header(&name);
+            }
+        }
+        up.insert_header(X_REQUEST_ID, self.log.request_id.as_str())?;
+        if let Some(client) = self.session.client_addr().and_then(|a| a.as_inet()) {
+            let ip = client.ip().to_string();
+            let xff = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+                Some(prev) => format!("{prev}, {ip}"),
+                None => ip,
+            };
+            up.insert_header("x-forwarded-for", xff)?;
+        }
+        Ok(up)
+    }
+
+    async fn send(
+        &mut self,
+        up: &mut UpstreamSession,
+        req: &RequestHeader,
+        group: &UpstreamGroup,
+        body_sent: &mut bool,
+    ) -> Result<(), SendError> {
+        up.write_request_header(Box::new(req.clone())).await.map_err(SendError::Upstream)?;
+        let limit = self.snap.limits.request_body;
+        let mut total = 0u64;
+        loop {
+            match self.session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    total += chunk.len() as u64;
+                    if total > limit {
+                        return Err(SendError::TooLarge);
+                    }
+                    *body_sent = true;
+                    up.write_request_body(chunk, false).await.map_err(SendError::Upstream)?;
+                }
+                Ok(None) => break,
+                Err(_) => return Err(SendError::Client),
+            }
+        }
+        up.finish_request_body().await.map_err(SendError::Upstream)?;
+        // The response deadline: the whole header, informational responses included.
+        let read = async {
+            loop {
+                up.read_response_header().await?;
+                match up.response_header().map(|h| h.status.as_u16()) {
+                    Some(s) if (100..200).contains(&s) && s != 101 => continue,
+                    _ => return Ok::<(), Box<Error>>(()),
+                }
+            }
+        };
+        match tokio::time::timeout(group.response_timeout, read).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(SendError::Upstream(e)),
+            Err(_) => Err(SendError::Deadline),
+        }
+    }
+
+    async fn respond(&mut self, up: &mut UpstreamSession, req: &RequestHeader, upstream_path: &str, route: &Route) -> Ending {
+        let Some(upstream) = up.response_header().cloned() else {
+            return self.fail(GatewayFailure::InvalidResponse, true).await;
+        };
+        let status = upstream.status.as_u16();
+        self.log.upstream_status = Some(status);
+        let bodyless = self.head_request || status == 204 || status == 304;
+        let facts = RequestFacts {
+            method: req.method.as_str(),
+            path: upstream_path,
+            headers: &req.headers,
+            request_id: &self.log.request_id,
+        };
+        let head = UpstreamHead { status, headers: &upstream.headers };
+        let profile = &route.profile;
+
+        // Buffer only when a rule may need the body, and never past the cap.
+        let mut buffered = BytesMut::new();
+        let mut complete = bodyless;
+        let mut skip = None;
+        if !bodyless && profile.needs_body(&facts, &head) {
+            let cap = profile.body_buffer;
+            loop {
+                match up.read_response_body().await {
+                    Ok(Some(chunk)) => {
+                        buffered.extend_from_slice(&chunk);
+                        if buffered.len() > cap {
+                            skip = Some(BodySkip::OverCap);
+                            break;
+                        }
+                    }
+                    Ok(None) => {
+                        complete = true;
+                        break;
+                    }
+                    Err(e) => return self.fail(classify(&e), true).await,
+                }
+            }
+        }
+        let encoding = upstream.headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+        let decoded;
+        let body = match skip {
+            Some(s) => UpstreamBody::Skipped(s),
+            None if !complete || bodyless => UpstreamBody::NotRead,
+            None => match respond::decode(encoding, &buffered, profile.body_buffer) {
+                Ok(d) => {
+                    decoded = d;
+                    UpstreamBody::Read(&decoded)
+                }
+                Err(s) => UpstreamBody::Skipped(s),
+            },
+        };
+        if let UpstreamBody::Skipped(s) = body {
+            self.log.body_skip = Some(s);
+        }
+        let decision = profile.evaluate(&self.snap.canonical, &route.ensure, &facts, &head, body);
+        self.log.status = decision.status;
+        self.log.rule = decision.rule.map(str::to_owned);
+        let (header, out) = match canonical_header(&upstream, &decision, &self.log.request_id, self.format, bodyless) {
+            Ok(x) => x,
+            Err(_) => return self.fail(GatewayFailure::InvalidResponse, false).await,
+        };
+        if self.session.write_response_header(Box::new(header)).await.is_err() {
+            return Ending::Close;
+        }
+        match out {
+            BodyOut::None => ok(self.session.finish_body().await.is_ok()),
+            BodyOut::Replace(b) => {
+                let written = self.session.write_response_body(b, true).await.is_ok();
+                // Drain a small remainder so the upstream connection can be pooled.
+                if !complete {
+                    drain(up, profile.body_buffer).await;
+                }
+                ok(written)
+            }
+            BodyOut::Upstream => self.stream(up, buffered.freeze(), complete).await,
+        }
+    }
+
+    /// Streams the upstream body to the client, starting with what was already read.
+    async fn stream(&mut self, up: &mut UpstreamSession, first: Bytes, mut complete: bool) -> Ending {
+        if !first.is_empty() && self.session.write_response_body(first, false).await.is_err() {
+            return Ending::Close;
+        }
+        while !complete {
+            match up.read_response_body().await {
+                Ok(Some(chunk)) => {
+                    if self.session.write_response_body(chunk, false).await.is_err() {
+                        return Ending::Close;
+                    }
+                }
+                Ok(None) => complete = true,
+                Err(e) => {
+                    // The status is out: all that is left is to close and count it.
+                    self.log.failed_after_header = true;
+                    tracing::warn!(request_id = %self.log.request_id, error = %e, "upstream failed after the response header was sent");
+                    return Ending::Close;
+                }
+            }
+        }
+        ok(self.session.finish_body().await.is_ok())
+    }
+}
+
+fn ok(written: bool) -> Ending {
+    if written {
+        Ending::Complete
+    } else {
+        Ending::Close
+    }
+}
+
+async fn drain(up: &mut UpstreamSession, limit: usize) {
+    let mut seen = 0usize;
+    let deadline = tokio::time::sleep(Duration::from_millis(100));
+    tokio::pin!(deadline);
+    while seen <= limit {
+        tokio::select! {
+            r = up.read_response_body() => match r {
+                Ok(Some(c)) => seen += c.len(),
+                _ => return,
+            },
+            _ = &mut deadline => return,
+        }
+    }
+}
+
+pub fn make_peer(addr: std::net::SocketAddr, group: &UpstreamGroup) -> HttpPeer {
+    let (tls, sni) = match &group.tls {
+        Some((sni, _)) => (true, sni.clone()),
+        None => (false, String::new()),
+    };
+    let mut peer = HttpPeer::new(addr, tls, sni);
+    peer.options.connection_timeout = Some(group.connect_timeout);
+    peer.options.total_connection_timeout = Some(group.connect_timeout);
+    peer.options.read_timeout = Some(group.body_timeout);
+    peer.options.write_timeout = Some(group.response_timeout);
+    peer.options.idle_timeout = Some(group.idle_timeout);
+    if let Some((_, verify)) = &group.tls {
+        peer.options.verify_cert = *verify;
+        peer.options.verify_hostname = *verify;
+    }
+    peer
+}
+
+/// Shared by the app: the connector and its pool live as long as the process.
+pub type SharedConnector = Arc<Connector>;
+

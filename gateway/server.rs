@@ -1,0 +1,63 @@
+//! Assembles the pingora server from a snapshot: the gateway listeners (plain and TLS), the
+//! admin listener, readiness, and the lifecycle settings (threads, grace period).
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use pingora::apps::http_app::HttpServer;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+
+use crate::admin::{AdminApp, Readiness};
+use crate::metrics::Metrics;
+use crate::proxy::GatewayApp;
+use crate::reload::SnapshotHandle;
+
+/// Process-wide metrics (prometheus's default registry can hold each name once).
+pub fn metrics() -> Arc<Metrics> {
+    static METRICS: std::sync::OnceLock<Arc<Metrics>> = std::sync::OnceLock::new();
+    METRICS.get_or_init(|| Arc::new(Metrics::register().expect("metric names are unique"))).clone()
+}
+
+pub struct Built {
+    pub server: Server,
+    pub ready: Arc<AtomicBool>,
+}
+
+/// Builds (does not run) the server. `upgrade` takes the listeners over from a running
+/// instance (pingora's graceful upgrade).
+pub fn build(handle: Arc<SnapshotHandle>, upgrade: bool) -> pingora::Result<Built> {
+    let snap = handle.current();
+    let conf = ServerConf {
+        threads: snap.threads,
+        grace_period_seconds: Some(snap.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(2),
+        upgrade_sock: "/tmp/statusgate_upgrade.sock".into(),
+        pid_file: "/tmp/statusgate.pid".into(),
+        ..ServerConf::default()
+    };
+    let opt = Opt { upgrade, ..Opt::default() };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    server.bootstrap();
+
+    let handle_for_hup = handle.clone();
+    let app = GatewayApp::new(handle.clone(), metrics());
+    let mut gateway = Service::new("statusgate".to_owned(), app);
+    for addr in &snap.listen {
+        gateway.add_tcp(addr);
+    }
+    for t in &snap.tls_listen {
+        gateway.add_tls(&t.addr, &t.cert.to_string_lossy(), &t.key.to_string_lossy())?;
+    }
+    server.add_service(gateway);
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let mut admin = Service::new("statusgate-admin".to_owned(), HttpServer::new_app(AdminApp { snapshots: handle, ready: ready.clone() }));
+    admin.add_tcp(&snap.admin);
+    server.add_service(admin);
+    server.add_service(background_service("readiness", Readiness(ready.clone())));
+    server.add_service(background_service("sighup-reload", crate::reload::SighupReload(handle_for_hup)));
+    Ok(Built { server, ready })
+}
