@@ -1,0 +1,105 @@
+//! The gateway in-process, on free loopback ports, with its config files in a temp dir.
+//! Dropping it shuts the pingora server down gracefully and joins its thread.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
+use statusgate::reload::SnapshotHandle;
+use tokio::sync::Notify;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct TestSignal(Arc<Notify>);
+
+#[async_trait]
+impl ShutdownSignalWatch for TestSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        self.0.notified().await;
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+pub struct Gateway {
+    pub port: u16,
+    pub admin: u16,
+    pub dir: tempfile::TempDir,
+    pub handle: Arc<SnapshotHandle>,
+    stop: Arc<Notify>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// `config` may use `${LISTEN}` and `${ADMIN}`; `files` are written next to it.
+    pub fn start(config: &str, files: &[(&str, &str)]) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            let p = dir.path().join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        let (port, admin) = (free_port(), free_port());
+        let text = config.replace("${LISTEN}", &format!("127.0.0.1:{port}")).replace("${ADMIN}", &format!("127.0.0.1:{admin}"));
+        let text = if text.contains("server:") { text } else { format!("{text}\nserver:\n  threads: 1\n  grace_period: 0s\n") };
+        let path = dir.path().join("statusgate.yaml");
+        std::fs::write(&path, text).unwrap();
+        let snap = statusgate::snapshot::load(&path).unwrap_or_else(|ps| {
+            panic!("config rejected:\n{}", ps.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+        });
+        let handle = Arc::new(SnapshotHandle::new(&path, snap));
+        let built = statusgate::server::build(handle.clone(), false).expect("server builds");
+        let stop = Arc::new(Notify::new());
+        let signal = TestSignal(stop.clone());
+        let thread = std::thread::spawn(move || built.server.run(RunArgs { shutdown_signal: Box::new(signal) }));
+        let gw = Gateway { port, admin, dir, handle, stop, thread: Some(thread) };
+        gw.wait_port(port);
+        gw.wait_port(admin);
+        gw
+    }
+
+    fn wait_port(&self, port: u16) {
+        let t = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(10), "gateway did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// GET on the admin listener.
+    pub fn admin_get(&self, path: &str) -> super::Response {
+        super::request(self.admin, "GET", path, &[], b"")
+    }
+
+    /// The value of one metric series from `/metrics`, 0 when absent.
+    /// `series` is the exact text before the value, e.g. `statusgate_x{a="b"}`.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self.admin_get("/metrics").text();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (series, value) = l.rsplit_once(' ')?;
+                let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+                (n == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))).then(|| value.parse::<f64>().ok())?
+            })
+            .sum()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.stop.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

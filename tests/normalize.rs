@@ -1,0 +1,229 @@
+//! Client -> gateway -> scripted upstream and back: rules rewrite statuses, headers and bodies;
+//! success bodies pass untouched; caps, gzip, bodiless responses and problem+xml.
+
+mod common;
+
+use std::io::Write;
+
+use common::{request, Gateway, Reply, Upstream};
+
+const PROFILE: &str = r#"
+vendor: test
+rules:
+  - name: throttled
+    when:
+      status: 400
+      json: { /error_code: { equals: EndPoint.0022, ignore_case: true } }
+    then:
+      status: 429
+      headers: { set: { Retry-After: "2" } }
+      problem: { detail: "${json:/error_msg}", vendor_code: "${json:/error_code}" }
+  - name: dotnet-error
+    when:
+      status: 5xx
+      content_type: "*/xml"
+      xml: { Error/@Message: { exists: true } }
+    then:
+      problem: { detail: "${xml:Error/@Message}" }
+  - name: created
+    when:
+      status: 200
+      method: POST
+      path: /v1/*/things
+    then:
+      status: 201
+      headers: { set: { Location: "/v1/things/${json:/thing/id}" } }
+  - name: keep
+    when: { status: 409 }
+    then: { keep_body: true }
+  - name: strip-powered-by
+    when: { status: 200, headers: { X-Powered-By: { exists: true } } }
+    then: { headers: { remove: [X-Powered-By] } }
+"#;
+
+fn gateway(up: &Upstream, extra: &str) -> Gateway {
+    let cfg = format!(
+        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\n{extra}\nupstreams:\n  up:\n    addrs: [{}]\nroutes:\n  - name: vendor\n    path_prefix: /\n    upstream: up\n    profile: profile.yaml\n",
+        up.addr()
+    );
+    Gateway::start(&cfg, &[("profile.yaml", PROFILE)])
+}
+
+#[test]
+fn success_passes_untouched_with_upstream_status_and_request_id() {
+    let up = Upstream::start(|_| Reply::new(200, "Success", &[("Content-Type", "application/json"), ("ETag", "\"r1\"")], br#"{"id":1}"#));
+    let gw = gateway(&up, "");
+    let r = request(gw.port, "GET", "/v1/p/things/1", &[], b"");
+    assert_eq!((r.status, r.reason.as_str()), (200, "OK"), "vendor reason phrase replaced");
+    assert_eq!(r.body, br#"{"id":1}"#);
+    assert_eq!(r.header("x-upstream-status"), Some("200"));
+    assert_eq!(r.header("etag"), Some("\"r1\""));
+    let rid = r.header("x-request-id").expect("request id");
+    assert_eq!(up.requests()[0].header("x-request-id"), Some(rid), "the same id goes upstream");
+}
+
+#[test]
+fn body_dependent_status_rewrite_with_problem_body() {
+    let up = Upstream::start(|_| {
+        let mut r = Reply::json(400, "BadRequest", r#"{"error_code":"Endpoint.0022","error_msg":"The number of requests exceeded the limit."}"#);
+        if let Reply::Raw(b) = &mut r {
+            let s = String::from_utf8(b.clone()).unwrap().replacen("\r\n", "\r\nX-Request-Id: hw-77\r\n", 1);
+            *b = s.into_bytes();
+        }
+        r
+    });
+    let gw = gateway(&up, "");
+    let r = request(gw.port, "GET", "/v1/p/vpc-endpoints", &[("X-Request-Id", "client-abc")], b"");
+    assert_eq!((r.status, r.reason.as_str()), (429, "Too Many Requests"));
+    assert_eq!(r.header("retry-after"), Some("2"));
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    assert_eq!(r.header("x-upstream-status"), Some("400"));
+    assert_eq!(r.header("x-request-id"), Some("client-abc"));
+    let p = r.json();
+    assert_eq!(p["status"], 429);
+    assert_eq!(p["title"], "Too Many Requests");
+    assert_eq!(p["detail"], "The number of requests exceeded the limit.");
+    assert_eq!(p["vendor_code"], "Endpoint.0022");
+    assert_eq!(p["upstream_status"], 400);
+    assert_eq!(p["request_id"], "client-abc");
+    assert_eq!(p["vendor_request_id"], "hw-77");
+    assert_eq!(p["origin"], "upstream");
+    assert_eq!(gw.metric("statusgate_rule_matches_total", &[("rule", "throttled")]), 1.0);
+}
+
+#[test]
+fn xml_error_detail_without_stack_trace_and_problem_xml_on_request() {
+    let body = r#"<Error Message="Object reference not set to an instance of an object." StatusCode="500" xmlns="http://www.veeam.com/ent/v1.0"><FirstChanceExceptionMessage>NullReferenceException</FirstChanceExceptionMessage><StackTrace>   at Veeam.Backup.Core.CDbAccessor.Get()</StackTrace></Error>"#;
+    let up = Upstream::start(move |_| Reply::xml(500, "InternalServerError", body));
+    let gw = gateway(&up, "");
+    let r = request(gw.port, "GET", "/api/query", &[], b"");
+    assert_eq!((r.status, r.reason.as_str()), (500, "Internal Server Error"));
+    let p = r.json();
+    assert_eq!(p["detail"], "Object reference not set to an instance of an object.");
+    assert!(!r.text().contains("Veeam.Backup.Core"), "stack trace leaked: {}", r.text());
+    assert!(!r.text().contains("NullReferenceException"));
+
+    let r = request(gw.port, "GET", "/api/query", &[("Accept", "application/xml")], b"");
+    assert_eq!(r.header("content-type"), Some("application/problem+xml"));
+    let x = r.text();
+    assert!(x.contains(r#"<problem xmlns="urn:ietf:rfc:7807">"#), "{x}");
+    assert!(x.contains("<status>500</status>") && x.contains("<detail>Object reference not set"), "{x}");
+    assert!(!x.contains("StackTrace") && !x.contains("Veeam.Backup.Core"));
+}
+
+#[test]
+fn location_built_from_body_cannot_inject_headers() {
+    let up = Upstream::start(|req| {
+        let id = if req.path.contains("evil") { "x\\r\\nSet-Cookie: pwned=1" } else { "t-42" };
+        Reply::json(200, "OK", &format!(r#"{{"thing":{{"id":"{id}"}}}}"#))
+    });
+    let gw = gateway(&up, "");
+    let r = request(gw.port, "POST", "/v1/p/things", &[("Content-Type", "application/json")], br#"{"name":"a"}"#);
+    assert_eq!((r.status, r.reason.as_str()), (201, "Created"));
+    assert_eq!(r.header("location"), Some("/v1/things/t-42"));
+    assert_eq!(r.body, br#"{"thing":{"id":"t-42"}}"#, "a 2xx body is not replaced");
+    assert_eq!(up.requests()[0].body, br#"{"name":"a"}"#, "request body forwarded");
+
+    let r = request(gw.port, "POST", "/v1/evil/things", &[], b"{}");
+    assert_eq!(r.status, 201);
+    assert!(r.header("set-cookie").is_none(), "CR/LF from upstream data injected a header");
+    assert!(r.header("location").unwrap().contains("Set-Cookie: pwned=1"));
+}
+
+#[test]
+fn fallbacks_keep_body_and_header_removal() {
+    let up = Upstream::start(|req| match req.path.as_str() {
+        "/teapot" => Reply::json(418, "I'm a teapot", r#"{"short":"stout"}"#),
+        "/insufficient" => Reply::json(507, "Insufficient Storage", "{}"),
+        "/partial" => Reply::new(206, "Partial Content", &[("Content-Range", "bytes 0-1/4")], b"ab"),
+        "/conflict" => Reply::json(409, "Conflict", r#"{"vendor":"body"}"#),
+        _ => Reply::new(200, "OK", &[("X-Powered-By", "ASP.NET")], b"ok"),
+    });
+    let gw = gateway(&up, "");
+    let r = request(gw.port, "GET", "/teapot", &[], b"");
+    assert_eq!((r.status, r.reason.as_str()), (400, "Bad Request"));
+    assert_eq!(r.json()["upstream_status"], 418);
+    let r = request(gw.port, "GET", "/insufficient", &[], b"");
+    assert_eq!((r.status, r.json()["status"].as_u64()), (502, Some(502)));
+    let r = request(gw.port, "GET", "/partial", &[], b"");
+    assert_eq!((r.status, r.body.as_slice()), (206, b"ab".as_slice()));
+    let r = request(gw.port, "GET", "/conflict", &[], b"");
+    assert_eq!((r.status, r.text().as_str()), (409, r#"{"vendor":"body"}"#));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let r = request(gw.port, "GET", "/plain", &[], b"");
+    assert!(r.header("x-powered-by").is_none());
+    assert_eq!(gw.metric("statusgate_responses_total", &[("code", "400"), ("upstream_code", "418")]), 1.0);
+}
+
+#[test]
+fn over_the_cap_the_status_mapping_applies_and_nothing_is_truncated() {
+    // A 5xx XML error larger than the 1 KiB cap: the XML rule cannot read it, so the canonical
+    // 5xx fallback applies (problem body without detail) ...
+    let big_error = format!(r#"<Error Message="m">{}</Error>"#, "x".repeat(4000));
+    // ... and a 200 that a body rule wants (POST create) streams through whole.
+    let big_ok = format!(r#"{{"thing":{{"id":"t"}},"pad":"{}"}}"#, "y".repeat(200_000));
+    let up = Upstream::start(move |req| match req.method.as_str() {
+        "POST" => Reply::json(200, "OK", &big_ok),
+        _ => Reply::xml(503, "ServiceUnavailable", &big_error),
+    });
+    let gw = gateway(&up, "limits:\n  body_buffer: 1KiB");
+    let r = request(gw.port, "GET", "/x", &[], b"");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["status"], 503);
+    assert!(r.json().get("detail").is_none());
+    let r = request(gw.port, "POST", "/v1/p/things", &[], b"{}");
+    // The status mapping still applies; the Location template cannot render without the body.
+    assert_eq!(r.status, 201);
+    assert!(r.header("location").is_none());
+    assert!(!r.truncated);
+    assert_eq!(r.body.len(), 200_000 + r#"{"thing":{"id":"t"},"pad":""}"#.len());
+    assert_eq!(gw.metric("statusgate_body_rewrites_skipped_total", &[("reason", "over_cap")]), 2.0);
+}
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn gzip_bodies_are_decoded_for_matching_only() {
+    let err = gzip(br#"{"error_code":"EndPoint.0022","error_msg":"slow down"}"#);
+    let ok = gzip(br#"{"fine":true}"#);
+    let up = Upstream::start(move |req| {
+        let (status, body) = if req.path == "/err" { (400, err.clone()) } else { (200, ok.clone()) };
+        Reply::new(status, "X", &[("Content-Type", "application/json"), ("Content-Encoding", "gzip")], &body)
+    });
+    let gw = gateway(&up, "");
+    let r = request(gw.port, "GET", "/err", &[("Accept-Encoding", "gzip")], b"");
+    assert_eq!(r.status, 429);
+    assert!(r.header("content-encoding").is_none());
+    assert_eq!(r.json()["detail"], "slow down");
+    let r = request(gw.port, "GET", "/ok", &[("Accept-Encoding", "gzip")], b"");
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_eq!(r.body, gzip(br#"{"fine":true}"#));
+}
+
+#[test]
+fn bodiless_responses_stay_bodiless() {
+    let up = Upstream::start(|req| match req.path.as_str() {
+        "/204" => Reply::new(204, "NoContent", &[], b""),
+        "/304" => Reply::new(304, "Not Modified", &[("ETag", "\"v2\"")], b""),
+        _ => Reply::json(404, "NotFound", r#"{"m":"gone"}"#),
+    });
+    let gw = gateway(&up, "");
+    let r = request(gw.port, "DELETE", "/204", &[], b"");
+    assert_eq!((r.status, r.reason.as_str(), r.body.len()), (204, "No Content", 0));
+    let r = request(gw.port, "GET", "/304", &[("If-None-Match", "\"v2\"")], b"");
+    assert_eq!((r.status, r.header("etag")), (304, Some("\"v2\"")));
+    // HEAD of an error: canonical status and type, no body; a second request on the same
+    // connection proves no stray body bytes were written.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    s.write_all(b"HEAD /missing HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut rd = std::io::BufReader::new(s.try_clone().unwrap());
+    let head = common::client::read_response(&mut rd, true).unwrap();
+    assert_eq!((head.status, head.header("content-type")), (404, Some("application/problem+json")));
+    s.write_all(b"GET /204 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let next = common::client::read_response(&mut rd, false).unwrap();
+    assert_eq!(next.status, 204);
+}
