@@ -41,9 +41,10 @@ rules:
     then: { headers: { remove: [X-Powered-By] } }
 "#;
 
-fn gateway(up: &Upstream, extra: &str) -> Gateway {
+/// One route named `route`: metrics are process-wide, so each test counts under its own route.
+fn gateway(route: &str, up: &Upstream, extra: &str) -> Gateway {
     let cfg = format!(
-        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\n{extra}\nupstreams:\n  up:\n    addrs: [{}]\nroutes:\n  - name: vendor\n    path_prefix: /\n    upstream: up\n    profile: profile.yaml\n",
+        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\n{extra}\nupstreams:\n  up:\n    addrs: [{}]\nroutes:\n  - name: {route}\n    path_prefix: /\n    upstream: up\n    profile: profile.yaml\n",
         up.addr()
     );
     Gateway::start(&cfg, &[("profile.yaml", PROFILE)])
@@ -52,7 +53,7 @@ fn gateway(up: &Upstream, extra: &str) -> Gateway {
 #[test]
 fn success_passes_untouched_with_upstream_status_and_request_id() {
     let up = Upstream::start(|_| Reply::new(200, "Success", &[("Content-Type", "application/json"), ("ETag", "\"r1\"")], br#"{"id":1}"#));
-    let gw = gateway(&up, "");
+    let gw = gateway("success", &up, "");
     let r = request(gw.port, "GET", "/v1/p/things/1", &[], b"");
     assert_eq!((r.status, r.reason.as_str()), (200, "OK"), "vendor reason phrase replaced");
     assert_eq!(r.body, br#"{"id":1}"#);
@@ -72,7 +73,7 @@ fn body_dependent_status_rewrite_with_problem_body() {
         }
         r
     });
-    let gw = gateway(&up, "");
+    let gw = gateway("throttle", &up, "");
     let r = request(gw.port, "GET", "/v1/p/vpc-endpoints", &[("X-Request-Id", "client-abc")], b"");
     assert_eq!((r.status, r.reason.as_str()), (429, "Too Many Requests"));
     assert_eq!(r.header("retry-after"), Some("2"));
@@ -88,14 +89,14 @@ fn body_dependent_status_rewrite_with_problem_body() {
     assert_eq!(p["request_id"], "client-abc");
     assert_eq!(p["vendor_request_id"], "hw-77");
     assert_eq!(p["origin"], "upstream");
-    assert_eq!(gw.metric("statusgate_rule_matches_total", &[("rule", "throttled")]), 1.0);
+    assert_eq!(gw.metric("statusgate_rule_matches_total", &[("route", "throttle"), ("rule", "throttled")]), 1.0);
 }
 
 #[test]
 fn xml_error_detail_without_stack_trace_and_problem_xml_on_request() {
     let body = r#"<Error Message="Object reference not set to an instance of an object." StatusCode="500" xmlns="http://www.veeam.com/ent/v1.0"><FirstChanceExceptionMessage>NullReferenceException</FirstChanceExceptionMessage><StackTrace>   at Veeam.Backup.Core.CDbAccessor.Get()</StackTrace></Error>"#;
     let up = Upstream::start(move |_| Reply::xml(500, "InternalServerError", body));
-    let gw = gateway(&up, "");
+    let gw = gateway("xml", &up, "");
     let r = request(gw.port, "GET", "/api/query", &[], b"");
     assert_eq!((r.status, r.reason.as_str()), (500, "Internal Server Error"));
     let p = r.json();
@@ -117,7 +118,7 @@ fn location_built_from_body_cannot_inject_headers() {
         let id = if req.path.contains("evil") { "x\\r\\nSet-Cookie: pwned=1" } else { "t-42" };
         Reply::json(200, "OK", &format!(r#"{{"thing":{{"id":"{id}"}}}}"#))
     });
-    let gw = gateway(&up, "");
+    let gw = gateway("location", &up, "");
     let r = request(gw.port, "POST", "/v1/p/things", &[("Content-Type", "application/json")], br#"{"name":"a"}"#);
     assert_eq!((r.status, r.reason.as_str()), (201, "Created"));
     assert_eq!(r.header("location"), Some("/v1/things/t-42"));
@@ -139,7 +140,7 @@ fn fallbacks_keep_body_and_header_removal() {
         "/conflict" => Reply::json(409, "Conflict", r#"{"vendor":"body"}"#),
         _ => Reply::new(200, "OK", &[("X-Powered-By", "ASP.NET")], b"ok"),
     });
-    let gw = gateway(&up, "");
+    let gw = gateway("fallback", &up, "");
     let r = request(gw.port, "GET", "/teapot", &[], b"");
     assert_eq!((r.status, r.reason.as_str()), (400, "Bad Request"));
     assert_eq!(r.json()["upstream_status"], 418);
@@ -152,7 +153,7 @@ fn fallbacks_keep_body_and_header_removal() {
     assert_eq!(r.header("content-type"), Some("application/json"));
     let r = request(gw.port, "GET", "/plain", &[], b"");
     assert!(r.header("x-powered-by").is_none());
-    assert_eq!(gw.metric("statusgate_responses_total", &[("code", "400"), ("upstream_code", "418")]), 1.0);
+    assert_eq!(gw.metric("statusgate_responses_total", &[("route", "fallback"), ("code", "400"), ("upstream_code", "418")]), 1.0);
 }
 
 #[test]
@@ -166,7 +167,7 @@ fn over_the_cap_the_status_mapping_applies_and_nothing_is_truncated() {
         "POST" => Reply::json(200, "OK", &big_ok),
         _ => Reply::xml(503, "ServiceUnavailable", &big_error),
     });
-    let gw = gateway(&up, "limits:\n  body_buffer: 1KiB");
+    let gw = gateway("cap", &up, "limits:\n  body_buffer: 1KiB");
     let r = request(gw.port, "GET", "/x", &[], b"");
     assert_eq!(r.status, 503);
     assert_eq!(r.json()["status"], 503);
@@ -177,7 +178,7 @@ fn over_the_cap_the_status_mapping_applies_and_nothing_is_truncated() {
     assert!(r.header("location").is_none());
     assert!(!r.truncated);
     assert_eq!(r.body.len(), 200_000 + r#"{"thing":{"id":"t"},"pad":""}"#.len());
-    assert_eq!(gw.metric("statusgate_body_rewrites_skipped_total", &[("reason", "over_cap")]), 2.0);
+    assert_eq!(gw.metric("statusgate_body_rewrites_skipped_total", &[("route", "cap"), ("reason", "over_cap")]), 2.0);
 }
 
 fn gzip(b: &[u8]) -> Vec<u8> {
@@ -194,7 +195,7 @@ fn gzip_bodies_are_decoded_for_matching_only() {
         let (status, body) = if req.path == "/err" { (400, err.clone()) } else { (200, ok.clone()) };
         Reply::new(status, "X", &[("Content-Type", "application/json"), ("Content-Encoding", "gzip")], &body)
     });
-    let gw = gateway(&up, "");
+    let gw = gateway("gzip", &up, "");
     let r = request(gw.port, "GET", "/err", &[("Accept-Encoding", "gzip")], b"");
     assert_eq!(r.status, 429);
     assert!(r.header("content-encoding").is_none());
@@ -211,7 +212,7 @@ fn bodiless_responses_stay_bodiless() {
         "/304" => Reply::new(304, "Not Modified", &[("ETag", "\"v2\"")], b""),
         _ => Reply::json(404, "NotFound", r#"{"m":"gone"}"#),
     });
-    let gw = gateway(&up, "");
+    let gw = gateway("bodiless", &up, "");
     let r = request(gw.port, "DELETE", "/204", &[], b"");
     assert_eq!((r.status, r.reason.as_str(), r.body.len()), (204, "No Content", 0));
     let r = request(gw.port, "GET", "/304", &[("If-None-Match", "\"v2\"")], b"");
