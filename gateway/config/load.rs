@@ -71,7 +71,7 @@ pub enum ProblemKind {
     Template(String),
     #[error("invalid path: {0}")]
     Path(String),
-    #[error("invalid header: {0}")]
+    #[error("invalid header `{0}`")]
     Header(String),
     #[error("status {0} is not in the canonical set ({1})")]
     NotCanonical(u16, String),
@@ -102,9 +102,12 @@ impl ConfigProblem {
 
 impl fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // One problem, one line: multi-line messages (regex errors) are folded.
+        let msg = self.kind.to_string();
+        let msg = msg.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
         match self.severity {
-            Severity::Error => write!(f, "{}: {}", self.at, self.kind),
-            Severity::Warning => write!(f, "{}: warning: {}", self.at, self.kind),
+            Severity::Error => write!(f, "{}: {msg}", self.at),
+            Severity::Warning => write!(f, "{}: warning: {msg}", self.at),
         }
     }
 }

@@ -14,7 +14,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(format!("`{s}` has no unit: write 250ms, 1s, 2m or 1h")),
+        "" => return Err(format!("`{s}` has no unit: write 250ms, 1s, 2m or 1h")),
+        other => return Err(format!("`{s}`: unknown unit `{other}` (ms, s, m, h)")),
     };
     Ok(d)
 }
