@@ -32,14 +32,21 @@ fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<
 }
 
 fn json_reply(status: StatusCode, v: serde_json::Value) -> Response<Vec<u8>> {
-    reply(status, "application/json", serde_json::to_vec_pretty(&v).unwrap_or_default())
+    reply(
+        status,
+        "application/json",
+        serde_json::to_vec_pretty(&v).unwrap_or_default(),
+    )
 }
 
 impl AdminApp {
     fn config(&self) -> serde_json::Value {
         let snap = self.snapshots.current();
         let secs = |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let last_error = self.snapshots.last_error().map(|e| json!({"at_unix": secs(e.at), "problems": e.problems}));
+        let last_error = self
+            .snapshots
+            .last_error()
+            .map(|e| json!({"at_unix": secs(e.at), "problems": e.problems}));
         json!({
             "version": snap.version,
             "loaded_at_unix": secs(snap.loaded_at),
@@ -74,7 +81,11 @@ impl ServeHttp for AdminApp {
             ("GET", "/healthz") => reply(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
             ("GET", "/readyz") => {
                 if self.ready.load(Ordering::Acquire) {
-                    reply(StatusCode::OK, "text/plain", format!("ready {}\n", self.snapshots.current().version).into_bytes())
+                    reply(
+                        StatusCode::OK,
+                        "text/plain",
+                        format!("ready {}\n", self.snapshots.current().version).into_bytes(),
+                    )
                 } else {
                     reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", b"not ready\n".to_vec())
                 }
@@ -82,21 +93,30 @@ impl ServeHttp for AdminApp {
             ("GET", "/-/config") => json_reply(StatusCode::OK, self.config()),
             ("POST", "/-/reload") => {
                 let (outcome, problems) = self.snapshots.reload().await;
-                let status = if outcome == ReloadOutcome::Rejected { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+                let status = if outcome == ReloadOutcome::Rejected {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                } else {
+                    StatusCode::OK
+                };
                 let outcome = match outcome {
                     ReloadOutcome::Applied => "applied",
                     ReloadOutcome::Unchanged => "unchanged",
                     ReloadOutcome::Rejected => "rejected",
                 };
-                json_reply(status, json!({
-                    "outcome": outcome,
-                    "version": self.snapshots.current().version,
-                    "problems": problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                }))
+                json_reply(
+                    status,
+                    json!({
+                        "outcome": outcome,
+                        "version": self.snapshots.current().version,
+                        "problems": problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    }),
+                )
             }
-            (_, "/metrics" | "/healthz" | "/readyz" | "/-/config" | "/-/reload") => {
-                reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", b"method not allowed\n".to_vec())
-            }
+            (_, "/metrics" | "/healthz" | "/readyz" | "/-/config" | "/-/reload") => reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                b"method not allowed\n".to_vec(),
+            ),
             _ => reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
         }
     }

@@ -81,8 +81,12 @@ pub struct ExplainArgs {
     pub body: Option<String>,
 }
 
+/// The configuration was rejected; its problems were printed.
+#[derive(Debug)]
+pub struct Rejected;
+
 /// Loads a snapshot and prints problems as `file:line:col: message`.
-pub fn load_reporting(path: &Path) -> Result<Snapshot, ()> {
+pub fn load_reporting(path: &Path) -> Result<Snapshot, Rejected> {
     match snapshot::load(path) {
         Ok(s) => {
             for w in &s.warnings {
@@ -96,7 +100,7 @@ pub fn load_reporting(path: &Path) -> Result<Snapshot, ()> {
             }
             let errors = problems.iter().filter(|p| p.severity == Severity::Error).count();
             eprintln!("{}: {errors} problem(s), configuration rejected", path.display());
-            Err(())
+            Err(Rejected)
         }
     }
 }
@@ -115,7 +119,7 @@ pub fn check(path: &Path) -> i32 {
             );
             0
         }
-        Err(()) => 1,
+        Err(Rejected) => 1,
     }
 }
 
@@ -132,11 +136,13 @@ fn parse_headers(lines: &[String]) -> Result<HeaderMap, String> {
 
 /// Renders what the gateway would answer; the text `explain` prints.
 pub fn explain(snap: &Snapshot, args: &ExplainArgs) -> Result<String, String> {
-    let route = snap
-        .routes
-        .iter()
-        .find(|r| *r.name == *args.route)
-        .ok_or_else(|| format!("no route `{}` (routes: {})", args.route, snap.routes.iter().map(|r| &*r.name).collect::<Vec<_>>().join(", ")))?;
+    let route = snap.routes.iter().find(|r| *r.name == *args.route).ok_or_else(|| {
+        format!(
+            "no route `{}` (routes: {})",
+            args.route,
+            snap.routes.iter().map(|r| &*r.name).collect::<Vec<_>>().join(", ")
+        )
+    })?;
     let resp_headers = parse_headers(&args.headers)?;
     let req_headers = parse_headers(&args.request_headers)?;
     let body = match &args.body {
@@ -146,12 +152,22 @@ pub fn explain(snap: &Snapshot, args: &ExplainArgs) -> Result<String, String> {
     };
     let request_id = "explain";
     let upstream_path = route.upstream_path(&args.path).into_owned();
-    let facts = RequestFacts { method: &args.method, path: &upstream_path, headers: &req_headers, request_id };
-    let head = UpstreamHead { status: args.status, headers: &resp_headers };
+    let facts = RequestFacts {
+        method: &args.method,
+        path: &upstream_path,
+        headers: &req_headers,
+        request_id,
+    };
+    let head = UpstreamHead {
+        status: args.status,
+        headers: &resp_headers,
+    };
     let cap = route.profile.body_buffer;
     let head_request = args.method.eq_ignore_ascii_case("HEAD");
     let bodyless = head_request || args.status == 204 || args.status == 304;
-    let encoding = resp_headers.get(http::header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+    let encoding = resp_headers
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
     let decoded;
     let ub = if bodyless || !route.profile.needs_body(&facts, &head) {
         UpstreamBody::NotRead
@@ -166,15 +182,23 @@ pub fn explain(snap: &Snapshot, args: &ExplainArgs) -> Result<String, String> {
             Err(s) => UpstreamBody::Skipped(s),
         }
     };
-    let decision = route.profile.evaluate(&snap.canonical, &route.ensure, &facts, &head, ub);
+    let decision = route
+        .profile
+        .evaluate(&snap.canonical, &route.ensure, &facts, &head, ub);
     let mut upstream = ResponseHeader::build(args.status, None).map_err(|e| e.to_string())?;
     for (k, v) in resp_headers.iter() {
-        upstream.append_header(k.clone(), v.clone()).map_err(|e| e.to_string())?;
+        upstream
+            .append_header(k.clone(), v.clone())
+            .map_err(|e| e.to_string())?;
     }
     let format = ProblemFormat::negotiate(req_headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let (header, out) = canonical_header(&upstream, &decision, request_id, format, bodyless).map_err(|e| e.to_string())?;
+    let (header, out) =
+        canonical_header(&upstream, &decision, request_id, format, bodyless).map_err(|e| e.to_string())?;
     let mut text = format!("# route: {}  profile: {}\n", route.name, route.profile.source);
-    text.push_str(&format!("# rule: {}\n", decision.rule.unwrap_or("(none: canonical defaults)")));
+    text.push_str(&format!(
+        "# rule: {}\n",
+        decision.rule.unwrap_or("(none: canonical defaults)")
+    ));
     if let UpstreamBody::Skipped(s) = ub {
         text.push_str(&format!("# body not used: {}\n", s.name()));
     }
@@ -197,7 +221,9 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Check { config } => check(&config.path()),
         Command::Explain(args) => {
-            let Ok(snap) = load_reporting(&args.config.path()) else { return 1 };
+            let Ok(snap) = load_reporting(&args.config.path()) else {
+                return 1;
+            };
             match explain(&snap, &args) {
                 Ok(text) => {
                     print!("{text}");

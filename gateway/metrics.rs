@@ -1,7 +1,9 @@
 //! Every metric statusgate exports, defined in one place, registered in prometheus's default
 //! registry (the one pingora-prometheus serves), recorded from a finished `RequestLog`.
 
-use prometheus::{register_histogram_vec, register_int_counter_vec, register_int_gauge, HistogramVec, IntCounterVec, IntGauge};
+use prometheus::{
+    register_histogram_vec, register_int_counter_vec, register_int_gauge, HistogramVec, IntCounterVec, IntGauge,
+};
 
 use crate::proxy::RequestLog;
 
@@ -51,7 +53,9 @@ impl Metrics {
         let route = log.route.as_deref().unwrap_or("none");
         let code = code_label(log.status);
         let upstream_code = log.upstream_status.map_or("none".to_owned(), code_label);
-        self.responses.with_label_values(&[route, &code, &upstream_code, log.origin.as_str()]).inc();
+        self.responses
+            .with_label_values(&[route, &code, &upstream_code, log.origin.as_str()])
+            .inc();
         if let Some(f) = log.failure {
             if f.status() >= 500 {
                 self.upstream_failures.with_label_values(&[route, f.name()]).inc();
@@ -70,7 +74,9 @@ impl Metrics {
             100..=599 => ["1xx", "2xx", "3xx", "4xx", "5xx"][(log.status / 100 - 1) as usize],
             _ => "other",
         };
-        self.duration.with_label_values(&[route, class]).observe(log.started.elapsed().as_secs_f64());
+        self.duration
+            .with_label_values(&[route, class])
+            .observe(log.started.elapsed().as_secs_f64());
     }
 }
 

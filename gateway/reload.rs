@@ -64,10 +64,12 @@ impl SnapshotHandle {
         let path = self.path.clone();
         let result = tokio::task::spawn_blocking(move || snapshot::load(&path))
             .await
-            .unwrap_or_else(|e| Err(vec![crate::config::ConfigProblem::error(
-                crate::config::SourcePos::file(&self.path),
-                crate::config::ProblemKind::Invalid(format!("reload task failed: {e}")),
-            )]));
+            .unwrap_or_else(|e| {
+                Err(vec![crate::config::ConfigProblem::error(
+                    crate::config::SourcePos::file(&self.path),
+                    crate::config::ProblemKind::Invalid(format!("reload task failed: {e}")),
+                )])
+            });
         match result {
             Ok(next) => {
                 if next.version == self.current.load().version {
@@ -92,7 +94,10 @@ impl SnapshotHandle {
                     tracing::error!(problem = %p, "reload rejected; the previous configuration keeps serving");
                 }
                 if let Ok(mut g) = self.last_error.lock() {
-                    *g = Some(ReloadFailure { at: SystemTime::now(), problems: problems.iter().map(ToString::to_string).collect() });
+                    *g = Some(ReloadFailure {
+                        at: SystemTime::now(),
+                        problems: problems.iter().map(ToString::to_string).collect(),
+                    });
                 }
                 (ReloadOutcome::Rejected, problems)
             }

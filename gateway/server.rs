@@ -18,7 +18,9 @@ use crate::reload::SnapshotHandle;
 /// Process-wide metrics (prometheus's default registry can hold each name once).
 pub fn metrics() -> Arc<Metrics> {
     static METRICS: std::sync::OnceLock<Arc<Metrics>> = std::sync::OnceLock::new();
-    METRICS.get_or_init(|| Arc::new(Metrics::register().expect("metric names are unique"))).clone()
+    METRICS
+        .get_or_init(|| Arc::new(Metrics::register().expect("metric names are unique")))
+        .clone()
 }
 
 pub struct Built {
@@ -38,7 +40,10 @@ pub fn build(handle: Arc<SnapshotHandle>, upgrade: bool) -> pingora::Result<Buil
         pid_file: "/tmp/statusgate.pid".into(),
         ..ServerConf::default()
     };
-    let opt = Opt { upgrade, ..Opt::default() };
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
@@ -54,10 +59,19 @@ pub fn build(handle: Arc<SnapshotHandle>, upgrade: bool) -> pingora::Result<Buil
     server.add_service(gateway);
 
     let ready = Arc::new(AtomicBool::new(false));
-    let mut admin = Service::new("statusgate-admin".to_owned(), HttpServer::new_app(AdminApp { snapshots: handle, ready: ready.clone() }));
+    let mut admin = Service::new(
+        "statusgate-admin".to_owned(),
+        HttpServer::new_app(AdminApp {
+            snapshots: handle,
+            ready: ready.clone(),
+        }),
+    );
     admin.add_tcp(&snap.admin);
     server.add_service(admin);
     server.add_service(background_service("readiness", Readiness(ready.clone())));
-    server.add_service(background_service("sighup-reload", crate::reload::SighupReload(handle_for_hup)));
+    server.add_service(background_service(
+        "sighup-reload",
+        crate::reload::SighupReload(handle_for_hup),
+    ));
     Ok(Built { server, ready })
 }

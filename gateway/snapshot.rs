@@ -86,7 +86,10 @@ impl Route {
         let host_ok = match (&self.host, host) {
             (None, _) => true,
             (Some(want), Some(h)) => {
-                let h = h.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(h, |(h, _)| h);
+                let h = h
+                    .rsplit_once(':')
+                    .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+                    .map_or(h, |(h, _)| h);
                 want.eq_ignore_ascii_case(h)
             }
             (Some(_), None) => false,
@@ -174,7 +177,8 @@ impl Loader {
         match raw {
             None => default,
             Some(s) => parse_duration(&s.value).unwrap_or_else(|e| {
-                self.problems.push(ConfigProblem::error(SourcePos::of(file, s), ProblemKind::Duration(e)));
+                self.problems
+                    .push(ConfigProblem::error(SourcePos::of(file, s), ProblemKind::Duration(e)));
                 default
             }),
         }
@@ -187,20 +191,36 @@ impl Loader {
 
 /// Loads and compiles everything reachable from the main config file. Collects all problems.
 pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
-    let mut l = Loader { files: Vec::new(), hasher: DefaultHasher::new(), problems: Vec::new() };
-    let Some(raw) = l.read::<RawConfig>(main) else { return Err(l.problems) };
+    let mut l = Loader {
+        files: Vec::new(),
+        hasher: DefaultHasher::new(),
+        problems: Vec::new(),
+    };
+    let Some(raw) = l.read::<RawConfig>(main) else {
+        return Err(l.problems);
+    };
 
     // The canonical profile first: rules are checked against it.
     let canonical_path = match &raw.canonical {
         Some(c) => resolve(main, &c.value),
         None => PathBuf::from(EMBEDDED_CANONICAL),
     };
-    let canonical = l.read::<RawCanonical>(&canonical_path).and_then(|c| compile_canonical(&canonical_path, &c, &mut l));
+    let canonical = l
+        .read::<RawCanonical>(&canonical_path)
+        .and_then(|c| compile_canonical(&canonical_path, &c, &mut l));
 
-    let body_buffer = raw.limits.body_buffer.as_ref().map_or(DEFAULT_BODY_BUFFER, |b| b.value.0 as usize);
+    let body_buffer = raw
+        .limits
+        .body_buffer
+        .as_ref()
+        .map_or(DEFAULT_BODY_BUFFER, |b| b.value.0 as usize);
     let limits = Limits {
         body_buffer,
-        request_header: raw.limits.request_header.as_ref().map_or(32 * 1024, |b| b.value.0 as usize),
+        request_header: raw
+            .limits
+            .request_header
+            .as_ref()
+            .map_or(32 * 1024, |b| b.value.0 as usize),
         request_body: raw.limits.request_body.as_ref().map_or(10 * 1024 * 1024, |b| b.value.0),
     };
 
@@ -217,7 +237,10 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
     for r in &raw.routes {
         let rv = &r.value;
         if !names.insert(rv.name.value.clone()) {
-            l.error(SourcePos::of(main, &rv.name), ProblemKind::Duplicate(rv.name.value.clone()));
+            l.error(
+                SourcePos::of(main, &rv.name),
+                ProblemKind::Duplicate(rv.name.value.clone()),
+            );
         }
         let upstream = upstreams.get(&rv.upstream.value).cloned();
         if upstream.is_none() {
@@ -230,8 +253,14 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
         }
         let prefix = rv.path_prefix.as_ref().map_or("/".to_owned(), |p| p.value.clone());
         if !prefix.starts_with('/') {
-            let at = rv.path_prefix.as_ref().map_or(SourcePos::of(main, r), |p| SourcePos::of(main, p));
-            l.error(at, ProblemKind::Path(format!("path_prefix `{prefix}` must start with /")));
+            let at = rv
+                .path_prefix
+                .as_ref()
+                .map_or(SourcePos::of(main, r), |p| SourcePos::of(main, p));
+            l.error(
+                at,
+                ProblemKind::Path(format!("path_prefix `{prefix}` must start with /")),
+            );
         }
         let profile = match &rv.profile {
             None => Some(empty.clone()),
@@ -264,7 +293,10 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
         }
     }
 
-    let admin = raw.admin.as_ref().map_or("127.0.0.1:9090".to_owned(), |a| a.value.clone());
+    let admin = raw
+        .admin
+        .as_ref()
+        .map_or("127.0.0.1:9090".to_owned(), |a| a.value.clone());
     if let Some(a) = &raw.admin {
         check_addr(main, a, &mut l);
     }
@@ -278,13 +310,20 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
         .iter()
         .map(|t| {
             check_addr(main, &t.addr, &mut l);
-            TlsListener { addr: t.addr.value.clone(), cert: resolve(main, &t.cert.value), key: resolve(main, &t.key.value) }
+            TlsListener {
+                addr: t.addr.value.clone(),
+                cert: resolve(main, &t.cert.value),
+                key: resolve(main, &t.key.value),
+            }
         })
         .collect();
     let log_format = raw.log.format.as_ref().map_or("text".to_owned(), |f| f.value.clone());
     if let Some(f) = &raw.log.format {
         if f.value != "text" && f.value != "json" {
-            l.error(SourcePos::of(main, f), ProblemKind::Invalid(format!("log format `{}`: use text or json", f.value)));
+            l.error(
+                SourcePos::of(main, f),
+                ProblemKind::Invalid(format!("log format `{}`: use text or json", f.value)),
+            );
         }
     }
     let grace_period = l.duration(main, &raw.server.grace_period, Duration::from_secs(5));
@@ -353,17 +392,30 @@ fn compile_canonical(file: &Path, raw: &RawCanonical, l: &mut Loader) -> Option<
     let mut statuses = HashMap::new();
     for (code, s) in &raw.statuses {
         if !(100..=599).contains(code) {
-            l.error(SourcePos::of(file, s), ProblemKind::Status(format!("{code} is outside 100-599")));
+            l.error(
+                SourcePos::of(file, s),
+                ProblemKind::Status(format!("{code} is outside 100-599")),
+            );
         }
         let type_uri = s.value.type_uri.clone().unwrap_or_else(|| "about:blank".to_owned());
         let title = s.value.title.clone().unwrap_or_else(|| s.value.reason.clone());
-        statuses.insert(*code, CanonicalStatus { reason: s.value.reason.clone(), type_uri, title });
+        statuses.insert(
+            *code,
+            CanonicalStatus {
+                reason: s.value.reason.clone(),
+                type_uri,
+                title,
+            },
+        );
     }
     for (fb, class) in [(&raw.fallback.client, 4), (&raw.fallback.server, 5)] {
         if fb.value / 100 != class || !statuses.contains_key(&fb.value) {
             l.error(
                 SourcePos::of(file, fb),
-                ProblemKind::Status(format!("fallback {} must be a {class}xx status of the canonical set", fb.value)),
+                ProblemKind::Status(format!(
+                    "fallback {} must be a {class}xx status of the canonical set",
+                    fb.value
+                )),
             );
         }
     }
@@ -382,12 +434,17 @@ fn compile_canonical(file: &Path, raw: &RawCanonical, l: &mut Loader) -> Option<
             ),
         }
     }
-    (l.problems.len() == before).then(|| CanonicalProfile::new(statuses, raw.fallback.client.value, raw.fallback.server.value, gateway))
+    (l.problems.len() == before)
+        .then(|| CanonicalProfile::new(statuses, raw.fallback.client.value, raw.fallback.server.value, gateway))
 }
 
 /// Reads just the canonical profile (for `explain` without a full config).
 pub fn load_canonical(path: &Path) -> Result<CanonicalProfile, Vec<ConfigProblem>> {
-    let mut l = Loader { files: Vec::new(), hasher: DefaultHasher::new(), problems: Vec::new() };
+    let mut l = Loader {
+        files: Vec::new(),
+        hasher: DefaultHasher::new(),
+        problems: Vec::new(),
+    };
     let raw: RawCanonical = load_file(path).map_err(|p| vec![p])?;
     compile_canonical(path, &raw, &mut l).ok_or(l.problems)
 }

@@ -28,7 +28,12 @@ fn health_readiness_and_config() {
     assert!(ready.text().contains(&version));
     assert_eq!(cfg["routes"][0]["name"], "admin-test");
     assert_eq!(cfg["routes"][0]["rules"][0], "v1");
-    let files: Vec<String> = cfg["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_owned()).collect();
+    let files: Vec<String> = cfg["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_owned())
+        .collect();
     assert!(files.iter().any(|f| f.ends_with("rules/vendor.yaml")), "{files:?}");
     assert!(cfg["last_error"].is_null());
     assert_eq!(request(gw.admin, "GET", "/-/reload", &[], b"").status, 405);
@@ -48,12 +53,26 @@ fn reload_applies_good_edits_and_rejects_bad_ones_keeping_the_old_rules() {
     let r = request(gw.admin, "POST", "/-/reload", &[], b"");
     assert_eq!(r.json()["outcome"], "unchanged");
 
-    std::fs::write(gw.path("rules/vendor.yaml"), "rules:\n  - name: v3\n    then: { status: 999 }\n").unwrap();
+    std::fs::write(
+        gw.path("rules/vendor.yaml"),
+        "rules:\n  - name: v3\n    then: { status: 999 }\n",
+    )
+    .unwrap();
     let r = request(gw.admin, "POST", "/-/reload", &[], b"");
     assert_eq!((r.status, r.json()["outcome"].as_str()), (422, Some("rejected")));
     let problem = r.json()["problems"][0].as_str().unwrap().to_owned();
-    assert!(problem.contains("rules/vendor.yaml:3:21: status 999 is not in the canonical set"), "{problem}");
-    assert_eq!(request(gw.port, "GET", "/", &[], b"").status, 409, "the last good rules keep serving");
+    assert!(
+        problem.contains("rules/vendor.yaml:3:21: status 999 is not in the canonical set"),
+        "{problem}"
+    );
+    assert_eq!(
+        request(gw.port, "GET", "/", &[], b"").status,
+        409,
+        "the last good rules keep serving"
+    );
     let cfg = gw.admin_get("/-/config").json();
-    assert!(cfg["last_error"]["problems"][0].as_str().unwrap().contains("vendor.yaml:3:21"));
+    assert!(cfg["last_error"]["problems"][0]
+        .as_str()
+        .unwrap()
+        .contains("vendor.yaml:3:21"));
 }

@@ -45,7 +45,10 @@ fn check_accepts_a_good_config_and_the_embedded_one() {
     let out = bin().args(["check", "-c"]).arg(&cfg).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 routes, 1 upstreams, 1 rules"));
-    assert!(bin().arg("check").output().unwrap().status.success(), "the embedded default config is valid");
+    assert!(
+        bin().arg("check").output().unwrap().status.success(),
+        "the embedded default config is valid"
+    );
 }
 
 #[test]
@@ -56,12 +59,19 @@ fn check_and_run_report_every_problem_with_file_line_col() {
         "rules/p.yaml",
         "rules:\n  - name: a\n    when:\n      json: { /code: { regex: \"([\" } }\n    then:\n      status: 418\n  - name: a\n    whenn: {}\n",
     );
-    let cfg = write(dir.path(), "gw.yaml", &config("127.0.0.1:1", 1, 2).replace("upstream: up", "upstream: nope"));
+    let cfg = write(
+        dir.path(),
+        "gw.yaml",
+        &config("127.0.0.1:1", 1, 2).replace("upstream: up", "upstream: nope"),
+    );
     for cmd in ["check", "run"] {
         let out = bin().args([cmd, "-c"]).arg(&cfg).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{cmd}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("gw.yaml:13:15: unknown upstream `nope` (defined: up)"), "{cmd}: {err}");
+        assert!(
+            err.contains("gw.yaml:13:15: unknown upstream `nope` (defined: up)"),
+            "{cmd}: {err}"
+        );
         // serde stops a file at its first shape error: the unknown key is what p.yaml reports.
         assert!(err.contains("rules/p.yaml:8:5: unknown field `whenn`"), "{cmd}: {err}");
         assert!(err.lines().all(|l| !l.trim().is_empty()), "one line per problem: {err}");
@@ -71,7 +81,10 @@ fn check_and_run_report_every_problem_with_file_line_col() {
     let out = bin().args(["check", "-c"]).arg(&cfg).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("rules/p.yaml:4:22: invalid regex"), "{err}");
-    assert!(err.contains("rules/p.yaml:6:15: status 418 is not in the canonical set"), "{err}");
+    assert!(
+        err.contains("rules/p.yaml:6:15: status 418 is not in the canonical set"),
+        "{err}"
+    );
     assert!(err.contains("rules/p.yaml:7:11: duplicate name `a`"), "{err}");
 }
 
@@ -83,8 +96,22 @@ fn explain_prints_the_canonical_response_and_the_rule() {
     let out = bin()
         .args(["explain", "-c"])
         .arg(&cfg)
-        .args(["--route", "huawei", "--status", "400", "--method", "POST", "--path", "/huawei/v1/p/vpc-endpoints"])
-        .args(["--header", "Content-Type: application/json", "--header", "X-Request-Id: hw-1"])
+        .args([
+            "--route",
+            "huawei",
+            "--status",
+            "400",
+            "--method",
+            "POST",
+            "--path",
+            "/huawei/v1/p/vpc-endpoints",
+        ])
+        .args([
+            "--header",
+            "Content-Type: application/json",
+            "--header",
+            "X-Request-Id: hw-1",
+        ])
         .args(["--body", r#"{"error_code":"EndPoint.0022","error_msg":"too many"}"#])
         .output()
         .unwrap();
@@ -96,7 +123,14 @@ fn explain_prints_the_canonical_response_and_the_rule() {
     assert!(text.contains("x-upstream-status: 400"), "{text}");
     let body = text.lines().find(|l| l.starts_with('{')).expect("a JSON body line");
     let p: serde_json::Value = serde_json::from_str(body).unwrap();
-    assert_eq!((p["status"].as_u64(), p["detail"].as_str(), p["vendor_request_id"].as_str()), (Some(429), Some("too many"), Some("hw-1")));
+    assert_eq!(
+        (
+            p["status"].as_u64(),
+            p["detail"].as_str(),
+            p["vendor_request_id"].as_str()
+        ),
+        (Some(429), Some("too many"), Some("hw-1"))
+    );
 
     let body_file = write(dir.path(), "body.json", r#"{"error_code":"EndPoint.0001"}"#);
     let out = bin()
@@ -107,8 +141,16 @@ fn explain_prints_the_canonical_response_and_the_rule() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("# rule: (none: canonical defaults)") && text.contains("HTTP/1.1 400 Bad Request"), "{text}");
-    let out = bin().args(["explain", "-c"]).arg(&cfg).args(["--route", "nope", "--status", "200"]).output().unwrap();
+    assert!(
+        text.contains("# rule: (none: canonical defaults)") && text.contains("HTTP/1.1 400 Bad Request"),
+        "{text}"
+    );
+    let out = bin()
+        .args(["explain", "-c"])
+        .arg(&cfg)
+        .args(["--route", "nope", "--status", "200"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no route `nope` (routes: huawei)"));
 }
@@ -123,7 +165,12 @@ fn sigterm_drains_in_flight_requests_then_exits() {
     write(dir.path(), "rules/p.yaml", GOOD_PROFILE);
     let (port, admin) = (free_port(), free_port());
     let cfg = write(dir.path(), "gw.yaml", &config(&up.addr(), port, admin));
-    let mut child = bin().args(["run", "-c"]).arg(&cfg).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = bin()
+        .args(["run", "-c"])
+        .arg(&cfg)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let t = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(t.elapsed() < Duration::from_secs(20), "gateway did not start");
@@ -131,18 +178,34 @@ fn sigterm_drains_in_flight_requests_then_exits() {
     }
     let in_flight = std::thread::spawn(move || request(port, "GET", "/huawei/slow", &[], b""));
     std::thread::sleep(Duration::from_millis(200));
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
     let r = in_flight.join().unwrap();
-    assert_eq!((r.status, r.text().as_str()), (200, r#"{"slow":true}"#), "the in-flight request completes");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, r#"{"slow":true}"#),
+        "the in-flight request completes"
+    );
     let t = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success() || status.code().is_none() || status.code() == Some(0), "{status:?}");
+            assert!(
+                status.success() || status.code().is_none() || status.code() == Some(0),
+                "{status:?}"
+            );
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(30), "statusgate did not exit after SIGTERM");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "statusgate did not exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "listener closed");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "listener closed"
+    );
 }

@@ -23,7 +23,10 @@ fn one_route(route: &str, addrs: &str, upstream_extra: &str) -> Gateway {
 fn assert_gateway_problem(r: &common::Response, status: u16, kind: &str) {
     assert_eq!(r.status, status, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("application/problem+json"));
-    assert!(r.header("x-upstream-status").is_none(), "gateway-made responses carry no upstream status");
+    assert!(
+        r.header("x-upstream-status").is_none(),
+        "gateway-made responses carry no upstream status"
+    );
     let p = r.json();
     assert_eq!(p["status"], status);
     assert_eq!(p["origin"], "gateway");
@@ -37,11 +40,23 @@ fn refused_then_no_upstream_left() {
     let gw = one_route("refused", &format!("127.0.0.1:{dead}"), "    fail_timeout: 1m");
     let r = request(gw.port, "GET", "/a", &[], b"");
     assert_gateway_problem(&r, 502, "upstream-refused");
-    assert_eq!(gw.metric("statusgate_upstream_failures_total", &[("route", "refused"), ("kind", "upstream_refused")]), 1.0);
+    assert_eq!(
+        gw.metric(
+            "statusgate_upstream_failures_total",
+            &[("route", "refused"), ("kind", "upstream_refused")]
+        ),
+        1.0
+    );
     // The refusing address is out of rotation for fail_timeout: nothing left to try.
     let r = request(gw.port, "GET", "/a", &[], b"");
     assert_gateway_problem(&r, 503, "no-upstream");
-    assert_eq!(gw.metric("statusgate_upstream_failures_total", &[("route", "refused"), ("kind", "no_upstream")]), 1.0);
+    assert_eq!(
+        gw.metric(
+            "statusgate_upstream_failures_total",
+            &[("route", "refused"), ("kind", "no_upstream")]
+        ),
+        1.0
+    );
 }
 
 #[test]
@@ -54,7 +69,12 @@ fn a_refusing_address_is_skipped_for_a_live_one_and_load_is_spread() {
         let r = request(gw.port, "GET", "/x", &[], b"");
         assert_eq!(r.status, 200, "{}", r.text());
     }
-    assert!(a.requests().len() >= 2 && b.requests().len() >= 2, "a={} b={}", a.requests().len(), b.requests().len());
+    assert!(
+        a.requests().len() >= 2 && b.requests().len() >= 2,
+        "a={} b={}",
+        a.requests().len(),
+        b.requests().len()
+    );
 }
 
 #[test]
@@ -71,7 +91,13 @@ fn reset_closed_and_invalid_upstreams_are_502_each_with_its_type() {
     let half = request(gw.port, "GET", "/half", &[], b"");
     assert_eq!(half.status, 502, "{}", half.text());
     assert_gateway_problem(&request(gw.port, "GET", "/garbage", &[], b""), 502, "invalid-response");
-    assert_eq!(gw.metric("statusgate_responses_total", &[("route", "broken"), ("code", "502"), ("origin", "gateway")]), 4.0);
+    assert_eq!(
+        gw.metric(
+            "statusgate_responses_total",
+            &[("route", "broken"), ("code", "502"), ("origin", "gateway")]
+        ),
+        4.0
+    );
 }
 
 #[test]
@@ -85,7 +111,8 @@ fn tls_failure_is_502_tls() {
 fn connect_timeout_is_504() {
     // A listener that never accepts, its backlog filled: further SYNs go unanswered.
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    sock.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into())
+        .unwrap();
     sock.listen(0).unwrap();
     let addr = sock.local_addr().unwrap().as_socket().unwrap();
     let mut fillers = Vec::new();
@@ -106,12 +133,21 @@ fn response_deadline_is_a_deadline_not_a_per_read_timeout() {
     // One byte every 150 ms never trips a per-read timeout; the 500 ms header deadline must.
     let up = Upstream::start(|req| match req.path.as_str() {
         "/hang" => Reply::Hang,
-        _ => Reply::Trickle(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok".to_vec(), Duration::from_millis(150)),
+        _ => Reply::Trickle(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            Duration::from_millis(150),
+        ),
     });
     let gw = one_route("deadline", &up.addr(), "    body_timeout: 10s");
     assert_gateway_problem(&request(gw.port, "GET", "/hang", &[], b""), 504, "response-timeout");
     assert_gateway_problem(&request(gw.port, "GET", "/trickle", &[], b""), 504, "response-timeout");
-    assert_eq!(gw.metric("statusgate_upstream_failures_total", &[("route", "deadline"), ("kind", "response_timeout")]), 2.0);
+    assert_eq!(
+        gw.metric(
+            "statusgate_upstream_failures_total",
+            &[("route", "deadline"), ("kind", "response_timeout")]
+        ),
+        2.0
+    );
 }
 
 #[test]
@@ -124,8 +160,17 @@ fn failure_after_the_header_closes_the_connection_and_is_counted() {
     let gw = one_route("after-header", &up.addr(), "");
     let r = request(gw.port, "GET", "/stream", &[], b"");
     assert_eq!(r.status, 200, "the status was already sent");
-    assert!(r.truncated, "the client must see the body end early, not a short complete body");
-    assert_eq!(gw.metric("statusgate_upstream_failures_total", &[("route", "after-header"), ("kind", "after_header")]), 1.0);
+    assert!(
+        r.truncated,
+        "the client must see the body end early, not a short complete body"
+    );
+    assert_eq!(
+        gw.metric(
+            "statusgate_upstream_failures_total",
+            &[("route", "after-header"), ("kind", "after_header")]
+        ),
+        1.0
+    );
 }
 
 #[test]
@@ -173,7 +218,13 @@ fn routing_by_host_and_prefix_with_strip_and_forwarding_headers() {
         other.addr()
     );
     let gw = Gateway::start(&cfg, &[]);
-    let r = request(gw.port, "GET", "/huawei/v1/p1/vpc-endpoints?limit=5", &[("X-Request-Id", "bad id with spaces")], b"");
+    let r = request(
+        gw.port,
+        "GET",
+        "/huawei/v1/p1/vpc-endpoints?limit=5",
+        &[("X-Request-Id", "bad id with spaces")],
+        b"",
+    );
     assert_eq!(r.status, 200);
     let seen = &up.requests()[0];
     assert_eq!(seen.path, "/v1/p1/vpc-endpoints?limit=5");
@@ -183,7 +234,8 @@ fn routing_by_host_and_prefix_with_strip_and_forwarding_headers() {
     assert_eq!(seen.header("x-request-id"), Some(rid));
 
     let mut s = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
-    s.write_all(b"GET /anything HTTP/1.1\r\nHost: API.example.test:8080\r\nConnection: close\r\n\r\n").unwrap();
+    s.write_all(b"GET /anything HTTP/1.1\r\nHost: API.example.test:8080\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let r = common::client::read_response(&mut std::io::BufReader::new(s), false).unwrap();
     assert_eq!(r.text(), r#"{"other":true}"#);
     assert_eq!(gw.metric("statusgate_responses_total", &[("route", "by-host")]), 1.0);

@@ -52,29 +52,56 @@ fn gateway(route: &str, up: &Upstream, extra: &str) -> Gateway {
 
 #[test]
 fn success_passes_untouched_with_upstream_status_and_request_id() {
-    let up = Upstream::start(|_| Reply::new(200, "Success", &[("Content-Type", "application/json"), ("ETag", "\"r1\"")], br#"{"id":1}"#));
+    let up = Upstream::start(|_| {
+        Reply::new(
+            200,
+            "Success",
+            &[("Content-Type", "application/json"), ("ETag", "\"r1\"")],
+            br#"{"id":1}"#,
+        )
+    });
     let gw = gateway("success", &up, "");
     let r = request(gw.port, "GET", "/v1/p/things/1", &[], b"");
-    assert_eq!((r.status, r.reason.as_str()), (200, "OK"), "vendor reason phrase replaced");
+    assert_eq!(
+        (r.status, r.reason.as_str()),
+        (200, "OK"),
+        "vendor reason phrase replaced"
+    );
     assert_eq!(r.body, br#"{"id":1}"#);
     assert_eq!(r.header("x-upstream-status"), Some("200"));
     assert_eq!(r.header("etag"), Some("\"r1\""));
     let rid = r.header("x-request-id").expect("request id");
-    assert_eq!(up.requests()[0].header("x-request-id"), Some(rid), "the same id goes upstream");
+    assert_eq!(
+        up.requests()[0].header("x-request-id"),
+        Some(rid),
+        "the same id goes upstream"
+    );
 }
 
 #[test]
 fn body_dependent_status_rewrite_with_problem_body() {
     let up = Upstream::start(|_| {
-        let mut r = Reply::json(400, "BadRequest", r#"{"error_code":"Endpoint.0022","error_msg":"The number of requests exceeded the limit."}"#);
+        let mut r = Reply::json(
+            400,
+            "BadRequest",
+            r#"{"error_code":"Endpoint.0022","error_msg":"The number of requests exceeded the limit."}"#,
+        );
         if let Reply::Raw(b) = &mut r {
-            let s = String::from_utf8(b.clone()).unwrap().replacen("\r\n", "\r\nX-Request-Id: hw-77\r\n", 1);
+            let s = String::from_utf8(b.clone())
+                .unwrap()
+                .replacen("\r\n", "\r\nX-Request-Id: hw-77\r\n", 1);
             *b = s.into_bytes();
         }
         r
     });
     let gw = gateway("throttle", &up, "");
-    let r = request(gw.port, "GET", "/v1/p/vpc-endpoints", &[("X-Request-Id", "client-abc")], b"");
+    let r = request(
+        gw.port,
+        "GET",
+        "/v1/p/vpc-endpoints",
+        &[("X-Request-Id", "client-abc")],
+        b"",
+    );
     assert_eq!((r.status, r.reason.as_str()), (429, "Too Many Requests"));
     assert_eq!(r.header("retry-after"), Some("2"));
     assert_eq!(r.header("content-type"), Some("application/problem+json"));
@@ -89,7 +116,13 @@ fn body_dependent_status_rewrite_with_problem_body() {
     assert_eq!(p["request_id"], "client-abc");
     assert_eq!(p["vendor_request_id"], "hw-77");
     assert_eq!(p["origin"], "upstream");
-    assert_eq!(gw.metric("statusgate_rule_matches_total", &[("route", "throttle"), ("rule", "throttled")]), 1.0);
+    assert_eq!(
+        gw.metric(
+            "statusgate_rule_matches_total",
+            &[("route", "throttle"), ("rule", "throttled")]
+        ),
+        1.0
+    );
 }
 
 #[test]
@@ -101,25 +134,42 @@ fn xml_error_detail_without_stack_trace_and_problem_xml_on_request() {
     assert_eq!((r.status, r.reason.as_str()), (500, "Internal Server Error"));
     let p = r.json();
     assert_eq!(p["detail"], "Object reference not set to an instance of an object.");
-    assert!(!r.text().contains("Veeam.Backup.Core"), "stack trace leaked: {}", r.text());
+    assert!(
+        !r.text().contains("Veeam.Backup.Core"),
+        "stack trace leaked: {}",
+        r.text()
+    );
     assert!(!r.text().contains("NullReferenceException"));
 
     let r = request(gw.port, "GET", "/api/query", &[("Accept", "application/xml")], b"");
     assert_eq!(r.header("content-type"), Some("application/problem+xml"));
     let x = r.text();
     assert!(x.contains(r#"<problem xmlns="urn:ietf:rfc:7807">"#), "{x}");
-    assert!(x.contains("<status>500</status>") && x.contains("<detail>Object reference not set"), "{x}");
+    assert!(
+        x.contains("<status>500</status>") && x.contains("<detail>Object reference not set"),
+        "{x}"
+    );
     assert!(!x.contains("StackTrace") && !x.contains("Veeam.Backup.Core"));
 }
 
 #[test]
 fn location_built_from_body_cannot_inject_headers() {
     let up = Upstream::start(|req| {
-        let id = if req.path.contains("evil") { "x\\r\\nSet-Cookie: pwned=1" } else { "t-42" };
+        let id = if req.path.contains("evil") {
+            "x\\r\\nSet-Cookie: pwned=1"
+        } else {
+            "t-42"
+        };
         Reply::json(200, "OK", &format!(r#"{{"thing":{{"id":"{id}"}}}}"#))
     });
     let gw = gateway("location", &up, "");
-    let r = request(gw.port, "POST", "/v1/p/things", &[("Content-Type", "application/json")], br#"{"name":"a"}"#);
+    let r = request(
+        gw.port,
+        "POST",
+        "/v1/p/things",
+        &[("Content-Type", "application/json")],
+        br#"{"name":"a"}"#,
+    );
     assert_eq!((r.status, r.reason.as_str()), (201, "Created"));
     assert_eq!(r.header("location"), Some("/v1/things/t-42"));
     assert_eq!(r.body, br#"{"thing":{"id":"t-42"}}"#, "a 2xx body is not replaced");
@@ -127,7 +177,10 @@ fn location_built_from_body_cannot_inject_headers() {
 
     let r = request(gw.port, "POST", "/v1/evil/things", &[], b"{}");
     assert_eq!(r.status, 201);
-    assert!(r.header("set-cookie").is_none(), "CR/LF from upstream data injected a header");
+    assert!(
+        r.header("set-cookie").is_none(),
+        "CR/LF from upstream data injected a header"
+    );
     assert!(r.header("location").unwrap().contains("Set-Cookie: pwned=1"));
 }
 
@@ -153,7 +206,13 @@ fn fallbacks_keep_body_and_header_removal() {
     assert_eq!(r.header("content-type"), Some("application/json"));
     let r = request(gw.port, "GET", "/plain", &[], b"");
     assert!(r.header("x-powered-by").is_none());
-    assert_eq!(gw.metric("statusgate_responses_total", &[("route", "fallback"), ("code", "400"), ("upstream_code", "418")]), 1.0);
+    assert_eq!(
+        gw.metric(
+            "statusgate_responses_total",
+            &[("route", "fallback"), ("code", "400"), ("upstream_code", "418")]
+        ),
+        1.0
+    );
 }
 
 #[test]
@@ -178,7 +237,13 @@ fn over_the_cap_the_status_mapping_applies_and_nothing_is_truncated() {
     assert!(r.header("location").is_none());
     assert!(!r.truncated);
     assert_eq!(r.body.len(), 200_000 + r#"{"thing":{"id":"t"},"pad":""}"#.len());
-    assert_eq!(gw.metric("statusgate_body_rewrites_skipped_total", &[("route", "cap"), ("reason", "over_cap")]), 2.0);
+    assert_eq!(
+        gw.metric(
+            "statusgate_body_rewrites_skipped_total",
+            &[("route", "cap"), ("reason", "over_cap")]
+        ),
+        2.0
+    );
 }
 
 fn gzip(b: &[u8]) -> Vec<u8> {
@@ -192,8 +257,17 @@ fn gzip_bodies_are_decoded_for_matching_only() {
     let err = gzip(br#"{"error_code":"EndPoint.0022","error_msg":"slow down"}"#);
     let ok = gzip(br#"{"fine":true}"#);
     let up = Upstream::start(move |req| {
-        let (status, body) = if req.path == "/err" { (400, err.clone()) } else { (200, ok.clone()) };
-        Reply::new(status, "X", &[("Content-Type", "application/json"), ("Content-Encoding", "gzip")], &body)
+        let (status, body) = if req.path == "/err" {
+            (400, err.clone())
+        } else {
+            (200, ok.clone())
+        };
+        Reply::new(
+            status,
+            "X",
+            &[("Content-Type", "application/json"), ("Content-Encoding", "gzip")],
+            &body,
+        )
     });
     let gw = gateway("gzip", &up, "");
     let r = request(gw.port, "GET", "/err", &[("Accept-Encoding", "gzip")], b"");
@@ -223,8 +297,12 @@ fn bodiless_responses_stay_bodiless() {
     s.write_all(b"HEAD /missing HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let mut rd = std::io::BufReader::new(s.try_clone().unwrap());
     let head = common::client::read_response(&mut rd, true).unwrap();
-    assert_eq!((head.status, head.header("content-type")), (404, Some("application/problem+json")));
-    s.write_all(b"GET /204 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    assert_eq!(
+        (head.status, head.header("content-type")),
+        (404, Some("application/problem+json"))
+    );
+    s.write_all(b"GET /204 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let next = common::client::read_response(&mut rd, false).unwrap();
     assert_eq!(next.status, 204);
 }

@@ -19,7 +19,10 @@ fn tls_listener_serves_canonical_responses() {
     let tls_port = common::gateway::free_port();
     let gw = Gateway::start(
         &cfg.replace("TLSPORT", &tls_port.to_string()),
-        &[("gw.crt", &cert.cert.pem()), ("gw.key", &cert.signing_key.serialize_pem())],
+        &[
+            ("gw.crt", &cert.cert.pem()),
+            ("gw.key", &cert.signing_key.serialize_pem()),
+        ],
     );
 
     let mut roots = rustls::RootCertStore::empty();
@@ -33,7 +36,8 @@ fn tls_listener_serves_canonical_responses() {
     let conn = rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
     let tcp = TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    tls.write_all(b"GET /brew HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    tls.write_all(b"GET /brew HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let r = common::client::read_response(&mut BufReader::new(tls), false).unwrap();
     assert_eq!((r.status, r.reason.as_str()), (400, "Bad Request"));
     assert_eq!(r.json()["upstream_status"], 418);

@@ -20,11 +20,19 @@ pub struct SourcePos {
 
 impl SourcePos {
     pub fn file(file: &Path) -> Self {
-        SourcePos { file: file.to_path_buf(), line: 0, col: 0 }
+        SourcePos {
+            file: file.to_path_buf(),
+            line: 0,
+            col: 0,
+        }
     }
 
     pub fn at(file: &Path, loc: &Location) -> Self {
-        SourcePos { file: file.to_path_buf(), line: loc.line(), col: loc.column() }
+        SourcePos {
+            file: file.to_path_buf(),
+            line: loc.line(),
+            col: loc.column(),
+        }
     }
 
     pub fn of<T>(file: &Path, s: &Spanned<T>) -> Self {
@@ -92,11 +100,19 @@ pub struct ConfigProblem {
 
 impl ConfigProblem {
     pub fn error(at: SourcePos, kind: ProblemKind) -> Self {
-        ConfigProblem { at, severity: Severity::Error, kind }
+        ConfigProblem {
+            at,
+            severity: Severity::Error,
+            kind,
+        }
     }
 
     pub fn warning(at: SourcePos, message: String) -> Self {
-        ConfigProblem { at, severity: Severity::Warning, kind: ProblemKind::Warning(message) }
+        ConfigProblem {
+            at,
+            severity: Severity::Warning,
+            kind: ProblemKind::Warning(message),
+        }
     }
 }
 
@@ -104,7 +120,12 @@ impl fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // One problem, one line: multi-line messages (regex errors) are folded.
         let msg = self.kind.to_string();
-        let msg = msg.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
+        let msg = msg
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
         match self.severity {
             Severity::Error => write!(f, "{}: {msg}", self.at),
             Severity::Warning => write!(f, "{}: warning: {msg}", self.at),
@@ -114,7 +135,10 @@ impl fmt::Display for ConfigProblem {
 
 /// The files shipped inside the binary, addressable as `embedded:rules/...`.
 pub const EMBEDDED: &[(&str, &str)] = &[
-    ("embedded:rules/canonical.yaml", include_str!("../../rules/canonical.yaml")),
+    (
+        "embedded:rules/canonical.yaml",
+        include_str!("../../rules/canonical.yaml"),
+    ),
     ("embedded:statusgate.yaml", include_str!("../../deploy/statusgate.yaml")),
 ];
 
@@ -129,7 +153,10 @@ pub fn read_text(path: &Path) -> Result<String, ConfigProblem> {
             .find(|(name, _)| *name == key)
             .map(|(_, text)| (*text).to_owned())
             .ok_or_else(|| {
-                ConfigProblem::error(SourcePos::file(path), ProblemKind::Unreadable("no such embedded file".into()))
+                ConfigProblem::error(
+                    SourcePos::file(path),
+                    ProblemKind::Unreadable("no such embedded file".into()),
+                )
             });
     }
     std::fs::read_to_string(path)
@@ -191,14 +218,16 @@ mod tests {
     #[test]
     fn yaml_errors_name_line_and_column() {
         let p = Path::new("gw.yaml");
-        let err = parse_yaml::<RawConfig>(p, "listen: 127.0.0.1:1\nupstreams: {}\nroutes: []\nbogus: 1\n")
-            .unwrap_err();
+        let err = parse_yaml::<RawConfig>(p, "listen: 127.0.0.1:1\nupstreams: {}\nroutes: []\nbogus: 1\n").unwrap_err();
         assert_eq!(err.to_string(), "gw.yaml:4:1: unknown field `bogus`, expected one of listen, tls_listen, admin, canonical, limits, log, server, upstreams, routes");
     }
 
     #[test]
     fn resolve_relative_and_embedded() {
-        assert_eq!(resolve(Path::new("/etc/sg/gw.yaml"), "rules/a.yaml"), PathBuf::from("/etc/sg/rules/a.yaml"));
+        assert_eq!(
+            resolve(Path::new("/etc/sg/gw.yaml"), "rules/a.yaml"),
+            PathBuf::from("/etc/sg/rules/a.yaml")
+        );
         assert_eq!(
             resolve(Path::new("embedded:statusgate.yaml"), "rules/canonical.yaml"),
             PathBuf::from("embedded:rules/canonical.yaml")

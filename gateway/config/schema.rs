@@ -300,7 +300,10 @@ impl<'de> Deserialize<'de> for ValueMatchSpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         fn eq(s: String) -> ValueMatchSpec {
-            ValueMatchSpec(ValueMatch { equals: Some(s), ..ValueMatch::default() })
+            ValueMatchSpec(ValueMatch {
+                equals: Some(s),
+                ..ValueMatch::default()
+            })
         }
         impl<'de> Visitor<'de> for V {
             type Value = ValueMatchSpec;

@@ -161,7 +161,11 @@ impl XmlNode {
             let value = a.unescape_value().ok()?.into_owned();
             attrs.push((key, value));
         }
-        Some(XmlNode { name, attrs, ..XmlNode::default() })
+        Some(XmlNode {
+            name,
+            attrs,
+            ..XmlNode::default()
+        })
     }
 
     pub fn lookup(&self, path: &XmlPath) -> Option<&str> {
@@ -171,10 +175,17 @@ impl XmlNode {
         }
         let mut cur = self;
         for seg in rest {
-            cur = cur.children.iter().find(|c| seg == "*" || c.name.eq_ignore_ascii_case(seg))?;
+            cur = cur
+                .children
+                .iter()
+                .find(|c| seg == "*" || c.name.eq_ignore_ascii_case(seg))?;
         }
         match &path.attribute {
-            Some(a) => cur.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(a)).map(|(_, v)| v.as_str()),
+            Some(a) => cur
+                .attrs
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(a))
+                .map(|(_, v)| v.as_str()),
             None => Some(cur.text.as_str()),
         }
     }
@@ -189,11 +200,17 @@ pub struct BodyDoc<'a> {
 
 impl<'a> BodyDoc<'a> {
     pub fn new(bytes: &'a [u8]) -> Self {
-        BodyDoc { bytes, json: OnceCell::new(), xml: OnceCell::new() }
+        BodyDoc {
+            bytes,
+            json: OnceCell::new(),
+            xml: OnceCell::new(),
+        }
     }
 
     pub fn json(&self) -> Option<&Value> {
-        self.json.get_or_init(|| serde_json::from_slice(self.bytes).ok()).as_ref()
+        self.json
+            .get_or_init(|| serde_json::from_slice(self.bytes).ok())
+            .as_ref()
     }
 
     pub fn xml(&self) -> Option<&XmlNode> {
@@ -227,9 +244,15 @@ mod tests {
         let doc = BodyDoc::new(body);
         let p = JsonPath::compile("/error_code").unwrap();
         assert_eq!(doc.json_text(&p).as_deref(), Some("EndPoint.0022"));
-        assert_eq!(doc.json_text(&JsonPath::compile("message").unwrap()).as_deref(), Some("m"));
+        assert_eq!(
+            doc.json_text(&JsonPath::compile("message").unwrap()).as_deref(),
+            Some("m")
+        );
         assert_eq!(doc.json_text(&JsonPath::compile("n").unwrap()), None);
-        assert_eq!(doc.json_text(&JsonPath::compile("a.0.b").unwrap()).as_deref(), Some("3"));
+        assert_eq!(
+            doc.json_text(&JsonPath::compile("a.0.b").unwrap()).as_deref(),
+            Some("3")
+        );
         assert!(JsonPath::compile("a..b").is_err());
         assert_eq!(BodyDoc::new(b"not json").json_text(&p), None);
     }
@@ -238,9 +261,18 @@ mod tests {
     fn xml_paths_ignore_namespaces_and_case() {
         let body = br#"<v:Error xmlns:v="http://www.veeam.com/ent/v1.0" Message="Object &amp; reference" StatusCode="500"><v:StackTrace>   at Veeam.Backup</v:StackTrace></v:Error>"#;
         let doc = BodyDoc::new(body);
-        assert_eq!(doc.xml_text(&XmlPath::compile("Error/@Message").unwrap()), Some("Object & reference"));
-        assert_eq!(doc.xml_text(&XmlPath::compile("error/@statuscode").unwrap()), Some("500"));
-        assert_eq!(doc.xml_text(&XmlPath::compile("Error/StackTrace").unwrap()), Some("at Veeam.Backup"));
+        assert_eq!(
+            doc.xml_text(&XmlPath::compile("Error/@Message").unwrap()),
+            Some("Object & reference")
+        );
+        assert_eq!(
+            doc.xml_text(&XmlPath::compile("error/@statuscode").unwrap()),
+            Some("500")
+        );
+        assert_eq!(
+            doc.xml_text(&XmlPath::compile("Error/StackTrace").unwrap()),
+            Some("at Veeam.Backup")
+        );
         assert_eq!(doc.xml_text(&XmlPath::compile("Task/@Href").unwrap()), None);
         assert!(XmlPath::compile("Error/@a/b").is_err());
         assert!(BodyDoc::new(b"<a><b></a>").xml().is_none());

@@ -58,7 +58,9 @@ impl GatewayFailure {
 
     pub fn status(self) -> u16 {
         match self {
-            Self::UpstreamRefused | Self::UpstreamReset | Self::UpstreamClosed | Self::InvalidResponse | Self::Tls => 502,
+            Self::UpstreamRefused | Self::UpstreamReset | Self::UpstreamClosed | Self::InvalidResponse | Self::Tls => {
+                502
+            }
             Self::ConnectTimeout | Self::ResponseTimeout => 504,
             Self::NoUpstream => 503,
             Self::NoRoute => 404,
@@ -121,7 +123,10 @@ pub struct CanonicalProfile {
 
 /// Reason phrase for any status, by RFC 9110 (or "Unknown").
 pub fn standard_reason(status: u16) -> &'static str {
-    http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Unknown")
+    http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Unknown")
 }
 
 impl CanonicalProfile {
@@ -131,7 +136,12 @@ impl CanonicalProfile {
         fallback_5xx: u16,
         gateway: HashMap<GatewayFailure, (String, String)>,
     ) -> Self {
-        CanonicalProfile { statuses, fallback_4xx, fallback_5xx, gateway }
+        CanonicalProfile {
+            statuses,
+            fallback_4xx,
+            fallback_5xx,
+            gateway,
+        }
     }
 
     pub fn contains(&self, status: u16) -> bool {
@@ -177,7 +187,10 @@ impl CanonicalProfile {
         let status = failure.status();
         let (type_uri, title) = match self.gateway.get(&failure) {
             Some((t, ti)) => (t.clone(), ti.clone()),
-            None => (format!("urn:statusgate:problem:{}", failure.name().replace('_', "-")), self.reason(status).to_owned()),
+            None => (
+                format!("urn:statusgate:problem:{}", failure.name().replace('_', "-")),
+                self.reason(status).to_owned(),
+            ),
         };
         ProblemBody {
             type_uri,

@@ -16,21 +16,32 @@ pub enum Matcher {
 
 impl Matcher {
     pub fn compile(raw: &ValueMatch) -> Result<Matcher, String> {
-        let ops = [raw.equals.is_some(), raw.one_of.is_some(), raw.regex.is_some(), raw.exists.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let ops = [
+            raw.equals.is_some(),
+            raw.one_of.is_some(),
+            raw.regex.is_some(),
+            raw.exists.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if ops != 1 {
             return Err("give exactly one of equals, one_of, regex, exists".into());
         }
         if let Some(v) = &raw.equals {
-            return Ok(Matcher::Equals { value: v.clone(), ignore_case: raw.ignore_case });
+            return Ok(Matcher::Equals {
+                value: v.clone(),
+                ignore_case: raw.ignore_case,
+            });
         }
         if let Some(vs) = &raw.one_of {
             if vs.is_empty() {
                 return Err("one_of needs at least one value".into());
             }
-            return Ok(Matcher::OneOf { values: vs.clone(), ignore_case: raw.ignore_case });
+            return Ok(Matcher::OneOf {
+                values: vs.clone(),
+                ignore_case: raw.ignore_case,
+            });
         }
         if let Some(r) = &raw.regex {
             let pattern = if raw.ignore_case { format!("(?i){r}") } else { r.clone() };
@@ -118,17 +129,24 @@ pub struct MediaPattern {
 impl MediaPattern {
     pub fn compile(p: &str) -> Result<MediaPattern, String> {
         let p = p.trim().to_ascii_lowercase();
-        let (main, sub) = p.split_once('/').ok_or_else(|| format!("`{p}` is not a media type like application/json"))?;
+        let (main, sub) = p
+            .split_once('/')
+            .ok_or_else(|| format!("`{p}` is not a media type like application/json"))?;
         if main.is_empty() || sub.is_empty() {
             return Err(format!("`{p}` is not a media type like application/json"));
         }
-        Ok(MediaPattern { main: main.into(), sub: sub.into() })
+        Ok(MediaPattern {
+            main: main.into(),
+            sub: sub.into(),
+        })
     }
 
     /// `content_type` is the raw header value (parameters allowed).
     pub fn matches(&self, content_type: &str) -> bool {
         let essence = content_type.split(';').next().unwrap_or("").trim();
-        let Some((main, sub)) = essence.split_once('/') else { return false };
+        let Some((main, sub)) = essence.split_once('/') else {
+            return false;
+        };
         let main_ok = self.main == "*" || self.main.eq_ignore_ascii_case(main);
         let sub_ok = if self.sub == "*" {
             true
@@ -170,13 +188,17 @@ mod tests {
         assert!(m.matches(Some("APIGW.0101")) && !m.matches(Some("EndPoint.1")));
         let m = vm(|v| v.exists = Some(false));
         assert!(m.matches(None) && !m.matches(Some("")));
-        let mut bad = ValueMatch::default();
-        bad.equals = Some("x".into());
-        bad.regex = Some("y".into());
-        assert!(Matcher::compile(&bad).is_err());
-        bad.equals = None;
-        bad.regex = Some("(".into());
-        assert!(Matcher::compile(&bad).is_err());
+        let both = ValueMatch {
+            equals: Some("x".into()),
+            regex: Some("y".into()),
+            ..Default::default()
+        };
+        assert!(Matcher::compile(&both).is_err());
+        let bad_regex = ValueMatch {
+            regex: Some("(".into()),
+            ..Default::default()
+        };
+        assert!(Matcher::compile(&bad_regex).is_err());
     }
 
     #[test]
@@ -202,7 +224,10 @@ mod tests {
 
     #[test]
     fn status_sets() {
-        let s = StatusSet { codes: vec![404], classes: vec![5] };
+        let s = StatusSet {
+            codes: vec![404],
+            classes: vec![5],
+        };
         assert!(s.contains(404) && s.contains(503) && !s.contains(400));
         assert!(StatusSet::default().contains(200));
     }

@@ -90,7 +90,10 @@ pub struct Decision<'p> {
 /// (CR, LF, NUL...) become spaces, so no header can be injected; `None` if still invalid.
 pub fn safe_header_value(s: &str) -> Option<HeaderValue> {
     if s.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
-        let cleaned: String = s.chars().map(|c| if c.is_control() && c != '\t' { ' ' } else { c }).collect();
+        let cleaned: String = s
+            .chars()
+            .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
+            .collect();
         HeaderValue::from_str(cleaned.trim()).ok()
     } else {
         HeaderValue::from_str(s).ok()

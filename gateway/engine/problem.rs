@@ -50,7 +50,9 @@ impl ProblemFormat {
 
     /// XML when the client's Accept ranks an XML type strictly above every JSON type.
     pub fn negotiate(accept: Option<&str>) -> ProblemFormat {
-        let Some(accept) = accept else { return ProblemFormat::Json };
+        let Some(accept) = accept else {
+            return ProblemFormat::Json;
+        };
         let (mut xml_q, mut json_q) = (0.0f32, 0.0f32);
         for item in accept.split(',') {
             let mut parts = item.split(';');
@@ -128,7 +130,13 @@ fn write_xml_member(out: &mut String, name: &str, v: &Value) {
     // Element names must be XML names; keep letters, digits, '_', '-', '.'.
     let mut tag: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if !tag.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
         tag.insert(0, '_');
@@ -199,8 +207,14 @@ mod tests {
     fn accept_negotiation() {
         assert_eq!(ProblemFormat::negotiate(None), ProblemFormat::Json);
         assert_eq!(ProblemFormat::negotiate(Some("application/xml")), ProblemFormat::Xml);
-        assert_eq!(ProblemFormat::negotiate(Some("application/json, application/xml;q=0.5")), ProblemFormat::Json);
-        assert_eq!(ProblemFormat::negotiate(Some("application/xml, */*;q=0.1")), ProblemFormat::Xml);
+        assert_eq!(
+            ProblemFormat::negotiate(Some("application/json, application/xml;q=0.5")),
+            ProblemFormat::Json
+        );
+        assert_eq!(
+            ProblemFormat::negotiate(Some("application/xml, */*;q=0.1")),
+            ProblemFormat::Xml
+        );
         assert_eq!(ProblemFormat::negotiate(Some("*/*")), ProblemFormat::Json);
     }
 }

@@ -75,9 +75,15 @@ impl EnsureHeaders {
         for (status, headers) in raw {
             for (name, value) in headers {
                 let at = SourcePos::of(file, value);
-                match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value.value)) {
+                match (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(&value.value),
+                ) {
                     (Ok(n), Ok(v)) => out.push((*status, n, v)),
-                    _ => problems.push(ConfigProblem::error(at, ProblemKind::Header(format!("`{name}: {}`", value.value)))),
+                    _ => problems.push(ConfigProblem::error(
+                        at,
+                        ProblemKind::Header(format!("`{name}: {}`", value.value)),
+                    )),
                 }
             }
         }
@@ -85,7 +91,10 @@ impl EnsureHeaders {
     }
 
     pub fn for_status(&self, status: u16) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-        self.0.iter().filter(move |(s, _, _)| *s == status).map(|(_, n, v)| (n, v))
+        self.0
+            .iter()
+            .filter(move |(s, _, _)| *s == status)
+            .map(|(_, n, v)| (n, v))
     }
 
     pub fn names_for(&self, status: u16) -> Vec<String> {
@@ -108,7 +117,14 @@ pub struct CompiledProfile {
 impl CompiledProfile {
     /// A profile with no rules: only the canonical defaults apply.
     pub fn empty(body_buffer: usize) -> CompiledProfile {
-        Self::build("(none)".into(), None, Vec::new(), body_buffer, None, EnsureHeaders::default())
+        Self::build(
+            "(none)".into(),
+            None,
+            Vec::new(),
+            body_buffer,
+            None,
+            EnsureHeaders::default(),
+        )
     }
 
     fn build(
@@ -171,7 +187,10 @@ impl CompiledProfile {
             Some(h) => match HeaderName::from_bytes(h.as_bytes()) {
                 Ok(n) => Some(n),
                 Err(_) => {
-                    problems.push(ConfigProblem::error(SourcePos::file(file), ProblemKind::Header(h.clone())));
+                    problems.push(ConfigProblem::error(
+                        SourcePos::file(file),
+                        ProblemKind::Header(h.clone()),
+                    ));
                     None
                 }
             },
@@ -180,8 +199,18 @@ impl CompiledProfile {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let body_buffer = raw.body_buffer.as_ref().map_or(default_body_buffer, |b| b.value.0 as usize);
-        Ok(Self::build(file.display().to_string(), raw.vendor.clone(), rules, body_buffer, vendor_header, ensure))
+        let body_buffer = raw
+            .body_buffer
+            .as_ref()
+            .map_or(default_body_buffer, |b| b.value.0 as usize);
+        Ok(Self::build(
+            file.display().to_string(),
+            raw.vendor.clone(),
+            rules,
+            body_buffer,
+            vendor_header,
+            ensure,
+        ))
     }
 
     fn candidates(&self, status: u16) -> &[u32] {
@@ -221,19 +250,30 @@ impl CompiledProfile {
             _ => None,
         };
         let doc = bytes.map(BodyDoc::new);
-        let matched = self.candidates(head.status).iter().map(|&i| &self.rules[i as usize]).find(|r| {
-            r.head_matches(req, head)
-                && (!r.body_conditions || doc.as_ref().is_some_and(|d| r.body_matches(d)))
-        });
-        let scope = Scope { req, head, body: doc.as_ref() };
-        let status = matched.and_then(|r| r.action.status).unwrap_or_else(|| canonical.canonicalize(head.status));
+        let matched = self
+            .candidates(head.status)
+            .iter()
+            .map(|&i| &self.rules[i as usize])
+            .find(|r| {
+                r.head_matches(req, head) && (!r.body_conditions || doc.as_ref().is_some_and(|d| r.body_matches(d)))
+            });
+        let scope = Scope {
+            req,
+            head,
+            body: doc.as_ref(),
+        };
+        let status = matched
+            .and_then(|r| r.action.status)
+            .unwrap_or_else(|| canonical.canonicalize(head.status));
         let mut headers = Vec::new();
         if let Some(r) = matched {
             r.action.header_edits(&scope, &mut headers);
         }
         for ensure in [&self.ensure, route_ensure] {
             for (name, value) in ensure.for_status(status) {
-                let set_by_rule = headers.iter().any(|e| matches!(e, HeaderEdit::Set(n, _) | HeaderEdit::Append(n, _) if n == name));
+                let set_by_rule = headers
+                    .iter()
+                    .any(|e| matches!(e, HeaderEdit::Set(n, _) | HeaderEdit::Append(n, _) if n == name));
                 if !head.headers.contains_key(name) && !set_by_rule {
                     headers.push(HeaderEdit::Set(name.clone(), value.clone()));
                 }
@@ -245,19 +285,35 @@ impl CompiledProfile {
         } else {
             BodyPlan::Problem(Box::new(self.problem(canonical, matched, &scope, status)))
         };
-        Decision { status, reason: canonical.reason(status), rule: matched.map(|r| &*r.name), headers, body }
+        Decision {
+            status,
+            reason: canonical.reason(status),
+            rule: matched.map(|r| &*r.name),
+            headers,
+            body,
+        }
     }
 
-    fn problem(&self, canonical: &CanonicalProfile, rule: Option<&CompiledRule>, scope: &Scope<'_, '_>, status: u16) -> ProblemBody {
+    fn problem(
+        &self,
+        canonical: &CanonicalProfile,
+        rule: Option<&CompiledRule>,
+        scope: &Scope<'_, '_>,
+        status: u16,
+    ) -> ProblemBody {
         let (type_uri, title) = canonical.problem_type(status);
         let t = rule.map(|r| &r.action.problem);
-        let render = |f: fn(&ProblemTemplate) -> &Option<Template>| t.and_then(|t| f(t).as_ref()).and_then(|tpl| tpl.render(scope));
+        let render = |f: fn(&ProblemTemplate) -> &Option<Template>| {
+            t.and_then(|t| f(t).as_ref()).and_then(|tpl| tpl.render(scope))
+        };
         let vendor_request_id = render(|t| &t.vendor_request_id).or_else(|| {
             let v = scope.head.headers.get(&self.vendor_request_id_header)?.to_str().ok()?;
             (v != scope.req.request_id).then(|| v.to_owned())
         });
         ProblemBody {
-            type_uri: t.and_then(|t| t.type_uri.clone()).unwrap_or_else(|| type_uri.to_owned()),
+            type_uri: t
+                .and_then(|t| t.type_uri.clone())
+                .unwrap_or_else(|| type_uri.to_owned()),
             title: t.and_then(|t| t.title.clone()).unwrap_or_else(|| title.to_owned()),
             status,
             detail: render(|t| &t.detail),
@@ -268,7 +324,12 @@ impl CompiledProfile {
             vendor_request_id,
             origin: Origin::Upstream,
             extensions: t
-                .map(|t| t.extensions.iter().filter_map(|(k, tpl)| Some((k.clone(), tpl.render_value(scope)?))).collect())
+                .map(|t| {
+                    t.extensions
+                        .iter()
+                        .filter_map(|(k, tpl)| Some((k.clone(), tpl.render_value(scope)?)))
+                        .collect()
+                })
                 .unwrap_or_default(),
         }
     }
@@ -278,14 +339,24 @@ impl CompiledRule {
     fn head_matches(&self, req: &RequestFacts<'_>, head: &UpstreamHead<'_>) -> bool {
         (self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(req.method)))
             && self.path.as_ref().is_none_or(|g| g.matches(req.path))
-            && self.path_prefix.as_ref().is_none_or(|p| req.path.starts_with(p.as_str()))
+            && self
+                .path_prefix
+                .as_ref()
+                .is_none_or(|p| req.path.starts_with(p.as_str()))
             && self
                 .request_headers
                 .iter()
                 .all(|(n, m)| m.matches(req.headers.get(n).and_then(|v| v.to_str().ok())))
-            && self.headers.iter().all(|(n, m)| m.matches(head.headers.get(n).and_then(|v| v.to_str().ok())))
+            && self
+                .headers
+                .iter()
+                .all(|(n, m)| m.matches(head.headers.get(n).and_then(|v| v.to_str().ok())))
             && (self.content_type.is_empty() || {
-                let ct = head.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+                let ct = head
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
                 self.content_type.iter().any(|p| p.matches(ct))
             })
     }
@@ -315,15 +386,25 @@ impl Action {
 
     fn uses_body(&self) -> bool {
         self.set.iter().chain(&self.add).any(|(_, t)| t.uses_body())
-            || [&self.problem.detail, &self.problem.instance, &self.problem.vendor_code, &self.problem.vendor_request_id]
-                .into_iter()
-                .flatten()
-                .any(Template::uses_body)
+            || [
+                &self.problem.detail,
+                &self.problem.instance,
+                &self.problem.vendor_code,
+                &self.problem.vendor_request_id,
+            ]
+            .into_iter()
+            .flatten()
+            .any(Template::uses_body)
             || self.problem.extensions.iter().any(|(_, t)| t.uses_body())
     }
 }
 
-fn compile_rule(file: &Path, raw: &RawRule, canonical: &CanonicalProfile, problems: &mut Vec<ConfigProblem>) -> Option<CompiledRule> {
+fn compile_rule(
+    file: &Path,
+    raw: &RawRule,
+    canonical: &CanonicalProfile,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<CompiledRule> {
     let before = problems.len();
     let w = &raw.when;
     let mut status = StatusSet::default();
@@ -343,7 +424,10 @@ fn compile_rule(file: &Path, raw: &RawRule, canonical: &CanonicalProfile, proble
     });
     if let Some(p) = &w.path_prefix {
         if !p.value.starts_with('/') {
-            problems.push(ConfigProblem::error(SourcePos::of(file, p), ProblemKind::Path(format!("`{}` must start with /", p.value))));
+            problems.push(ConfigProblem::error(
+                SourcePos::of(file, p),
+                ProblemKind::Path(format!("`{}` must start with /", p.value)),
+            ));
         }
     }
     let content_type = w
@@ -355,7 +439,9 @@ fn compile_rule(file: &Path, raw: &RawRule, canonical: &CanonicalProfile, proble
                 .iter()
                 .filter_map(|c| {
                     MediaPattern::compile(c)
-                        .map_err(|e| problems.push(ConfigProblem::error(SourcePos::of(file, ct), ProblemKind::Invalid(e))))
+                        .map_err(|e| {
+                            problems.push(ConfigProblem::error(SourcePos::of(file, ct), ProblemKind::Invalid(e)))
+                        })
                         .ok()
                 })
                 .collect()
@@ -386,7 +472,12 @@ fn compile_rule(file: &Path, raw: &RawRule, canonical: &CanonicalProfile, proble
             .iter()
             .filter_map(|h| {
                 HeaderName::from_bytes(h.value.as_bytes())
-                    .map_err(|_| problems.push(ConfigProblem::error(SourcePos::of(file, h), ProblemKind::Header(h.value.clone()))))
+                    .map_err(|_| {
+                        problems.push(ConfigProblem::error(
+                            SourcePos::of(file, h),
+                            ProblemKind::Header(h.value.clone()),
+                        ))
+                    })
                     .ok()
             })
             .collect(),
@@ -414,7 +505,12 @@ fn compile_rule(file: &Path, raw: &RawRule, canonical: &CanonicalProfile, proble
 }
 
 fn codes_list(canonical: &CanonicalProfile) -> String {
-    canonical.codes().iter().map(u16::to_string).collect::<Vec<_>>().join(" ")
+    canonical
+        .codes()
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn matcher(file: &Path, m: &Spanned<ValueMatchSpec>, problems: &mut Vec<ConfigProblem>) -> Option<Matcher> {
@@ -431,7 +527,12 @@ fn header_matchers(
     raw.iter()
         .filter_map(|(name, m)| {
             let n = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| problems.push(ConfigProblem::error(SourcePos::of(file, m), ProblemKind::Header(name.clone()))))
+                .map_err(|_| {
+                    problems.push(ConfigProblem::error(
+                        SourcePos::of(file, m),
+                        ProblemKind::Header(name.clone()),
+                    ))
+                })
                 .ok();
             let m = matcher(file, m, problems);
             Some((n?, m?))
@@ -470,7 +571,12 @@ fn header_templates(
     raw.iter()
         .filter_map(|(name, v)| {
             let n = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| problems.push(ConfigProblem::error(SourcePos::of(file, v), ProblemKind::Header(name.clone()))))
+                .map_err(|_| {
+                    problems.push(ConfigProblem::error(
+                        SourcePos::of(file, v),
+                        ProblemKind::Header(name.clone()),
+                    ))
+                })
                 .ok();
             let t = template(file, v, problems);
             Some((n?, t?))

@@ -152,10 +152,22 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-vendor", "v1".parse().unwrap());
         let rh = HeaderMap::new();
-        let req = RequestFacts { method: "POST", path: "/v1/p/vpc-endpoints", headers: &rh, request_id: "rid" };
-        let head = UpstreamHead { status: 200, headers: &h };
+        let req = RequestFacts {
+            method: "POST",
+            path: "/v1/p/vpc-endpoints",
+            headers: &rh,
+            request_id: "rid",
+        };
+        let head = UpstreamHead {
+            status: 200,
+            headers: &h,
+        };
         let doc = BodyDoc::new(br#"{"id":"e-1","x":{"y":[1]}}"#);
-        let scope = Scope { req: &req, head: &head, body: Some(&doc) };
+        let scope = Scope {
+            req: &req,
+            head: &head,
+            body: Some(&doc),
+        };
         let t = Template::compile("${path}/${json:/id} $$5 (${header:X-Vendor})").unwrap();
         assert!(t.uses_body());
         assert_eq!(t.render(&scope).as_deref(), Some("/v1/p/vpc-endpoints/e-1 $5 (v1)"));

@@ -59,7 +59,12 @@ impl Exchange<'_> {
         self.log.status = failure.status();
         let canonical = &self.snap.canonical;
         let problem = canonical.gateway_problem(failure, &self.log.request_id);
-        let Ok((header, body)) = problem_response(&problem, canonical.reason(problem.status), self.format, self.head_request) else {
+        let Ok((header, body)) = problem_response(
+            &problem,
+            canonical.reason(problem.status),
+            self.format,
+            self.head_request,
+        ) else {
             return Ending::Close;
         };
         if !reusable {
@@ -80,7 +85,10 @@ impl Exchange<'_> {
 
     pub async fn run(&mut self, req: &RequestHeader) -> Ending {
         let snap = self.snap;
-        let host = req.uri.host().or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()));
+        let host = req
+            .uri
+            .host()
+            .or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()));
         let path = req.uri.path();
         let Some(route) = snap.route_for(host, path) else {
             return self.fail(GatewayFailure::NoRoute, true).await;
@@ -136,7 +144,9 @@ impl Exchange<'_> {
         self.log.upstream_header_after = Some(self.log.started.elapsed());
         let ending = self.respond(&mut up, req, &upstream_path, route).await;
         if up.response_done() {
-            self.connector.release_http_session(up, &peer, Some(group.idle_timeout)).await;
+            self.connector
+                .release_http_session(up, &peer, Some(group.idle_timeout))
+                .await;
         }
         ending
     }
@@ -149,7 +159,9 @@ impl Exchange<'_> {
             Some(q) => format!("{upstream_path}?{q}"),
             None => upstream_path.to_owned(),
         };
-        up.set_uri(http::Uri::try_from(pq).map_err(|e| Error::because(pingora::ErrorType::InvalidHTTPHeader, "path", e))?);
+        up.set_uri(
+            http::Uri::try_from(pq).map_err(|e| Error::because(pingora::ErrorType::InvalidHTTPHeader, "path", e))?,
+        );
         let connection_named: Vec<String> = req
             .headers
             .get_all(header::CONNECTION)
@@ -182,7 +194,9 @@ impl Exchange<'_> {
         group: &UpstreamGroup,
         body_sent: &mut bool,
     ) -> Result<(), SendError> {
-        up.write_request_header(Box::new(req.clone())).await.map_err(SendError::Upstream)?;
+        up.write_request_header(Box::new(req.clone()))
+            .await
+            .map_err(SendError::Upstream)?;
         let limit = self.snap.limits.request_body;
         let mut total = 0u64;
         loop {
@@ -217,7 +231,13 @@ impl Exchange<'_> {
         }
     }
 
-    async fn respond(&mut self, up: &mut UpstreamSession, req: &RequestHeader, upstream_path: &str, route: &Route) -> Ending {
+    async fn respond(
+        &mut self,
+        up: &mut UpstreamSession,
+        req: &RequestHeader,
+        upstream_path: &str,
+        route: &Route,
+    ) -> Ending {
         let Some(upstream) = up.response_header().cloned() else {
             return self.fail(GatewayFailure::InvalidResponse, true).await;
         };
@@ -230,7 +250,10 @@ impl Exchange<'_> {
             headers: &req.headers,
             request_id: &self.log.request_id,
         };
-        let head = UpstreamHead { status, headers: &upstream.headers };
+        let head = UpstreamHead {
+            status,
+            headers: &upstream.headers,
+        };
         let profile = &route.profile;
 
         // Buffer only when a rule may need the body, and never past the cap.
@@ -256,7 +279,10 @@ impl Exchange<'_> {
                 }
             }
         }
-        let encoding = upstream.headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+        let encoding = upstream
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok());
         let decoded;
         let body = match skip {
             Some(s) => UpstreamBody::Skipped(s),
@@ -364,4 +390,3 @@ pub fn make_peer(addr: std::net::SocketAddr, group: &UpstreamGroup) -> HttpPeer 
 
 /// Shared by the app: the connector and its pool live as long as the process.
 pub type SharedConnector = Arc<Connector>;
-

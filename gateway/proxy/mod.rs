@@ -72,7 +72,11 @@ pub struct GatewayApp {
 
 impl GatewayApp {
     pub fn new(snapshots: Arc<SnapshotHandle>, metrics: Arc<Metrics>) -> Self {
-        GatewayApp { snapshots, connector: Connector::new(None), metrics }
+        GatewayApp {
+            snapshots,
+            connector: Connector::new(None),
+            metrics,
+        }
     }
 
     fn finish(&self, log: &RequestLog) {
@@ -83,12 +87,21 @@ impl GatewayApp {
 
 /// Total size of the request's header fields, as the client sent them.
 fn header_bytes(req: &pingora::http::RequestHeader) -> usize {
-    req.uri.to_string().len() + req.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>()
+    req.uri.to_string().len()
+        + req
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>()
 }
 
 #[async_trait]
 impl HttpServerApp for GatewayApp {
-    async fn process_new_http(self: &Arc<Self>, mut session: ServerSession, shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
         let started = Instant::now();
         let read = tokio::select! {
             biased;
@@ -148,7 +161,10 @@ impl HttpServerApp for GatewayApp {
             };
             if header_bytes(&req) > snap.limits.request_header {
                 ex.fail(GatewayFailure::HeaderTooLarge, false).await
-            } else if req.method == http::Method::CONNECT || req.uri.path().is_empty() || !req.uri.path().starts_with('/') {
+            } else if req.method == http::Method::CONNECT
+                || req.uri.path().is_empty()
+                || !req.uri.path().starts_with('/')
+            {
                 ex.fail(GatewayFailure::MethodNotAllowed, false).await
             } else {
                 ex.run(&req).await

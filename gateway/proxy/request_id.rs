@@ -7,8 +7,7 @@ use std::sync::OnceLock;
 
 /// Accepts 1-128 characters of `[A-Za-z0-9._:/+=@-]`; anything else is replaced.
 pub fn is_sane(id: &[u8]) -> bool {
-    (1..=128).contains(&id.len())
-        && id.iter().all(|b| b.is_ascii_alphanumeric() || b"._:/+=@-".contains(b))
+    (1..=128).contains(&id.len()) && id.iter().all(|b| b.is_ascii_alphanumeric() || b"._:/+=@-".contains(b))
 }
 
 /// 32 hex characters, unique per process and random across processes.

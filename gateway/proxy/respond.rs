@@ -47,12 +47,16 @@ pub fn decode<'b>(content_encoding: Option<&str>, body: &'b [u8], cap: usize) ->
     let limit = cap as u64 + 1;
     let res = match enc.as_deref() {
         None | Some("") | Some("identity") => return Ok(Cow::Borrowed(body)),
-        Some("gzip") | Some("x-gzip") => flate2::read::MultiGzDecoder::new(body).take(limit).read_to_end(&mut out),
+        Some("gzip") | Some("x-gzip") => flate2::read::MultiGzDecoder::new(body)
+            .take(limit)
+            .read_to_end(&mut out),
         Some("deflate") => {
             let zlib = flate2::read::ZlibDecoder::new(body).take(limit).read_to_end(&mut out);
             if zlib.is_err() {
                 out.clear();
-                flate2::read::DeflateDecoder::new(body).take(limit).read_to_end(&mut out)
+                flate2::read::DeflateDecoder::new(body)
+                    .take(limit)
+                    .read_to_end(&mut out)
             } else {
                 zlib
             }
@@ -114,7 +118,9 @@ pub fn canonical_header(
         crate::engine::BodyPlan::Problem(p) => replace_with_problem(&mut resp, p, format, bodyless)?,
         crate::engine::BodyPlan::Passthrough if bodyless => BodyOut::None,
         crate::engine::BodyPlan::Passthrough => {
-            if resp.headers.get(header::CONTENT_LENGTH).is_none() && resp.headers.get(header::TRANSFER_ENCODING).is_none() {
+            if resp.headers.get(header::CONTENT_LENGTH).is_none()
+                && resp.headers.get(header::TRANSFER_ENCODING).is_none()
+            {
                 // Close-delimited upstream body: chunk it so the client connection stays reusable.
                 resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
             }
@@ -124,7 +130,12 @@ pub fn canonical_header(
     Ok((resp, body))
 }
 
-fn replace_with_problem(resp: &mut ResponseHeader, p: &ProblemBody, format: ProblemFormat, bodyless: bool) -> Result<BodyOut> {
+fn replace_with_problem(
+    resp: &mut ResponseHeader,
+    p: &ProblemBody,
+    format: ProblemFormat,
+    bodyless: bool,
+) -> Result<BodyOut> {
     for h in &REPRESENTATION {
         resp.remove_header(h);
     }
@@ -138,7 +149,12 @@ fn replace_with_problem(resp: &mut ResponseHeader, p: &ProblemBody, format: Prob
 }
 
 /// A complete gateway-made error response.
-pub fn problem_response(p: &ProblemBody, reason: &str, format: ProblemFormat, bodyless: bool) -> Result<(ResponseHeader, Bytes)> {
+pub fn problem_response(
+    p: &ProblemBody,
+    reason: &str,
+    format: ProblemFormat,
+    bodyless: bool,
+) -> Result<(ResponseHeader, Bytes)> {
     let mut resp = ResponseHeader::build(p.status, Some(4))?;
     resp.set_reason_phrase(Some(reason))?;
     resp.insert_header(header::CONTENT_TYPE, format.content_type())?;
@@ -162,7 +178,10 @@ mod tests {
         assert_eq!(&*decode(Some("gzip"), &gz, 100).unwrap(), b"{\"a\":1}");
         assert_eq!(decode(Some("gzip"), &gz, 3).unwrap_err(), BodySkip::OverCap);
         assert_eq!(decode(Some("gzip"), b"nope", 100).unwrap_err(), BodySkip::Undecodable);
-        assert_eq!(decode(Some("br"), b"x", 100).unwrap_err(), BodySkip::UnsupportedEncoding);
+        assert_eq!(
+            decode(Some("br"), b"x", 100).unwrap_err(),
+            BodySkip::UnsupportedEncoding
+        );
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         z.write_all(b"hi").unwrap();
         assert_eq!(&*decode(Some("deflate"), &z.finish().unwrap(), 100).unwrap(), b"hi");

@@ -1,7 +1,7 @@
 //! A deliberately raw HTTP/1.1 client: tests must see the exact status line, reason phrase,
 //! headers and framing the gateway writes.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -17,11 +17,18 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     pub fn text(&self) -> String {
@@ -61,7 +68,10 @@ pub fn read_response(r: &mut impl BufRead, head_request: bool) -> std::io::Resul
     let mut line = String::new();
     r.read_line(&mut line)?;
     if line.is_empty() {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed before a response"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "connection closed before a response",
+        ));
     }
     let mut parts = line.trim_end().splitn(3, ' ');
     let _version = parts.next();
@@ -78,11 +88,20 @@ pub fn read_response(r: &mut impl BufRead, head_request: bool) -> std::io::Resul
         let (k, v) = h.split_once(':').expect("header line");
         headers.push((k.trim().to_owned(), v.trim().to_owned()));
     }
-    let mut resp = Response { status, reason, headers, body: Vec::new(), truncated: false };
+    let mut resp = Response {
+        status,
+        reason,
+        headers,
+        body: Vec::new(),
+        truncated: false,
+    };
     if head_request || status == 204 || status == 304 || (100..200).contains(&status) {
         return Ok(resp);
     }
-    if resp.header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+    if resp
+        .header("transfer-encoding")
+        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
+    {
         loop {
             let mut size = String::new();
             if r.read_line(&mut size)? == 0 {
@@ -102,7 +121,10 @@ pub fn read_response(r: &mut impl BufRead, head_request: bool) -> std::io::Resul
             }
             resp.body.extend_from_slice(&chunk[..n]);
         }
-    } else if let Some(len) = resp.header("content-length").map(|v| v.parse::<usize>().expect("length")) {
+    } else if let Some(len) = resp
+        .header("content-length")
+        .map(|v| v.parse::<usize>().expect("length"))
+    {
         let mut buf = vec![0; len];
         let mut got = 0;
         while got < len {

@@ -45,19 +45,39 @@ impl Gateway {
             std::fs::write(p, text).unwrap();
         }
         let (port, admin) = (free_port(), free_port());
-        let text = config.replace("${LISTEN}", &format!("127.0.0.1:{port}")).replace("${ADMIN}", &format!("127.0.0.1:{admin}"));
-        let text = if text.contains("server:") { text } else { format!("{text}\nserver:\n  threads: 1\n  grace_period: 0s\n") };
+        let text = config
+            .replace("${LISTEN}", &format!("127.0.0.1:{port}"))
+            .replace("${ADMIN}", &format!("127.0.0.1:{admin}"));
+        let text = if text.contains("server:") {
+            text
+        } else {
+            format!("{text}\nserver:\n  threads: 1\n  grace_period: 0s\n")
+        };
         let path = dir.path().join("statusgate.yaml");
         std::fs::write(&path, text).unwrap();
         let snap = statusgate::snapshot::load(&path).unwrap_or_else(|ps| {
-            panic!("config rejected:\n{}", ps.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+            panic!(
+                "config rejected:\n{}",
+                ps.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+            )
         });
         let handle = Arc::new(SnapshotHandle::new(&path, snap));
         let built = statusgate::server::build(handle.clone(), false).expect("server builds");
         let stop = Arc::new(Notify::new());
         let signal = TestSignal(stop.clone());
-        let thread = std::thread::spawn(move || built.server.run(RunArgs { shutdown_signal: Box::new(signal) }));
-        let gw = Gateway { port, admin, dir, handle, stop, thread: Some(thread) };
+        let thread = std::thread::spawn(move || {
+            built.server.run(RunArgs {
+                shutdown_signal: Box::new(signal),
+            })
+        });
+        let gw = Gateway {
+            port,
+            admin,
+            dir,
+            handle,
+            stop,
+            thread: Some(thread),
+        };
         gw.wait_port(port);
         gw.wait_port(admin);
         gw
@@ -66,7 +86,10 @@ impl Gateway {
     fn wait_port(&self, port: u16) {
         let t = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(10), "gateway did not listen on {port}");
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "gateway did not listen on {port}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -89,7 +112,8 @@ impl Gateway {
             .filter_map(|l| {
                 let (series, value) = l.rsplit_once(' ')?;
                 let (n, rest) = series.split_once('{').unwrap_or((series, ""));
-                (n == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))).then(|| value.parse::<f64>().ok())?
+                (n == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+                    .then(|| value.parse::<f64>().ok())?
             })
             .sum()
     }
