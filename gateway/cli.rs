@@ -5,15 +5,14 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use pingora::http::ResponseHeader;
 
 use crate::config::Severity;
-use crate::engine::{BodyPlan, ProblemFormat, RequestFacts, UpstreamBody, UpstreamHead};
-use crate::proxy::respond::{canonical_header, decode, BodyOut};
+use crate::engine::response::{compose, decode, CanonicalBody};
+use crate::engine::{ProblemFormat, RequestFacts, UpstreamBody, UpstreamHead};
 use crate::reload::SnapshotHandle;
 use crate::snapshot::{self, Snapshot};
 
-pub const EMBEDDED_CONFIG: &str = "embedded:statusgate.yaml";
+pub const EMBEDDED_CONFIG: &str = "embedded:deploy/statusgate.yaml";
 
 #[derive(Parser, Debug)]
 #[command(name = "statusgate", version, about = "A status-normalizing edge gateway on pingora")]
@@ -185,15 +184,8 @@ pub fn explain(snap: &Snapshot, args: &ExplainArgs) -> Result<String, String> {
     let decision = route
         .profile
         .evaluate(&snap.canonical, &route.ensure, &facts, &head, ub);
-    let mut upstream = ResponseHeader::build(args.status, None).map_err(|e| e.to_string())?;
-    for (k, v) in resp_headers.iter() {
-        upstream
-            .append_header(k.clone(), v.clone())
-            .map_err(|e| e.to_string())?;
-    }
     let format = ProblemFormat::negotiate(req_headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let (header, out) =
-        canonical_header(&upstream, &decision, request_id, format, bodyless).map_err(|e| e.to_string())?;
+    let resp = compose(&decision, args.status, &resp_headers, request_id, format, bodyless);
     let mut text = format!("# route: {}  profile: {}\n", route.name, route.profile.source);
     text.push_str(&format!(
         "# rule: {}\n",
@@ -202,15 +194,15 @@ pub fn explain(snap: &Snapshot, args: &ExplainArgs) -> Result<String, String> {
     if let UpstreamBody::Skipped(s) = ub {
         text.push_str(&format!("# body not used: {}\n", s.name()));
     }
-    text.push_str(&format!("HTTP/1.1 {} {}\n", decision.status, decision.reason));
-    for (k, v) in header.headers.iter() {
+    text.push_str(&format!("HTTP/1.1 {} {}\n", resp.status, resp.reason));
+    for (k, v) in resp.headers.iter() {
         text.push_str(&format!("{}: {}\n", k, String::from_utf8_lossy(v.as_bytes())));
     }
     text.push('\n');
-    match (out, &decision.body) {
-        (BodyOut::Replace(b), _) => text.push_str(&String::from_utf8_lossy(&b)),
-        (BodyOut::Upstream, BodyPlan::Passthrough) => text.push_str(&String::from_utf8_lossy(&body)),
-        _ => {}
+    match &resp.body {
+        CanonicalBody::Replace(b) => text.push_str(&String::from_utf8_lossy(b)),
+        CanonicalBody::Upstream => text.push_str(&String::from_utf8_lossy(&body)),
+        CanonicalBody::None => {}
     }
     text.push('\n');
     Ok(text)

@@ -139,7 +139,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "embedded:rules/canonical.yaml",
         include_str!("../../rules/canonical.yaml"),
     ),
-    ("embedded:statusgate.yaml", include_str!("../../deploy/statusgate.yaml")),
+    ("embedded:deploy/statusgate.yaml", include_str!("../../deploy/statusgate.yaml")),
 ];
 
 pub const EMBEDDED_CANONICAL: &str = "embedded:rules/canonical.yaml";
@@ -204,8 +204,19 @@ pub fn resolve(base: &Path, rel: &str) -> PathBuf {
     }
     let base_str = base.to_string_lossy();
     if let Some(stripped) = base_str.strip_prefix("embedded:") {
-        let dir = Path::new(stripped).parent().unwrap_or(Path::new(""));
-        return PathBuf::from(format!("embedded:{}", dir.join(rel).display()));
+        // Embedded files mirror the repository layout; fold `..` so `deploy/../rules/x` finds `rules/x`.
+        let mut parts: Vec<&str> = stripped.split('/').collect();
+        parts.pop();
+        for seg in rel.split('/') {
+            match seg {
+                ".." => {
+                    parts.pop();
+                }
+                "." | "" => {}
+                s => parts.push(s),
+            }
+        }
+        return PathBuf::from(format!("embedded:{}", parts.join("/")));
     }
     base.parent().unwrap_or(Path::new(".")).join(rel_path)
 }
@@ -229,7 +240,7 @@ mod tests {
             PathBuf::from("/etc/sg/rules/a.yaml")
         );
         assert_eq!(
-            resolve(Path::new("embedded:statusgate.yaml"), "rules/canonical.yaml"),
+            resolve(Path::new("embedded:deploy/statusgate.yaml"), "../rules/canonical.yaml"),
             PathBuf::from("embedded:rules/canonical.yaml")
         );
     }

@@ -10,6 +10,7 @@ pub mod canonical;
 pub mod matcher;
 pub mod problem;
 pub mod profile;
+pub mod response;
 pub mod template;
 
 use http::{HeaderMap, HeaderName, HeaderValue};

@@ -21,8 +21,9 @@ use pingora::protocols::http::ServerSession;
 use pingora::Error;
 
 use super::failure::classify;
-use super::respond::{self, canonical_header, problem_response, BodyOut, X_REQUEST_ID};
+use super::respond::{self, to_pingora, X_REQUEST_ID};
 use super::RequestLog;
+use crate::engine::response::{compose, compose_gateway, decode, CanonicalBody};
 use crate::engine::{BodySkip, GatewayFailure, Origin, ProblemFormat, RequestFacts, UpstreamBody, UpstreamHead};
 use crate::snapshot::{Route, Snapshot, UpstreamGroup};
 
@@ -59,13 +60,18 @@ impl Exchange<'_> {
         self.log.status = failure.status();
         let canonical = &self.snap.canonical;
         let problem = canonical.gateway_problem(failure, &self.log.request_id);
-        let Ok((header, body)) = problem_response(
+        let resp = compose_gateway(
             &problem,
             canonical.reason(problem.status),
             self.format,
             self.head_request,
-        ) else {
+        );
+        let Ok(header) = to_pingora(&resp) else {
             return Ending::Close;
+        };
+        let body = match resp.body {
+            CanonicalBody::Replace(b) => Bytes::from(b),
+            _ => Bytes::new(),
         };
         if !reusable {
             self.session.set_keepalive(None);
@@ -287,7 +293,7 @@ impl Exchange<'_> {
         let body = match skip {
             Some(s) => UpstreamBody::Skipped(s),
             None if !complete || bodyless => UpstreamBody::NotRead,
-            None => match respond::decode(encoding, &buffered, profile.body_buffer) {
+            None => match decode(encoding, &buffered, profile.body_buffer) {
                 Ok(d) => {
                     decoded = d;
                     UpstreamBody::Read(&decoded)
@@ -301,24 +307,32 @@ impl Exchange<'_> {
         let decision = profile.evaluate(&self.snap.canonical, &route.ensure, &facts, &head, body);
         self.log.status = decision.status;
         self.log.rule = decision.rule.map(str::to_owned);
-        let (header, out) = match canonical_header(&upstream, &decision, &self.log.request_id, self.format, bodyless) {
-            Ok(x) => x,
+        let resp = compose(
+            &decision,
+            status,
+            &upstream.headers,
+            &self.log.request_id,
+            self.format,
+            bodyless,
+        );
+        let header = match to_pingora(&resp) {
+            Ok(h) => h,
             Err(_) => return self.fail(GatewayFailure::InvalidResponse, false).await,
         };
         if self.session.write_response_header(Box::new(header)).await.is_err() {
             return Ending::Close;
         }
-        match out {
-            BodyOut::None => ok(self.session.finish_body().await.is_ok()),
-            BodyOut::Replace(b) => {
-                let written = self.session.write_response_body(b, true).await.is_ok();
+        match resp.body {
+            CanonicalBody::None => ok(self.session.finish_body().await.is_ok()),
+            CanonicalBody::Replace(b) => {
+                let written = self.session.write_response_body(Bytes::from(b), true).await.is_ok();
                 // Drain a small remainder so the upstream connection can be pooled.
                 if !complete {
                     drain(up, profile.body_buffer).await;
                 }
                 ok(written)
             }
-            BodyOut::Upstream => self.stream(up, buffered.freeze(), complete).await,
+            CanonicalBody::Upstream => self.stream(up, buffered.freeze(), complete).await,
         }
     }
 

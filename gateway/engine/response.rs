@@ -1,0 +1,221 @@
+//! Composing the canonical response: status line, headers and body plan, from the upstream's
+//! header and the decision. Pure, so the proxy, `explain` and the profile examples all see the
+//! very same response.
+
+use std::borrow::Cow;
+use std::io::Read;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use super::{BodyPlan, BodySkip, Decision, HeaderEdit, ProblemBody, ProblemFormat};
+
+pub const X_UPSTREAM_STATUS: HeaderName = HeaderName::from_static("x-upstream-status");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_VENDOR_REQUEST_ID: HeaderName = HeaderName::from_static("x-vendor-request-id");
+
+/// Connection-scoped headers that never cross the gateway (RFC 9110 section 7.6.1).
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::UPGRADE
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::PROXY_AUTHORIZATION
+        || name == header::TRAILER
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
+/// Headers that describe the upstream's representation and so go when the body is replaced.
+const REPRESENTATION: [HeaderName; 9] = [
+    header::CONTENT_LENGTH,
+    header::CONTENT_ENCODING,
+    header::CONTENT_TYPE,
+    header::CONTENT_RANGE,
+    header::CONTENT_LANGUAGE,
+    header::ETAG,
+    header::LAST_MODIFIED,
+    header::ACCEPT_RANGES,
+    header::TRANSFER_ENCODING,
+];
+
+/// What follows the header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CanonicalBody {
+    /// The upstream's bytes, unchanged.
+    Upstream,
+    /// A replacement (problem) body.
+    Replace(Vec<u8>),
+    /// Nothing (HEAD, 204, 304).
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct CanonicalResponse<'p> {
+    pub status: u16,
+    pub reason: &'p str,
+    pub headers: HeaderMap,
+    pub body: CanonicalBody,
+}
+
+/// The canonical response for an upstream response the engine decided on.
+pub fn compose<'p>(
+    decision: &Decision<'p>,
+    upstream_status: u16,
+    upstream: &HeaderMap,
+    request_id: &str,
+    format: ProblemFormat,
+    bodyless: bool,
+) -> CanonicalResponse<'p> {
+    let mut headers = HeaderMap::with_capacity(upstream.len() + 4);
+    for (name, value) in upstream.iter() {
+        if !is_hop_by_hop(name) && name != X_REQUEST_ID {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    if let Some(vendor_id) = upstream.get(X_REQUEST_ID) {
+        if vendor_id.as_bytes() != request_id.as_bytes() {
+            headers.insert(X_VENDOR_REQUEST_ID, vendor_id.clone());
+        }
+    }
+    for edit in &decision.headers {
+        match edit {
+            HeaderEdit::Set(n, v) => {
+                headers.insert(n.clone(), v.clone());
+            }
+            HeaderEdit::Append(n, v) => {
+                headers.append(n.clone(), v.clone());
+            }
+            HeaderEdit::Remove(n) => {
+                headers.remove(n);
+            }
+        }
+    }
+    headers.insert(X_UPSTREAM_STATUS, HeaderValue::from(upstream_status));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert(X_REQUEST_ID, v);
+    }
+    let body = match &decision.body {
+        BodyPlan::Problem(p) => replace_with_problem(&mut headers, p, format, bodyless),
+        BodyPlan::Passthrough if bodyless => CanonicalBody::None,
+        BodyPlan::Passthrough => {
+            if !headers.contains_key(header::CONTENT_LENGTH) && !headers.contains_key(header::TRANSFER_ENCODING) {
+                // Close-delimited upstream body: chunk it so the client connection stays reusable.
+                headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+            }
+            CanonicalBody::Upstream
+        }
+    };
+    CanonicalResponse {
+        status: decision.status,
+        reason: decision.reason,
+        headers,
+        body,
+    }
+}
+
+fn replace_with_problem(
+    headers: &mut HeaderMap,
+    p: &ProblemBody,
+    format: ProblemFormat,
+    bodyless: bool,
+) -> CanonicalBody {
+    for h in &REPRESENTATION {
+        headers.remove(h);
+    }
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    if bodyless {
+        return CanonicalBody::None;
+    }
+    let body = p.render(format);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    CanonicalBody::Replace(body)
+}
+
+/// A complete response for an error the gateway answers itself.
+pub fn compose_gateway<'p>(
+    p: &ProblemBody,
+    reason: &'p str,
+    format: ProblemFormat,
+    bodyless: bool,
+) -> CanonicalResponse<'p> {
+    let mut headers = HeaderMap::with_capacity(4);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&p.request_id) {
+        headers.insert(X_REQUEST_ID, v);
+    }
+    let body = p.render(format);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    let body = if bodyless {
+        CanonicalBody::None
+    } else {
+        CanonicalBody::Replace(body)
+    };
+    CanonicalResponse {
+        status: p.status,
+        reason,
+        headers,
+        body,
+    }
+}
+
+/// Decodes an upstream body for matching (gzip, deflate); the output is capped at `cap` bytes.
+pub fn decode<'b>(content_encoding: Option<&str>, body: &'b [u8], cap: usize) -> Result<Cow<'b, [u8]>, BodySkip> {
+    let enc = content_encoding.map(|e| e.trim().to_ascii_lowercase());
+    let mut out = Vec::new();
+    let limit = cap as u64 + 1;
+    let res = match enc.as_deref() {
+        None | Some("") | Some("identity") => {
+            return if body.len() > cap {
+                Err(BodySkip::OverCap)
+            } else {
+                Ok(Cow::Borrowed(body))
+            }
+        }
+        Some("gzip") | Some("x-gzip") => flate2::read::MultiGzDecoder::new(body)
+            .take(limit)
+            .read_to_end(&mut out),
+        Some("deflate") => {
+            let zlib = flate2::read::ZlibDecoder::new(body).take(limit).read_to_end(&mut out);
+            if zlib.is_err() {
+                out.clear();
+                flate2::read::DeflateDecoder::new(body)
+                    .take(limit)
+                    .read_to_end(&mut out)
+            } else {
+                zlib
+            }
+        }
+        Some(_) => return Err(BodySkip::UnsupportedEncoding),
+    };
+    match res {
+        Ok(_) if out.len() > cap => Err(BodySkip::OverCap),
+        Ok(_) => Ok(Cow::Owned(out)),
+        Err(_) => Err(BodySkip::Undecodable),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn decodes_gzip_and_deflate_with_a_cap() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(b"{\"a\":1}").unwrap();
+        let gz = gz.finish().unwrap();
+        assert_eq!(&*decode(Some("gzip"), &gz, 100).unwrap(), b"{\"a\":1}");
+        assert_eq!(decode(Some("gzip"), &gz, 3).unwrap_err(), BodySkip::OverCap);
+        assert_eq!(decode(Some("gzip"), b"nope", 100).unwrap_err(), BodySkip::Undecodable);
+        assert_eq!(
+            decode(Some("br"), b"x", 100).unwrap_err(),
+            BodySkip::UnsupportedEncoding
+        );
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(b"hi").unwrap();
+        assert_eq!(&*decode(Some("deflate"), &z.finish().unwrap(), 100).unwrap(), b"hi");
+        assert_eq!(&*decode(None, b"raw", 10).unwrap(), b"raw");
+        assert_eq!(decode(None, b"raw", 1).unwrap_err(), BodySkip::OverCap);
+    }
+}
