@@ -85,6 +85,8 @@ pub enum ProblemKind {
     NotCanonical(u16, String),
     #[error("invalid status: {0}")]
     Status(String),
+    #[error("example `{0}` fails: {1}")]
+    Example(String, String),
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]

@@ -167,6 +167,63 @@ pub struct RawProfile {
     pub ensure_headers: BTreeMap<u16, BTreeMap<String, Spanned<String>>>,
     #[serde(default)]
     pub rules: Vec<Spanned<RawRule>>,
+    /// Upstream responses with the canonical response expected; checked on every load.
+    #[serde(default)]
+    pub examples: Vec<RawExample>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExample {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub request: RawExampleRequest,
+    pub upstream: RawExampleUpstream,
+    pub expect: RawExpect,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExampleRequest {
+    /// Default GET.
+    pub method: Option<String>,
+    /// The path as the upstream sees it (after any prefix strip); default `/`.
+    pub path: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExampleUpstream {
+    pub status: u16,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExpect {
+    pub status: u16,
+    /// The rule expected to match; `none` for the canonical defaults.
+    pub rule: Option<String>,
+    /// Headers the response must carry, with these values.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Headers the response must not carry.
+    #[serde(default)]
+    pub absent_headers: Vec<String>,
+    /// Members the problem body must have, with these values (`null`: must be absent).
+    #[serde(default)]
+    pub problem: BTreeMap<String, serde_json::Value>,
+    /// The body must be the upstream body, unchanged.
+    #[serde(default)]
+    pub body_unchanged: bool,
+    /// Text that must not appear anywhere in the response body (e.g. a stack trace).
+    #[serde(default)]
+    pub body_excludes: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

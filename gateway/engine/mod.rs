@@ -7,6 +7,7 @@
 
 pub mod body;
 pub mod canonical;
+pub mod examples;
 pub mod matcher;
 pub mod problem;
 pub mod profile;

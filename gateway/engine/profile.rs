@@ -203,14 +203,19 @@ impl CompiledProfile {
             .body_buffer
             .as_ref()
             .map_or(default_body_buffer, |b| b.value.0 as usize);
-        Ok(Self::build(
+        let profile = Self::build(
             file.display().to_string(),
             raw.vendor.clone(),
             rules,
             body_buffer,
             vendor_header,
             ensure,
-        ))
+        );
+        let failures = super::examples::check_all(file, &profile, canonical, &raw.examples);
+        if !failures.is_empty() {
+            return Err(failures);
+        }
+        Ok(profile)
     }
 
     fn candidates(&self, status: u16) -> &[u32] {
