@@ -16,7 +16,7 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-struct TestSignal(Arc<Notify>);
+pub struct TestSignal(pub Arc<Notify>);
 
 #[async_trait]
 impl ShutdownSignalWatch for TestSignal {

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod gateway;
 pub mod upstream;
+pub mod vendor;
 
 pub use client::{request, Response};
 pub use gateway::Gateway;
