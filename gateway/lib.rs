@@ -3,7 +3,7 @@
 //! - `config`: the YAML schema and file loading (positions for every problem);
 //! - `engine`: the pure rule engine (compiled rules -> canonical decision);
 //! - `snapshot`: load + validate + compile the whole configuration into one immutable value;
-//! - `reload`: the live snapshot behind arc-swap and the reload path;
+//! - `reload`: the live snapshot behind arc-swap and the reload path; `watch`: file triggers;
 //! - `proxy`: the pingora glue (routing, upstream exchange, gateway-made errors);
 //! - `admin`, `metrics`, `access_log`: operations; `server`: assembling pingora's server;
 //! - `cli`: `run`, `check`, `explain`.
@@ -19,3 +19,4 @@ pub mod proxy;
 pub mod reload;
 pub mod server;
 pub mod snapshot;
+pub mod watch;

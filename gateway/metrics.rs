@@ -1,8 +1,11 @@
 //! Every metric statusgate exports, defined in one place, registered in prometheus's default
 //! registry (the one pingora-prometheus serves), recorded from a finished `RequestLog`.
 
+use std::sync::{Arc, OnceLock};
+
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge, HistogramVec, IntCounterVec, IntGauge,
+    register_gauge, register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    Gauge, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
 use crate::proxy::RequestLog;
@@ -14,6 +17,17 @@ pub struct Metrics {
     pub body_skipped: IntCounterVec,
     pub duration: HistogramVec,
     pub in_flight: IntGauge,
+    pub reloads: IntCounterVec,
+    pub last_reload_success: Gauge,
+    pub config_info: IntGaugeVec,
+}
+
+/// The process's metrics (prometheus's default registry holds each name once).
+pub fn global() -> Arc<Metrics> {
+    static METRICS: OnceLock<Arc<Metrics>> = OnceLock::new();
+    METRICS
+        .get_or_init(|| Arc::new(Metrics::register().expect("metric names are unique")))
+        .clone()
 }
 
 impl Metrics {
@@ -46,7 +60,31 @@ impl Metrics {
                 &["route", "class"]
             )?,
             in_flight: register_int_gauge!("statusgate_requests_in_flight", "Requests being served.")?,
+            reloads: register_int_counter_vec!(
+                "statusgate_config_reloads_total",
+                "Configuration reloads by result: applied, unchanged or rejected.",
+                &["result"]
+            )?,
+            last_reload_success: register_gauge!(
+                "statusgate_config_last_reload_success_timestamp_seconds",
+                "Unix time the serving configuration was loaded."
+            )?,
+            config_info: register_int_gauge_vec!(
+                "statusgate_config_info",
+                "The serving configuration's version hash (value 1).",
+                &["version"]
+            )?,
         })
+    }
+
+    /// Records that `version` now serves.
+    pub fn config_loaded(&self, version: &str, at: std::time::SystemTime) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[version]).set(1);
+        let secs = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.last_reload_success.set(secs);
     }
 
     pub fn record(&self, log: &RequestLog) {

@@ -37,6 +37,7 @@ pub struct SnapshotHandle {
 
 impl SnapshotHandle {
     pub fn new(path: &Path, first: Snapshot) -> Self {
+        crate::metrics::global().config_loaded(&first.version, first.loaded_at);
         SnapshotHandle {
             path: path.to_path_buf(),
             current: ArcSwap::from_pointee(first),
@@ -62,7 +63,8 @@ impl SnapshotHandle {
     pub async fn reload(&self) -> (ReloadOutcome, Vec<ConfigProblem>) {
         let _one_at_a_time = self.reload_lock.lock().await;
         let path = self.path.clone();
-        let result = tokio::task::spawn_blocking(move || snapshot::load(&path))
+        let previous = self.current.load_full();
+        let result = tokio::task::spawn_blocking(move || snapshot::load_next(&path, Some(&previous)))
             .await
             .unwrap_or_else(|e| {
                 Err(vec![crate::config::ConfigProblem::error(
@@ -72,9 +74,13 @@ impl SnapshotHandle {
             });
         match result {
             Ok(next) => {
+                let metrics = crate::metrics::global();
                 if next.version == self.current.load().version {
+                    metrics.reloads.with_label_values(&["unchanged"]).inc();
                     return (ReloadOutcome::Unchanged, Vec::new());
                 }
+                metrics.reloads.with_label_values(&["applied"]).inc();
+                metrics.config_loaded(&next.version, next.loaded_at);
                 let listeners_changed = {
                     let cur = self.current.load();
                     cur.listen != next.listen || cur.admin != next.admin
@@ -90,6 +96,7 @@ impl SnapshotHandle {
                 (ReloadOutcome::Applied, Vec::new())
             }
             Err(problems) => {
+                crate::metrics::global().reloads.with_label_values(&["rejected"]).inc();
                 for p in &problems {
                     tracing::error!(problem = %p, "reload rejected; the previous configuration keeps serving");
                 }

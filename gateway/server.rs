@@ -11,17 +11,8 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::{AdminApp, Readiness};
-use crate::metrics::Metrics;
 use crate::proxy::GatewayApp;
 use crate::reload::SnapshotHandle;
-
-/// Process-wide metrics (prometheus's default registry can hold each name once).
-pub fn metrics() -> Arc<Metrics> {
-    static METRICS: std::sync::OnceLock<Arc<Metrics>> = std::sync::OnceLock::new();
-    METRICS
-        .get_or_init(|| Arc::new(Metrics::register().expect("metric names are unique")))
-        .clone()
-}
 
 pub struct Built {
     pub server: Server,
@@ -48,7 +39,7 @@ pub fn build(handle: Arc<SnapshotHandle>, upgrade: bool) -> pingora::Result<Buil
     server.bootstrap();
 
     let handle_for_hup = handle.clone();
-    let app = GatewayApp::new(handle.clone(), metrics());
+    let app = GatewayApp::new(handle.clone(), crate::metrics::global());
     let mut gateway = Service::new("statusgate".to_owned(), app);
     for addr in &snap.listen {
         gateway.add_tcp(addr);
@@ -71,7 +62,14 @@ pub fn build(handle: Arc<SnapshotHandle>, upgrade: bool) -> pingora::Result<Buil
     server.add_service(background_service("readiness", Readiness(ready.clone())));
     server.add_service(background_service(
         "sighup-reload",
-        crate::reload::SighupReload(handle_for_hup),
+        crate::reload::SighupReload(handle_for_hup.clone()),
     ));
+    if snap.watch_config {
+        let watcher = crate::watch::ConfigWatcher {
+            handle: handle_for_hup,
+            debounce: std::time::Duration::from_millis(100),
+        };
+        server.add_service(background_service("config-watcher", watcher));
+    }
     Ok(Built { server, ready })
 }

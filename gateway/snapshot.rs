@@ -37,6 +37,8 @@ pub struct UpstreamGroup {
     /// Per address: until when (ms since `epoch`) it is skipped.
     down_until: Vec<AtomicU64>,
     epoch: Instant,
+    /// Everything that defines the group; equal definitions share one group across reloads.
+    definition: String,
 }
 
 impl UpstreamGroup {
@@ -143,6 +145,7 @@ pub struct Snapshot {
     pub log_filter: String,
     pub threads: usize,
     pub grace_period: Duration,
+    pub watch_config: bool,
     pub warnings: Vec<ConfigProblem>,
 }
 
@@ -191,6 +194,13 @@ impl Loader {
 
 /// Loads and compiles everything reachable from the main config file. Collects all problems.
 pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
+    load_next(main, None)
+}
+
+/// Like `load`, keeping the upstream groups of `previous` whose definition did not change, so
+/// their passive health state (and, through the shared connector, their pooled connections)
+/// survive a reload.
+pub fn load_next(main: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, Vec<ConfigProblem>> {
     let mut l = Loader {
         files: Vec::new(),
         hasher: DefaultHasher::new(),
@@ -227,7 +237,11 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
     let mut upstreams = HashMap::new();
     for (name, up) in &raw.upstreams {
         let group = compile_upstream(main, name, up, &mut l);
-        upstreams.insert(name.clone(), Arc::new(group));
+        let kept = previous
+            .and_then(|p| p.upstreams.get(name))
+            .filter(|old| old.definition == group.definition)
+            .cloned();
+        upstreams.insert(name.clone(), kept.unwrap_or_else(|| Arc::new(group)));
     }
 
     let mut profiles: HashMap<PathBuf, Option<Arc<CompiledProfile>>> = HashMap::new();
@@ -350,6 +364,7 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
             |t| t.value.max(1),
         ),
         grace_period,
+        watch_config: raw.server.watch_config.unwrap_or(true),
         warnings,
     })
 }
@@ -372,18 +387,28 @@ fn compile_upstream(file: &Path, name: &str, up: &Spanned<RawUpstream>, l: &mut 
     if u.addrs.is_empty() {
         l.error(SourcePos::of(file, up), ProblemKind::NoAddresses(name.to_owned()));
     }
+    let tls = u.tls.as_ref().map(|t| (t.sni.value.clone(), t.verify));
+    let connect_timeout = l.duration(file, &u.connect_timeout, Duration::from_secs(2));
+    let response_timeout = l.duration(file, &u.response_timeout, Duration::from_secs(30));
+    let idle_timeout = l.duration(file, &u.idle_timeout, Duration::from_secs(60));
+    let body_timeout = l.duration(file, &u.body_timeout, Duration::from_secs(30));
+    let fail_timeout = l.duration(file, &u.fail_timeout, Duration::from_secs(5));
+    let definition = format!(
+        "{addrs:?} {tls:?} {connect_timeout:?} {response_timeout:?} {idle_timeout:?} {body_timeout:?} {fail_timeout:?}"
+    );
     UpstreamGroup {
         name: name.to_owned(),
         addrs: addrs.clone(),
-        tls: u.tls.as_ref().map(|t| (t.sni.value.clone(), t.verify)),
-        connect_timeout: l.duration(file, &u.connect_timeout, Duration::from_secs(2)),
-        response_timeout: l.duration(file, &u.response_timeout, Duration::from_secs(30)),
-        idle_timeout: l.duration(file, &u.idle_timeout, Duration::from_secs(60)),
-        body_timeout: l.duration(file, &u.body_timeout, Duration::from_secs(30)),
-        fail_timeout: l.duration(file, &u.fail_timeout, Duration::from_secs(5)),
+        tls,
+        connect_timeout,
+        response_timeout,
+        idle_timeout,
+        body_timeout,
+        fail_timeout,
         next: AtomicUsize::new(0),
         down_until: addrs.iter().map(|_| AtomicU64::new(0)).collect(),
         epoch: Instant::now(),
+        definition,
     }
 }
 

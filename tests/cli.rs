@@ -209,3 +209,72 @@ fn sigterm_drains_in_flight_requests_then_exits() {
         "listener closed"
     );
 }
+
+#[test]
+fn sighup_reloads_and_a_bad_edit_keeps_the_old_rules() {
+    let up = Upstream::start(|_| Reply::json(400, "BadRequest", r#"{"error_code":"EndPoint.0022","error_msg":"m"}"#));
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "rules/p.yaml", GOOD_PROFILE);
+    let (port, admin) = (free_port(), free_port());
+    let text =
+        config(&up.addr(), port, admin).replace("  grace_period: 3s\n", "  grace_period: 0s\n  watch_config: false\n");
+    let cfg = write(dir.path(), "gw.yaml", &text);
+    let mut child = bin()
+        .args(["run", "-c"])
+        .arg(&cfg)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(20), "gateway did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(request(port, "GET", "/huawei/x", &[], b"").status, 429);
+    let hup = |child: &std::process::Child| {
+        assert!(Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+    };
+    // The watcher is off: only SIGHUP can make the edit serve.
+    write(
+        dir.path(),
+        "rules/p.yaml",
+        &GOOD_PROFILE.replace("status: 429", "status: 503"),
+    );
+    assert_eq!(request(port, "GET", "/huawei/x", &[], b"").status, 429);
+    hup(&child);
+    let mut status = 0;
+    for _ in 0..100 {
+        status = request(port, "GET", "/huawei/x", &[], b"").status;
+        if status == 503 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(status, 503, "SIGHUP reloaded (and did not kill the process)");
+    write(dir.path(), "rules/p.yaml", "rules: [oops\n");
+    hup(&child);
+    let mut last_error = serde_json::Value::Null;
+    for _ in 0..100 {
+        last_error = request(admin, "GET", "/-/config", &[], b"").json()["last_error"].clone();
+        if last_error.is_object() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        last_error["problems"][0].as_str().unwrap().contains("rules/p.yaml:1:8"),
+        "{last_error}"
+    );
+    assert_eq!(
+        request(port, "GET", "/huawei/x", &[], b"").status,
+        503,
+        "old rules keep serving"
+    );
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    child.kill().unwrap();
+    let _ = child.wait();
+}

@@ -141,7 +141,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "embedded:rules/canonical.yaml",
         include_str!("../../rules/canonical.yaml"),
     ),
-    ("embedded:deploy/statusgate.yaml", include_str!("../../deploy/statusgate.yaml")),
+    (
+        "embedded:deploy/statusgate.yaml",
+        include_str!("../../deploy/statusgate.yaml"),
+    ),
 ];
 
 pub const EMBEDDED_CANONICAL: &str = "embedded:rules/canonical.yaml";

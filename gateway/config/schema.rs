@@ -69,6 +69,8 @@ pub struct RawServer {
     pub threads: Option<Spanned<usize>>,
     /// How long SIGTERM waits for in-flight requests (default 5s).
     pub grace_period: Option<Spanned<String>>,
+    /// Reload when a loaded file changes (default true); SIGHUP and POST /-/reload always work.
+    pub watch_config: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -59,7 +59,10 @@ pub struct EmuResponse {
 
 impl EmuResponse {
     pub fn new(status: u16) -> Self {
-        EmuResponse { status, ..Default::default() }
+        EmuResponse {
+            status,
+            ..Default::default()
+        }
     }
 
     pub fn reason(mut self, r: &str) -> Self {
@@ -93,7 +96,11 @@ pub struct EmulatorApp<E: Emulator>(pub Arc<E>);
 
 #[async_trait]
 impl<E: Emulator> HttpServerApp for EmulatorApp<E> {
-    async fn process_new_http(self: &Arc<Self>, mut session: ServerSession, _: &ShutdownWatch) -> Option<ReusedHttpStream> {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        _: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
         if !session.read_request().await.ok()? {
             return None;
         }
@@ -123,7 +130,9 @@ impl<E: Emulator> HttpServerApp for EmulatorApp<E> {
         }
         let bodyless = req.method == "HEAD" || matches!(resp.status, 204 | 304);
         if !bodyless {
-            header.insert_header(http::header::CONTENT_LENGTH, resp.body.len()).ok()?;
+            header
+                .insert_header(http::header::CONTENT_LENGTH, resp.body.len())
+                .ok()?;
         }
         session.write_response_header(Box::new(header)).await.ok()?;
         if !bodyless && !resp.body.is_empty() {
@@ -132,7 +141,11 @@ impl<E: Emulator> HttpServerApp for EmulatorApp<E> {
             session.finish_body().await.ok()?;
         }
         let settings = HttpPersistentSettings::for_session(&session);
-        session.finish().await.ok()?.map(|s| ReusedHttpStream::from_reusable_stream(s, settings))
+        session
+            .finish()
+            .await
+            .ok()?
+            .map(|s| ReusedHttpStream::from_reusable_stream(s, settings))
     }
 }
 

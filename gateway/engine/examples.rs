@@ -29,11 +29,21 @@ pub fn run(profile: &CompiledProfile, canonical: &CanonicalProfile, ex: &RawExam
     let method = ex.request.method.as_deref().unwrap_or("GET");
     let path = ex.request.path.as_deref().unwrap_or("/");
     let request_id = "example";
-    let facts = RequestFacts { method, path, headers: &req_headers, request_id };
-    let head = UpstreamHead { status: ex.upstream.status, headers: &up_headers };
+    let facts = RequestFacts {
+        method,
+        path,
+        headers: &req_headers,
+        request_id,
+    };
+    let head = UpstreamHead {
+        status: ex.upstream.status,
+        headers: &up_headers,
+    };
     let bodyless = method.eq_ignore_ascii_case("HEAD") || matches!(ex.upstream.status, 204 | 304);
     let raw = ex.upstream.body.as_bytes();
-    let encoding = up_headers.get(http::header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+    let encoding = up_headers
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
     let decoded;
     let body = if bodyless || !profile.needs_body(&facts, &head) {
         UpstreamBody::NotRead
@@ -55,7 +65,10 @@ pub fn run(profile: &CompiledProfile, canonical: &CanonicalProfile, ex: &RawExam
     let mut diffs = Vec::new();
     let rule = decision.rule.unwrap_or("none");
     if resp.status != e.status {
-        diffs.push(format!("status {} expected, got {} (rule: {rule})", e.status, resp.status));
+        diffs.push(format!(
+            "status {} expected, got {} (rule: {rule})",
+            e.status, resp.status
+        ));
     }
     if let Some(want) = &e.rule {
         if want != rule {
@@ -63,7 +76,11 @@ pub fn run(profile: &CompiledProfile, canonical: &CanonicalProfile, ex: &RawExam
         }
     }
     for (k, want) in &e.headers {
-        match resp.headers.get(k.as_str()).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()) {
+        match resp
+            .headers
+            .get(k.as_str())
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        {
             Some(got) if &got == want => {}
             Some(got) => diffs.push(format!("header {k}: `{want}` expected, got `{got}`")),
             None => diffs.push(format!("header {k}: `{want}` expected, absent")),

@@ -32,13 +32,24 @@ impl EmulatorServer {
         server.add_service(service("emulator", emulator, &format!("127.0.0.1:{port}")));
         let stop = Arc::new(Notify::new());
         let signal = TestSignal(stop.clone());
-        let thread = std::thread::spawn(move || server.run(RunArgs { shutdown_signal: Box::new(signal) }));
+        let thread = std::thread::spawn(move || {
+            server.run(RunArgs {
+                shutdown_signal: Box::new(signal),
+            })
+        });
         let t = std::time::Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t.elapsed() < std::time::Duration::from_secs(10), "emulator did not listen");
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(10),
+                "emulator did not listen"
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        EmulatorServer { port, stop, thread: Some(thread) }
+        EmulatorServer {
+            port,
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 
@@ -58,7 +69,13 @@ pub fn profile(file: &str) -> String {
 
 /// A gateway with one route `/<prefix>/` (stripped) to the emulator, using the shipped profile.
 /// `route_extra` is appended to the route (e.g. `    ensure_headers: ...`).
-pub fn vendor_gateway(route: &str, prefix: &str, emulator: &EmulatorServer, profile_file: &str, route_extra: &str) -> Gateway {
+pub fn vendor_gateway(
+    route: &str,
+    prefix: &str,
+    emulator: &EmulatorServer,
+    profile_file: &str,
+    route_extra: &str,
+) -> Gateway {
     let cfg = format!(
         "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\nupstreams:\n  vendor:\n    addrs: [127.0.0.1:{}]\n    response_timeout: 5s\nroutes:\n  - name: {route}\n    path_prefix: /{prefix}/\n    strip_prefix: true\n    upstream: vendor\n    profile: {}\n{route_extra}\n",
         emulator.port,

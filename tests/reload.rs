@@ -1,0 +1,139 @@
+//! Live reload under load: clients send requests continuously on keep-alive connections while
+//! the rules switch 100 times between two valid sets, with broken files in between (syntax
+//! error, unknown key, failing example, unreadable file). No request may fail, every response
+//! must come from exactly one of the two sets, and the reload metrics must count what happened.
+
+mod common;
+
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{request, Gateway, Reply, Upstream};
+
+fn ruleset(name: &str, status: u16) -> String {
+    format!(
+        "rules:\n  - name: set-{name}\n    when: {{ status: 400 }}\n    then:\n      status: {status}\n      headers: {{ set: {{ X-Ruleset: \"{name}\" }} }}\n      problem: {{ detail: \"${{json:/msg}}\" }}\nexamples:\n  - name: maps\n    upstream: {{ status: 400, body: '{{\"msg\":\"m\"}}' }}\n    expect: {{ status: {status}, headers: {{ X-Ruleset: \"{name}\" }} }}\n"
+    )
+}
+
+const BROKEN: [&str; 3] = [
+    "rules:\n  - name: broken\n    when: { status: [400\n",
+    "rules:\n  - name: broken\n    whn: { status: 400 }\n",
+    "rules:\n  - name: broken\n    when: { status: 400 }\n    then: { status: 404 }\nexamples:\n  - name: lies\n    upstream: { status: 400 }\n    expect: { status: 422 }\n",
+];
+
+/// Replaces a file the way editors save: write a temp file, rename it over.
+fn save(path: &std::path::Path, text: &str) {
+    if path.is_dir() {
+        std::fs::remove_dir(path).unwrap();
+    }
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn reload(gw: &Gateway) -> String {
+    let r = request(gw.admin, "POST", "/-/reload", &[], b"");
+    r.json()["outcome"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn hundred_switches_under_load_lose_no_request() {
+    let up = Upstream::start(|_| Reply::json(400, "BadRequest", r#"{"msg":"vendor says no"}"#));
+    let cfg = format!(
+        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\nserver:\n  threads: 2\n  grace_period: 0s\nupstreams:\n  up:\n    addrs: [{}]\nroutes:\n  - name: reload-load\n    upstream: up\n    profile: rules/vendor.yaml\n",
+        up.addr()
+    );
+    let gw = Gateway::start(&cfg, &[("rules/vendor.yaml", &ruleset("A", 422))]);
+    let profile = gw.path("rules/vendor.yaml");
+    let applied0 = gw.metric("statusgate_config_reloads_total", &[("result", "applied")]);
+    let rejected0 = gw.metric("statusgate_config_reloads_total", &[("result", "rejected")]);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let port = gw.port;
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, ok) = (stop.clone(), ok.clone());
+            std::thread::spawn(move || -> Result<(), String> {
+                let started = Instant::now();
+                let s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+                let mut w = s.try_clone().unwrap();
+                let mut r = BufReader::new(s);
+                // Bounded: until told to stop, at most 60 s or 200k requests.
+                for _ in 0..200_000 {
+                    if stop.load(Ordering::Relaxed) || started.elapsed() > Duration::from_secs(60) {
+                        break;
+                    }
+                    w.write_all(b"GET /x HTTP/1.1\r\nHost: gw\r\n\r\n")
+                        .map_err(|e| format!("write: {e}"))?;
+                    let resp = common::client::read_response(&mut r, false).map_err(|e| format!("read: {e}"))?;
+                    let set = resp.header("x-ruleset").unwrap_or("-").to_owned();
+                    let problem: serde_json::Value =
+                        serde_json::from_slice(&resp.body).map_err(|e| format!("body: {e}"))?;
+                    let consistent = matches!((resp.status, set.as_str()), (422, "A") | (409, "B"))
+                        && problem["status"] == resp.status
+                        && problem["detail"] == "vendor says no"
+                        && !resp.truncated;
+                    if !consistent {
+                        return Err(format!(
+                            "mixed or failed response: {} {set} {}",
+                            resp.status,
+                            resp.text()
+                        ));
+                    }
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            })
+        })
+        .collect();
+
+    let mut switches = 0;
+    let mut broken_writes = 0;
+    let mut reported_rejections = 0;
+    for i in 0..100 {
+        if i % 4 == 3 {
+            // A broken edit, in one of four ways.
+            match (i / 4) % 4 {
+                3 => {
+                    std::fs::remove_file(&profile).unwrap();
+                    std::fs::create_dir(&profile).unwrap(); // unreadable as a file
+                }
+                k => save(&profile, BROKEN[k]),
+            }
+            broken_writes += 1;
+            if reload(&gw) == "rejected" {
+                reported_rejections += 1;
+            }
+        }
+        let (name, status) = if i % 2 == 0 { ("B", 409) } else { ("A", 422) };
+        save(&profile, &ruleset(name, status));
+        switches += 1;
+        let outcome = reload(&gw);
+        assert!(outcome == "applied" || outcome == "unchanged", "switch {i}: {outcome}");
+        let r = request(gw.port, "GET", "/x", &[], b"");
+        assert_eq!(r.header("x-ruleset"), Some(name), "switch {i} serves");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap().unwrap();
+    }
+    let served = ok.load(Ordering::Relaxed);
+    assert!(served > 100, "the load ran alongside the switches ({served} requests)");
+
+    // Each switch is applied exactly once (by the watcher or by POST); every broken file is
+    // rejected at least once, and whatever rejected it, the counter saw it.
+    std::thread::sleep(Duration::from_millis(300)); // let a pending watcher reload finish
+    let applied = gw.metric("statusgate_config_reloads_total", &[("result", "applied")]) - applied0;
+    let rejected = gw.metric("statusgate_config_reloads_total", &[("result", "rejected")]) - rejected0;
+    assert_eq!(applied, switches as f64);
+    assert!(reported_rejections >= 1, "POST /-/reload reported rejections");
+    assert!(
+        rejected >= broken_writes as f64,
+        "rejected {rejected}, broken writes {broken_writes}"
+    );
+}
