@@ -88,6 +88,9 @@ impl SnapshotHandle {
                 if listeners_changed {
                     tracing::warn!("listener addresses changed: they take effect after a restart or a graceful upgrade (SIGQUIT + --upgrade)");
                 }
+                for w in &next.warnings {
+                    tracing::warn!(problem = %w, "configuration warning");
+                }
                 tracing::info!(version = %next.version, "configuration reloaded");
                 self.current.store(Arc::new(next));
                 if let Ok(mut g) = self.last_error.lock() {

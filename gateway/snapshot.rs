@@ -345,7 +345,7 @@ pub fn load_next(main: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, V
     let (Some(canonical), true) = (canonical, l.problems.is_empty()) else {
         return Err(l.problems);
     };
-    let warnings = Vec::new();
+    let warnings = challenge_warnings(&routes);
     Ok(Snapshot {
         version: format!("{:016x}", l.hasher.finish()),
         loaded_at: SystemTime::now(),
@@ -367,6 +367,36 @@ pub fn load_next(main: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, V
         watch_config: raw.server.watch_config.unwrap_or(true),
         warnings,
     })
+}
+
+/// RFC 9110: a 401 must carry WWW-Authenticate (15.5.2) and a 405 Allow (15.5.6). Warns for
+/// each rule that maps to one of them when neither the rule, its profile nor the route supplies
+/// the header.
+fn challenge_warnings(routes: &[Route]) -> Vec<ConfigProblem> {
+    let mut out = Vec::new();
+    for (status, header) in [(401u16, http::header::WWW_AUTHENTICATE), (405, http::header::ALLOW)] {
+        for route in routes {
+            let supplied = route
+                .profile
+                .ensure
+                .for_status(status)
+                .chain(route.ensure.for_status(status))
+                .any(|(n, _)| *n == header);
+            if supplied {
+                continue;
+            }
+            for (rule, at) in route.profile.rules_mapping_to_without(status, &header) {
+                out.push(ConfigProblem::warning(
+                    at.clone(),
+                    format!(
+                        "rule `{rule}` maps to {status} but route `{}` supplies no {header} (RFC 9110); set it in the rule or in ensure_headers",
+                        route.name
+                    ),
+                ));
+            }
+        }
+    }
+    out
 }
 
 fn check_addr(file: &Path, a: &Spanned<String>, l: &mut Loader) {

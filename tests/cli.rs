@@ -278,3 +278,31 @@ fn sighup_reloads_and_a_bad_edit_keeps_the_old_rules() {
     child.kill().unwrap();
     let _ = child.wait();
 }
+
+#[test]
+fn check_warns_about_401_and_405_without_their_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = "rules:\n  - name: login\n    when: { status: 400, json: { /code: AUTH } }\n    then: { status: 401 }\n  - name: verb\n    when: { status: 404, method: PATCH }\n    then: { status: 405, headers: { set: { Allow: \"GET, PUT\" } } }\n";
+    write(dir.path(), "rules/p.yaml", profile);
+    let cfg = write(dir.path(), "gw.yaml", &config("127.0.0.1:1", 1, 2));
+    let out = bin().args(["check", "-c"]).arg(&cfg).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "warnings do not fail the check: {err}");
+    assert!(
+        err.contains(
+            "rules/p.yaml:2:11: warning: rule `login` maps to 401 but route `huawei` supplies no www-authenticate"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("`verb`"), "the rule sets Allow itself: {err}");
+    // Supplied by the route: no warning.
+    let with_route =
+        config("127.0.0.1:1", 1, 2) + "    ensure_headers:\n      401: { WWW-Authenticate: 'Bearer realm=\"x\"' }\n";
+    let cfg = write(dir.path(), "gw2.yaml", &with_route);
+    let out = bin().args(["check", "-c"]).arg(&cfg).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("warning"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -24,6 +24,8 @@ pub const DEFAULT_BODY_BUFFER: usize = 64 * 1024;
 #[derive(Debug)]
 struct CompiledRule {
     name: Arc<str>,
+    /// Where the rule is defined (for warnings).
+    at: SourcePos,
     status: StatusSet,
     methods: Vec<String>,
     path: Option<PathGlob>,
@@ -159,6 +161,16 @@ impl CompiledProfile {
 
     pub fn rule_names(&self) -> impl Iterator<Item = &str> {
         self.rules.iter().map(|r| &*r.name)
+    }
+
+    /// Rules that set `status` without setting header `name` themselves.
+    pub fn rules_mapping_to_without(&self, status: u16, name: &HeaderName) -> Vec<(&str, &SourcePos)> {
+        self.rules
+            .iter()
+            .filter(|r| r.action.status == Some(status))
+            .filter(|r| !r.action.set.iter().chain(&r.action.add).any(|(n, _)| n == name))
+            .map(|r| (&*r.name, &r.at))
+            .collect()
     }
 
     /// Compiles a raw profile, collecting every problem with its position.
@@ -494,6 +506,7 @@ fn compile_rule(
     let body_actions = action.uses_body();
     Some(CompiledRule {
         name: Arc::from(raw.name.value.as_str()),
+        at: SourcePos::of(file, &raw.name),
         body_conditions: !json.is_empty() || !xml.is_empty(),
         body_actions,
         status,
