@@ -150,14 +150,32 @@ fn unchanged_upstream_groups_keep_their_health_across_a_reload() {
         "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\nserver:\n  watch_config: false\nupstreams:\n  up:\n    addrs: [127.0.0.1:{dead}]\n    fail_timeout: 1m\nroutes:\n  - name: health-kept\n    upstream: up\n    profile: rules/vendor.yaml\n"
     );
     let gw = Gateway::start(&cfg, &[("rules/vendor.yaml", V1)]);
-    assert_eq!(request(gw.port, "GET", "/", &[], b"").status, 502, "refused: marked down");
+    assert_eq!(
+        request(gw.port, "GET", "/", &[], b"").status,
+        502,
+        "refused: marked down"
+    );
     assert_eq!(request(gw.port, "GET", "/", &[], b"").status, 503);
     std::fs::write(gw.path("rules/vendor.yaml"), V2).unwrap();
-    assert_eq!(request(gw.admin, "POST", "/-/reload", &[], b"").json()["outcome"], "applied");
-    assert_eq!(request(gw.port, "GET", "/", &[], b"").status, 503, "still down after a rules-only reload");
+    assert_eq!(
+        request(gw.admin, "POST", "/-/reload", &[], b"").json()["outcome"],
+        "applied"
+    );
+    assert_eq!(
+        request(gw.port, "GET", "/", &[], b"").status,
+        503,
+        "still down after a rules-only reload"
+    );
     // Changing the group itself starts it afresh.
     let main = std::fs::read_to_string(gw.path("statusgate.yaml")).unwrap();
-    std::fs::write(gw.path("statusgate.yaml"), main.replace("fail_timeout: 1m", "fail_timeout: 2m")).unwrap();
-    assert_eq!(request(gw.admin, "POST", "/-/reload", &[], b"").json()["outcome"], "applied");
+    std::fs::write(
+        gw.path("statusgate.yaml"),
+        main.replace("fail_timeout: 1m", "fail_timeout: 2m"),
+    )
+    .unwrap();
+    assert_eq!(
+        request(gw.admin, "POST", "/-/reload", &[], b"").json()["outcome"],
+        "applied"
+    );
     assert_eq!(request(gw.port, "GET", "/", &[], b"").status, 502);
 }
