@@ -24,7 +24,7 @@ pub fn emit(log: &RequestLog) {
     tracing::info!(
         target: "statusgate::access",
         request_id = %log.request_id,
-        route = log.route.as_deref().unwrap_or("-"),
+        route = log.route.as_ref().map_or("-", |r| r.name()),
         method = %log.method,
         path = %log.path,
         upstream = upstream.as_deref().unwrap_or("-"),

@@ -1,14 +1,40 @@
-//! Every metric statusgate exports, defined in one place, registered in prometheus's default
-//! registry (the one pingora-prometheus serves), recorded from a finished `RequestLog`.
+//! Every metric statusgate exports, defined in one place and registered in prometheus's default
+//! registry (prometheus 0.14, the registry pingora-prometheus serves).
+//!
+//! The hot path does no label hashing or formatting: each route's counters are resolved when
+//! its snapshot is compiled (`RouteMetrics`), and a (code, upstream code, origin) series is
+//! resolved once on first use and then found by a packed integer key.
+//!
+//! Cardinality is bounded by the configuration: per route at most 501 codes (100-599 and
+//! `other`) x 502 upstream codes (plus `none`) x 2 origins for responses (in practice the
+//! handful a vendor uses), 9 failure kinds, one series per rule, 3 skip reasons, 6 status
+//! classes; no path, client or address labels.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use prometheus::{
     register_gauge, register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
-    Gauge, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
+use crate::engine::{BodySkip, Origin};
 use crate::proxy::RequestLog;
+
+/// Failure kinds counted in `statusgate_upstream_failures_total`.
+pub const FAILURE_KINDS: [&str; 9] = [
+    "upstream_refused",
+    "upstream_reset",
+    "upstream_closed",
+    "invalid_response",
+    "tls",
+    "connect_timeout",
+    "response_timeout",
+    "no_upstream",
+    "after_header",
+];
+
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
 pub struct Metrics {
     pub responses: IntCounterVec,
@@ -16,10 +42,14 @@ pub struct Metrics {
     pub rule_matches: IntCounterVec,
     pub body_skipped: IntCounterVec,
     pub duration: HistogramVec,
+    pub upstream_header: HistogramVec,
     pub in_flight: IntGauge,
     pub reloads: IntCounterVec,
     pub last_reload_success: Gauge,
     pub config_info: IntGaugeVec,
+    pub build_info: IntGaugeVec,
+    /// Requests that matched no route.
+    no_route: OnceLock<Arc<RouteMetrics>>,
 }
 
 /// The process's metrics (prometheus's default registry holds each name once).
@@ -31,17 +61,19 @@ pub fn global() -> Arc<Metrics> {
 }
 
 impl Metrics {
-    /// Registers the metrics; call once per process.
-    pub fn register() -> prometheus::Result<Metrics> {
-        Ok(Metrics {
+    fn register() -> prometheus::Result<Metrics> {
+        let latency = vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ];
+        let m = Metrics {
             responses: register_int_counter_vec!(
                 "statusgate_responses_total",
-                "Responses sent, by route, final code, the upstream's original code and origin.",
+                "Responses sent, by route, final code, the upstream's original code (none: gateway-made) and origin.",
                 &["route", "code", "upstream_code", "origin"]
             )?,
             upstream_failures: register_int_counter_vec!(
                 "statusgate_upstream_failures_total",
-                "Failures the gateway answered itself (or, for after_header, could only close on).",
+                "Upstream failures the gateway answered itself (502/503/504), or after_header: failed mid-body.",
                 &["route", "kind"]
             )?,
             rule_matches: register_int_counter_vec!(
@@ -51,13 +83,20 @@ impl Metrics {
             )?,
             body_skipped: register_int_counter_vec!(
                 "statusgate_body_rewrites_skipped_total",
-                "Bodies rules wanted but could not read.",
+                "Bodies that rules wanted but could not read: over_cap, undecodable, unsupported_encoding.",
                 &["route", "reason"]
             )?,
             duration: register_histogram_vec!(
                 "statusgate_request_duration_seconds",
-                "Time from request start to the end of the response.",
-                &["route", "class"]
+                "Time from the request header to the end of the response, by route and final status class.",
+                &["route", "class"],
+                latency.clone()
+            )?,
+            upstream_header: register_histogram_vec!(
+                "statusgate_upstream_header_seconds",
+                "Time from the request header to the upstream's response header, by route.",
+                &["route"],
+                latency
             )?,
             in_flight: register_int_gauge!("statusgate_requests_in_flight", "Requests being served.")?,
             reloads: register_int_counter_vec!(
@@ -74,7 +113,15 @@ impl Metrics {
                 "The serving configuration's version hash (value 1).",
                 &["version"]
             )?,
-        })
+            build_info: register_int_gauge_vec!(
+                "statusgate_build_info",
+                "statusgate's version (value 1).",
+                &["version"]
+            )?,
+            no_route: OnceLock::new(),
+        };
+        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        Ok(m)
     }
 
     /// Records that `version` now serves.
@@ -87,42 +134,137 @@ impl Metrics {
         self.last_reload_success.set(secs);
     }
 
-    pub fn record(&self, log: &RequestLog) {
-        let route = log.route.as_deref().unwrap_or("none");
-        let code = code_label(log.status);
-        let upstream_code = log.upstream_status.map_or("none".to_owned(), code_label);
-        self.responses
-            .with_label_values(&[route, &code, &upstream_code, log.origin.as_str()])
-            .inc();
-        if let Some(f) = log.failure {
-            if f.status() >= 500 {
-                self.upstream_failures.with_label_values(&[route, f.name()]).inc();
-            }
-        }
-        if log.failed_after_header {
-            self.upstream_failures.with_label_values(&[route, "after_header"]).inc();
-        }
-        if let Some(rule) = &log.rule {
-            self.rule_matches.with_label_values(&[route, rule]).inc();
-        }
-        if let Some(s) = log.body_skip {
-            self.body_skipped.with_label_values(&[route, s.name()]).inc();
-        }
-        let class = match log.status {
-            100..=599 => ["1xx", "2xx", "3xx", "4xx", "5xx"][(log.status / 100 - 1) as usize],
-            _ => "other",
+    /// Metrics of requests that matched no route (`route="none"`).
+    pub fn no_route(self: &Arc<Self>) -> Arc<RouteMetrics> {
+        self.no_route
+            .get_or_init(|| Arc::new(RouteMetrics::new(self.clone(), "none")))
+            .clone()
+    }
+
+    pub fn record(self: &Arc<Self>, log: &RequestLog) {
+        let route = match &log.route {
+            Some(r) => r.clone(),
+            None => self.no_route(),
         };
-        self.duration
-            .with_label_values(&[route, class])
-            .observe(log.started.elapsed().as_secs_f64());
+        route.record(log);
     }
 }
 
-/// Statuses outside 100-599 count as `other`, so an upstream cannot grow the label set.
-fn code_label(status: u16) -> String {
+/// One route's series, resolved once per snapshot.
+pub struct RouteMetrics {
+    metrics: Arc<Metrics>,
+    route: String,
+    failures: Vec<IntCounter>,
+    rules: Vec<IntCounter>,
+    skipped: [IntCounter; 3],
+    duration: Vec<Histogram>,
+    upstream_header: Histogram,
+    /// (code, upstream code, origin) packed into a u32 -> its counter.
+    responses: RwLock<HashMap<u32, IntCounter>>,
+}
+
+impl std::fmt::Debug for RouteMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RouteMetrics({})", self.route)
+    }
+}
+
+fn code_index(status: u16) -> u32 {
     if (100..=599).contains(&status) {
-        status.to_string()
+        status as u32
     } else {
-        "other".to_owned()
+        0
+    }
+}
+
+fn code_label(index: u32) -> String {
+    match index {
+        0 => "other".to_owned(),
+        1 => "none".to_owned(),
+        n => n.to_string(),
+    }
+}
+
+impl RouteMetrics {
+    /// Resolves a route's series (rules: `with_rules`).
+    pub fn new(metrics: Arc<Metrics>, route: &str) -> RouteMetrics {
+        RouteMetrics {
+            failures: FAILURE_KINDS
+                .iter()
+                .map(|k| metrics.upstream_failures.with_label_values(&[route, k]))
+                .collect(),
+            rules: Vec::new(),
+            skipped: ["over_cap", "undecodable", "unsupported_encoding"]
+                .map(|r| metrics.body_skipped.with_label_values(&[route, r])),
+            duration: CLASSES
+                .iter()
+                .map(|c| metrics.duration.with_label_values(&[route, c]))
+                .collect(),
+            upstream_header: metrics.upstream_header.with_label_values(&[route]),
+            responses: RwLock::new(HashMap::new()),
+            route: route.to_owned(),
+            metrics,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.route
+    }
+
+    /// Resolves the per-rule counters, in profile order.
+    pub fn with_rules<'a>(mut self, names: impl Iterator<Item = &'a str>) -> Self {
+        self.rules = names
+            .map(|n| self.metrics.rule_matches.with_label_values(&[&self.route, n]))
+            .collect();
+        self
+    }
+
+    fn response_counter(&self, status: u16, upstream: Option<u16>, origin: Origin) -> IntCounter {
+        let up = upstream.map_or(1, code_index);
+        let key = (code_index(status) << 16) | (up << 1) | u32::from(origin == Origin::Gateway);
+        if let Some(c) = self.responses.read().ok().and_then(|m| m.get(&key).cloned()) {
+            return c;
+        }
+        let c = self.metrics.responses.with_label_values(&[
+            &self.route,
+            &code_label(code_index(status)),
+            &code_label(up),
+            origin.as_str(),
+        ]);
+        if let Ok(mut m) = self.responses.write() {
+            m.insert(key, c.clone());
+        }
+        c
+    }
+
+    fn record(&self, log: &RequestLog) {
+        self.response_counter(log.status, log.upstream_status, log.origin).inc();
+        if let Some(f) = log.failure {
+            if let Some(i) = FAILURE_KINDS.iter().position(|k| *k == f.name()) {
+                self.failures[i].inc();
+            }
+        }
+        if log.failed_after_header {
+            self.failures[FAILURE_KINDS.len() - 1].inc();
+        }
+        if let Some(c) = log.rule_index.and_then(|i| self.rules.get(i)) {
+            c.inc();
+        }
+        if let Some(s) = log.body_skip {
+            let i = match s {
+                BodySkip::OverCap => 0,
+                BodySkip::Undecodable => 1,
+                BodySkip::UnsupportedEncoding => 2,
+            };
+            self.skipped[i].inc();
+        }
+        let class = match log.status {
+            100..=599 => (log.status / 100 - 1) as usize,
+            _ => 5,
+        };
+        self.duration[class].observe(log.started.elapsed().as_secs_f64());
+        if let Some(d) = log.upstream_header_after {
+            self.upstream_header.observe(d.as_secs_f64());
+        }
     }
 }

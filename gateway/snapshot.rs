@@ -20,6 +20,7 @@ use crate::config::{ConfigProblem, ProblemKind, SourcePos};
 use crate::engine::canonical::{CanonicalStatus, GatewayFailure};
 use crate::engine::profile::{EnsureHeaders, DEFAULT_BODY_BUFFER};
 use crate::engine::{CanonicalProfile, CompiledProfile};
+use crate::metrics::RouteMetrics;
 
 #[derive(Debug)]
 pub struct UpstreamGroup {
@@ -81,6 +82,8 @@ pub struct Route {
     pub upstream: Arc<UpstreamGroup>,
     pub profile: Arc<CompiledProfile>,
     pub ensure: EnsureHeaders,
+    /// This route's metric series, resolved once.
+    pub metrics: Arc<RouteMetrics>,
 }
 
 impl Route {
@@ -300,6 +303,9 @@ pub fn load_next(main: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, V
                 host: rv.host.as_ref().map(|h| h.value.to_ascii_lowercase()),
                 path_prefix: prefix,
                 strip_prefix: rv.strip_prefix,
+                metrics: Arc::new(
+                    RouteMetrics::new(crate::metrics::global(), &rv.name.value).with_rules(profile.rule_names()),
+                ),
                 upstream,
                 profile,
                 ensure,

@@ -191,6 +191,7 @@ fn fallbacks_keep_body_and_header_removal() {
         "/insufficient" => Reply::json(507, "Insufficient Storage", "{}"),
         "/partial" => Reply::new(206, "Partial Content", &[("Content-Range", "bytes 0-1/4")], b"ab"),
         "/conflict" => Reply::json(409, "Conflict", r#"{"vendor":"body"}"#),
+        "/invented" => Reply::json(799, "Whatever", "{}"),
         _ => Reply::new(200, "OK", &[("X-Powered-By", "ASP.NET")], b"ok"),
     });
     let gw = gateway("fallback", &up, "");
@@ -206,6 +207,14 @@ fn fallbacks_keep_body_and_header_removal() {
     assert_eq!(r.header("content-type"), Some("application/json"));
     let r = request(gw.port, "GET", "/plain", &[], b"");
     assert!(r.header("x-powered-by").is_none());
+    let r = request(gw.port, "GET", "/invented", &[], b"");
+    assert_eq!((r.status, r.header("x-upstream-status")), (502, Some("799")));
+    assert_eq!(
+        gw.metric("statusgate_responses_total", &[("route", "fallback"), ("code", "502"), ("upstream_code", "other")]),
+        1.0,
+        "invented statuses count as `other`, so an upstream cannot grow the label set"
+    );
+    assert_eq!(gw.metric("statusgate_rule_matches_total", &[("route", "fallback"), ("rule", "keep")]), 1.0);
     assert_eq!(
         gw.metric(
             "statusgate_responses_total",

@@ -84,6 +84,8 @@ pub struct Decision<'p> {
     pub reason: &'p str,
     /// The rule that matched, if any.
     pub rule: Option<&'p str>,
+    /// Its position in the profile (for pre-resolved per-rule counters).
+    pub rule_index: Option<usize>,
     pub headers: Vec<HeaderEdit>,
     pub body: BodyPlan,
 }

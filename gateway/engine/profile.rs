@@ -159,6 +159,10 @@ impl CompiledProfile {
         }
     }
 
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
     pub fn rule_names(&self) -> impl Iterator<Item = &str> {
         self.rules.iter().map(|r| &*r.name)
     }
@@ -267,13 +271,11 @@ impl CompiledProfile {
             _ => None,
         };
         let doc = bytes.map(BodyDoc::new);
-        let matched = self
-            .candidates(head.status)
-            .iter()
-            .map(|&i| &self.rules[i as usize])
-            .find(|r| {
-                r.head_matches(req, head) && (!r.body_conditions || doc.as_ref().is_some_and(|d| r.body_matches(d)))
-            });
+        let matched_index = self.candidates(head.status).iter().map(|&i| i as usize).find(|&i| {
+            let r = &self.rules[i];
+            r.head_matches(req, head) && (!r.body_conditions || doc.as_ref().is_some_and(|d| r.body_matches(d)))
+        });
+        let matched = matched_index.map(|i| &self.rules[i]);
         let scope = Scope {
             req,
             head,
@@ -306,6 +308,7 @@ impl CompiledProfile {
             status,
             reason: canonical.reason(status),
             rule: matched.map(|r| &*r.name),
+            rule_index: matched_index,
             headers,
             body,
         }

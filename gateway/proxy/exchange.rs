@@ -99,7 +99,7 @@ impl Exchange<'_> {
         let Some(route) = snap.route_for(host, path) else {
             return self.fail(GatewayFailure::NoRoute, true).await;
         };
-        self.log.route = Some(route.name.clone());
+        self.log.route = Some(route.metrics.clone());
         let declared_len = req
             .headers
             .get(header::CONTENT_LENGTH)
@@ -307,6 +307,7 @@ impl Exchange<'_> {
         let decision = profile.evaluate(&self.snap.canonical, &route.ensure, &facts, &head, body);
         self.log.status = decision.status;
         self.log.rule = decision.rule.map(str::to_owned);
+        self.log.rule_index = decision.rule_index;
         let resp = compose(
             &decision,
             status,

@@ -20,7 +20,7 @@ use pingora::ErrorType;
 
 use crate::access_log;
 use crate::engine::{BodySkip, GatewayFailure, Origin, ProblemFormat};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::reload::SnapshotHandle;
 use exchange::{Ending, Exchange};
 
@@ -31,11 +31,13 @@ pub struct RequestLog {
     pub request_id: String,
     pub method: String,
     pub path: String,
-    pub route: Option<Arc<str>>,
+    /// The matched route's metrics (and name).
+    pub route: Option<Arc<RouteMetrics>>,
     pub upstream_addr: Option<SocketAddr>,
     pub upstream_status: Option<u16>,
     pub status: u16,
     pub rule: Option<String>,
+    pub rule_index: Option<usize>,
     pub origin: Origin,
     pub failure: Option<GatewayFailure>,
     pub body_skip: Option<BodySkip>,
@@ -55,6 +57,7 @@ impl RequestLog {
             upstream_status: None,
             status: 0,
             rule: None,
+            rule_index: None,
             origin: Origin::Upstream,
             failure: None,
             body_skip: None,
