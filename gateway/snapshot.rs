@@ -34,6 +34,8 @@ pub struct UpstreamGroup {
     pub body_timeout: Duration,
     /// How long an address that refused or timed out a connection is skipped.
     pub fail_timeout: Duration,
+    /// Host header sent upstream instead of the client's.
+    pub host_header: Option<http::HeaderValue>,
     next: AtomicUsize,
     /// Per address: until when (ms since `epoch`) it is skipped.
     down_until: Vec<AtomicU64>,
@@ -429,8 +431,13 @@ fn compile_upstream(file: &Path, name: &str, up: &Spanned<RawUpstream>, l: &mut 
     let idle_timeout = l.duration(file, &u.idle_timeout, Duration::from_secs(60));
     let body_timeout = l.duration(file, &u.body_timeout, Duration::from_secs(30));
     let fail_timeout = l.duration(file, &u.fail_timeout, Duration::from_secs(5));
+    let host_header = u.host_header.as_ref().and_then(|h| {
+        http::HeaderValue::from_str(&h.value)
+            .map_err(|_| l.error(SourcePos::of(file, h), ProblemKind::Header(h.value.clone())))
+            .ok()
+    });
     let definition = format!(
-        "{addrs:?} {tls:?} {connect_timeout:?} {response_timeout:?} {idle_timeout:?} {body_timeout:?} {fail_timeout:?}"
+        "{addrs:?} {tls:?} {connect_timeout:?} {response_timeout:?} {idle_timeout:?} {body_timeout:?} {fail_timeout:?} {host_header:?}"
     );
     UpstreamGroup {
         name: name.to_owned(),
@@ -441,6 +448,7 @@ fn compile_upstream(file: &Path, name: &str, up: &Spanned<RawUpstream>, l: &mut 
         idle_timeout,
         body_timeout,
         fail_timeout,
+        host_header,
         next: AtomicUsize::new(0),
         down_until: addrs.iter().map(|_| AtomicU64::new(0)).collect(),
         epoch: Instant::now(),

@@ -84,6 +84,8 @@ pub struct RawUpstream {
     pub body_timeout: Option<Spanned<String>>,
     /// How long an address that refused or timed out a connection is skipped (default 5s).
     pub fail_timeout: Option<Spanned<String>>,
+    /// Host header sent upstream instead of the client's (e.g. the vendor's own name).
+    pub host_header: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -110,7 +110,7 @@ impl Exchange<'_> {
         }
         let group = &route.upstream;
         let upstream_path = route.upstream_path(path).into_owned();
-        let upstream_req = match self.upstream_request(req, &upstream_path) {
+        let upstream_req = match self.upstream_request(req, &upstream_path, group) {
             Ok(r) => r,
             Err(_) => return self.fail(GatewayFailure::BadRequest, false).await,
         };
@@ -159,7 +159,12 @@ impl Exchange<'_> {
 
     /// The request as the upstream sees it: path rewritten, hop-by-hop headers dropped,
     /// request id and forwarding headers set.
-    fn upstream_request(&self, req: &RequestHeader, upstream_path: &str) -> pingora::Result<RequestHeader> {
+    fn upstream_request(
+        &self,
+        req: &RequestHeader,
+        upstream_path: &str,
+        group: &UpstreamGroup,
+    ) -> pingora::Result<RequestHeader> {
         let mut up = req.clone();
         let pq = match req.uri.query() {
             Some(q) => format!("{upstream_path}?{q}"),
@@ -182,6 +187,11 @@ impl Exchange<'_> {
             }
         }
         up.insert_header(X_REQUEST_ID, self.log.request_id.as_str())?;
+        if let Some(host) = &group.host_header {
+            up.insert_header(header::HOST, host.clone())?;
+        }
+        let tls = self.session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        up.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
         if let Some(client) = self.session.client_addr().and_then(|a| a.as_inet()) {
             let ip = client.ip().to_string();
             let xff = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
