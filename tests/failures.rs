@@ -213,7 +213,7 @@ fn routing_by_host_and_prefix_with_strip_and_forwarding_headers() {
     let up = Upstream::start(|_| Reply::json(200, "OK", "{}"));
     let other = Upstream::start(|_| Reply::json(200, "OK", r#"{"other":true}"#));
     let cfg = format!(
-        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\nupstreams:\n  up:\n    addrs: [{}]\n  other:\n    addrs: [{}]\nroutes:\n  - name: by-host\n    host: api.example.test\n    upstream: other\n  - name: huawei\n    path_prefix: /huawei/\n    strip_prefix: true\n    upstream: up\n",
+        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\nupstreams:\n  up:\n    addrs: [{}]\n    host_header: vpcep.vendor.internal\n  other:\n    addrs: [{}]\nroutes:\n  - name: by-host\n    host: api.example.test\n    upstream: other\n  - name: huawei\n    path_prefix: /huawei/\n    strip_prefix: true\n    upstream: up\n",
         up.addr(),
         other.addr()
     );
@@ -229,6 +229,8 @@ fn routing_by_host_and_prefix_with_strip_and_forwarding_headers() {
     let seen = &up.requests()[0];
     assert_eq!(seen.path, "/v1/p1/vpc-endpoints?limit=5");
     assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(seen.header("host"), Some("vpcep.vendor.internal"), "host_header overrides the client's Host");
     let rid = r.header("x-request-id").unwrap();
     assert_ne!(rid, "bad id with spaces", "an insane client id is replaced");
     assert_eq!(seen.header("x-request-id"), Some(rid));
