@@ -19,23 +19,36 @@ pub fn init(format: &str, filter: &str) {
     };
 }
 
+/// One line per request; at WARN when the gateway answered an upstream failure itself (the
+/// failure is logged once, here, with the request id and pingora's error text).
 pub fn emit(log: &RequestLog) {
     let upstream = log.upstream_addr.map(|a| a.to_string());
-    tracing::info!(
-        target: "statusgate::access",
-        request_id = %log.request_id,
-        route = log.route.as_ref().map_or("-", |r| r.name()),
-        method = %log.method,
-        path = %log.path,
-        upstream = upstream.as_deref().unwrap_or("-"),
-        upstream_status = log.upstream_status.unwrap_or(0),
-        status = log.status,
-        rule = log.rule.as_deref().unwrap_or("-"),
-        origin = log.origin.as_str(),
-        failure = log.failure.map_or("-", |f| f.name()),
-        after_header_failure = log.failed_after_header,
-        upstream_header_ms = log.upstream_header_after.map_or(0.0, |d| d.as_secs_f64() * 1000.0),
-        duration_ms = log.started.elapsed().as_secs_f64() * 1000.0,
-        "access"
-    );
+    macro_rules! line {
+        ($level:expr) => {
+            tracing::event!(
+                target: "statusgate::access",
+                $level,
+                request_id = %log.request_id,
+                route = log.route.as_ref().map_or("-", |r| r.name()),
+                method = %log.method,
+                path = %log.path,
+                upstream = upstream.as_deref().unwrap_or("-"),
+                upstream_status = log.upstream_status.unwrap_or(0),
+                status = log.status,
+                rule = log.rule.as_deref().unwrap_or("-"),
+                origin = log.origin.as_str(),
+                failure = log.failure.map_or("-", |f| f.name()),
+                error = log.error.as_deref().unwrap_or("-"),
+                after_header_failure = log.failed_after_header,
+                upstream_header_ms = log.upstream_header_after.map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+                duration_ms = log.started.elapsed().as_secs_f64() * 1000.0,
+                "access"
+            )
+        };
+    }
+    if log.failure.is_some_and(|f| f.status() >= 500) || log.failed_after_header {
+        line!(tracing::Level::WARN);
+    } else {
+        line!(tracing::Level::INFO);
+    }
 }

@@ -53,6 +53,12 @@ pub struct Exchange<'a> {
 }
 
 impl Exchange<'_> {
+    /// Answers an upstream failure, keeping pingora's error text for the log line.
+    async fn fail_with(&mut self, failure: GatewayFailure, error: &Error, reusable: bool) -> Ending {
+        self.log.error = Some(error.to_string());
+        self.fail(failure, reusable).await
+    }
+
     /// Answers a failure with the canonical problem body.
     pub async fn fail(&mut self, failure: GatewayFailure, reusable: bool) -> Ending {
         self.log.failure = Some(failure);
@@ -134,14 +140,14 @@ impl Exchange<'_> {
                     if connect_failures < group.addrs.len() {
                         continue;
                     }
-                    return self.fail(classify(&e), true).await;
+                    return self.fail_with(classify(&e), &e, true).await;
                 }
             };
             let mut body_sent = false;
             match self.send(&mut up, &upstream_req, group, &mut body_sent).await {
                 Ok(()) => break (up, peer),
                 Err(SendError::Upstream(_)) if reused && !body_sent && !retried => retried = true,
-                Err(SendError::Upstream(e)) => return self.fail(classify(&e), !body_sent).await,
+                Err(SendError::Upstream(e)) => return self.fail_with(classify(&e), &e, !body_sent).await,
                 Err(SendError::Deadline) => return self.fail(GatewayFailure::ResponseTimeout, !body_sent).await,
                 Err(SendError::TooLarge) => return self.fail(GatewayFailure::RequestTooLarge, false).await,
                 Err(SendError::Client) => return Ending::Close,
@@ -291,7 +297,7 @@ impl Exchange<'_> {
                         complete = true;
                         break;
                     }
-                    Err(e) => return self.fail(classify(&e), true).await,
+                    Err(e) => return self.fail_with(classify(&e), &e, true).await,
                 }
             }
         }
@@ -363,7 +369,7 @@ impl Exchange<'_> {
                 Err(e) => {
                     // The status is out: all that is left is to close and count it.
                     self.log.failed_after_header = true;
-                    tracing::warn!(request_id = %self.log.request_id, error = %e, "upstream failed after the response header was sent");
+                    self.log.error = Some(e.to_string());
                     return Ending::Close;
                 }
             }

@@ -42,6 +42,8 @@ pub struct RequestLog {
     pub failure: Option<GatewayFailure>,
     pub body_skip: Option<BodySkip>,
     pub failed_after_header: bool,
+    /// The underlying error of a gateway-made failure, for the log.
+    pub error: Option<String>,
     pub upstream_header_after: Option<Duration>,
 }
 
@@ -62,6 +64,7 @@ impl RequestLog {
             failure: None,
             body_skip: None,
             failed_after_header: false,
+            error: None,
             upstream_header_after: None,
         }
     }
