@@ -230,7 +230,11 @@ fn routing_by_host_and_prefix_with_strip_and_forwarding_headers() {
     assert_eq!(seen.path, "/v1/p1/vpc-endpoints?limit=5");
     assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
     assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
-    assert_eq!(seen.header("host"), Some("vpcep.vendor.internal"), "host_header overrides the client's Host");
+    assert_eq!(
+        seen.header("host"),
+        Some("vpcep.vendor.internal"),
+        "host_header overrides the client's Host"
+    );
     let rid = r.header("x-request-id").unwrap();
     assert_ne!(rid, "bad id with spaces", "an insane client id is replaced");
     assert_eq!(seen.header("x-request-id"), Some(rid));

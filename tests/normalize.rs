@@ -210,11 +210,20 @@ fn fallbacks_keep_body_and_header_removal() {
     let r = request(gw.port, "GET", "/invented", &[], b"");
     assert_eq!((r.status, r.header("x-upstream-status")), (502, Some("799")));
     assert_eq!(
-        gw.metric("statusgate_responses_total", &[("route", "fallback"), ("code", "502"), ("upstream_code", "other")]),
+        gw.metric(
+            "statusgate_responses_total",
+            &[("route", "fallback"), ("code", "502"), ("upstream_code", "other")]
+        ),
         1.0,
         "invented statuses count as `other`, so an upstream cannot grow the label set"
     );
-    assert_eq!(gw.metric("statusgate_rule_matches_total", &[("route", "fallback"), ("rule", "keep")]), 1.0);
+    assert_eq!(
+        gw.metric(
+            "statusgate_rule_matches_total",
+            &[("route", "fallback"), ("rule", "keep")]
+        ),
+        1.0
+    );
     assert_eq!(
         gw.metric(
             "statusgate_responses_total",
