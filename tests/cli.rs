@@ -306,3 +306,42 @@ fn check_warns_about_401_and_405_without_their_headers() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn json_access_log_has_one_line_per_request_with_its_fields() {
+    let up = Upstream::start(|_| Reply::json(400, "BadRequest", r#"{"error_code":"EndPoint.0022","error_msg":"m"}"#));
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "rules/p.yaml", GOOD_PROFILE);
+    let (port, admin) = (free_port(), free_port());
+    let text = config(&up.addr(), port, admin).replace("server:\n", "log:\n  format: json\n  filter: warn,statusgate::access=info\nserver:\n");
+    let cfg = write(dir.path(), "gw.yaml", &text);
+    let log_path = dir.path().join("stderr.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let mut child = bin().args(["run", "-c"]).arg(&cfg).env_remove("RUST_LOG").stderr(log_file).spawn().unwrap();
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(20), "gateway did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = request(port, "GET", "/huawei/v1/x", &[("X-Request-Id", "json-log-1")], b"");
+    assert_eq!(r.status, 429);
+    let mut line = None;
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(&log_path).unwrap();
+        line = text.lines().find(|l| l.contains("json-log-1")).map(str::to_owned);
+        if line.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let v: serde_json::Value = serde_json::from_str(&line.expect("an access line")).expect("JSON");
+    assert_eq!(v["request_id"], "json-log-1");
+    assert_eq!(v["route"], "huawei");
+    assert_eq!(v["status"], 429);
+    assert_eq!(v["upstream_status"], 400);
+    assert_eq!(v["rule"], "throttled");
+    assert_eq!(v["origin"], "upstream");
+    assert_eq!(v["path"], "/huawei/v1/x");
+}
