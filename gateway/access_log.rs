@@ -6,17 +6,25 @@ use tracing_subscriber::EnvFilter;
 use crate::proxy::RequestLog;
 
 /// Installs the global subscriber; `RUST_LOG` in the environment overrides `filter`.
-pub fn init(format: &str, filter: &str) {
+///
+/// Lines are written to stderr by a dedicated thread (tracing-appender), so a worker never
+/// blocks on a write syscall per request; if that thread falls behind, workers wait rather than
+/// drop lines. Keep the returned guard alive: dropping it flushes what is buffered.
+pub fn init(format: &str, filter: &str) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = if format == "json" {
         builder.json().flatten_event(true).try_init()
     } else {
         builder.try_init()
     };
+    guard
 }
 
 /// One line per request; at WARN when the gateway answered an upstream failure itself (the
