@@ -313,11 +313,20 @@ fn json_access_log_has_one_line_per_request_with_its_fields() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "rules/p.yaml", GOOD_PROFILE);
     let (port, admin) = (free_port(), free_port());
-    let text = config(&up.addr(), port, admin).replace("server:\n", "log:\n  format: json\n  filter: warn,statusgate::access=info\nserver:\n");
+    let text = config(&up.addr(), port, admin).replace(
+        "server:\n",
+        "log:\n  format: json\n  filter: warn,statusgate::access=info\nserver:\n",
+    );
     let cfg = write(dir.path(), "gw.yaml", &text);
     let log_path = dir.path().join("stderr.log");
     let log_file = std::fs::File::create(&log_path).unwrap();
-    let mut child = bin().args(["run", "-c"]).arg(&cfg).env_remove("RUST_LOG").stderr(log_file).spawn().unwrap();
+    let mut child = bin()
+        .args(["run", "-c"])
+        .arg(&cfg)
+        .env_remove("RUST_LOG")
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
     let t = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(t.elapsed() < Duration::from_secs(20), "gateway did not start");
