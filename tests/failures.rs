@@ -202,6 +202,11 @@ fn bad_requests_get_canonical_4xx() {
     let r = send_raw(gw.port, &raw, false).unwrap();
     assert_gateway_problem(&r, 413, "request-too-large");
 
+    // Broken chunk framing in the body: the client's mistake, a canonical 400.
+    let raw = b"POST /api/upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n";
+    let r = send_raw(gw.port, raw, false).unwrap();
+    assert_gateway_problem(&r, 400, "bad-request");
+
     let big = "v".repeat(2000);
     let r = request(gw.port, "GET", "/api/x", &[("X-Big", &big)], b"");
     assert_gateway_problem(&r, 431, "header-too-large");

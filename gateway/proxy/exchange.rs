@@ -18,7 +18,7 @@ use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
 use pingora::protocols::http::client::HttpSession as UpstreamSession;
 use pingora::protocols::http::ServerSession;
-use pingora::Error;
+use pingora::{Error, ErrorType};
 
 use super::failure::classify;
 use super::respond::{self, to_pingora, X_REQUEST_ID};
@@ -39,7 +39,8 @@ pub enum Ending {
 enum SendError {
     Upstream(Box<Error>),
     Deadline,
-    Client,
+    ClientGone,
+    BadClientBody,
     TooLarge,
 }
 
@@ -150,7 +151,8 @@ impl Exchange<'_> {
                 Err(SendError::Upstream(e)) => return self.fail_with(classify(&e), &e, !body_sent).await,
                 Err(SendError::Deadline) => return self.fail(GatewayFailure::ResponseTimeout, !body_sent).await,
                 Err(SendError::TooLarge) => return self.fail(GatewayFailure::RequestTooLarge, false).await,
-                Err(SendError::Client) => return Ending::Close,
+                Err(SendError::ClientGone) => return Ending::Close,
+                Err(SendError::BadClientBody) => return self.fail(GatewayFailure::BadRequest, false).await,
             }
         };
         self.log.upstream_header_after = Some(self.log.started.elapsed());
@@ -232,7 +234,18 @@ impl Exchange<'_> {
                     up.write_request_body(chunk, false).await.map_err(SendError::Upstream)?;
                 }
                 Ok(None) => break,
-                Err(_) => return Err(SendError::Client),
+                // A malformed body (bad chunk framing) is the client's mistake: 400. Anything
+                // else (reset, timeout) means it is gone: nobody to answer.
+                Err(e)
+                    if matches!(
+                        e.etype(),
+                        // pingora-core's (crate-private) INVALID_CHUNK
+                        ErrorType::InvalidHTTPHeader | ErrorType::H1Error | ErrorType::Custom("InvalidChunk")
+                    ) =>
+                {
+                    return Err(SendError::BadClientBody)
+                }
+                Err(_) => return Err(SendError::ClientGone),
             }
         }
         up.finish_request_body().await.map_err(SendError::Upstream)?;
