@@ -40,22 +40,20 @@ fn refused_then_no_upstream_left() {
     let gw = one_route("refused", &format!("127.0.0.1:{dead}"), "    fail_timeout: 1m");
     let r = request(gw.port, "GET", "/a", &[], b"");
     assert_gateway_problem(&r, 502, "upstream-refused");
-    assert_eq!(
-        gw.metric(
-            "statusgate_upstream_failures_total",
-            &[("route", "refused"), ("kind", "upstream_refused")]
-        ),
-        1.0
+    gw.expect_metric(
+        "statusgate_upstream_failures_total",
+        &[("route", "refused"), ("kind", "upstream_refused")],
+        1.0,
+        "",
     );
     // The refusing address is out of rotation for fail_timeout: nothing left to try.
     let r = request(gw.port, "GET", "/a", &[], b"");
     assert_gateway_problem(&r, 503, "no-upstream");
-    assert_eq!(
-        gw.metric(
-            "statusgate_upstream_failures_total",
-            &[("route", "refused"), ("kind", "no_upstream")]
-        ),
-        1.0
+    gw.expect_metric(
+        "statusgate_upstream_failures_total",
+        &[("route", "refused"), ("kind", "no_upstream")],
+        1.0,
+        "",
     );
 }
 
@@ -91,12 +89,11 @@ fn reset_closed_and_invalid_upstreams_are_502_each_with_its_type() {
     let half = request(gw.port, "GET", "/half", &[], b"");
     assert_eq!(half.status, 502, "{}", half.text());
     assert_gateway_problem(&request(gw.port, "GET", "/garbage", &[], b""), 502, "invalid-response");
-    assert_eq!(
-        gw.metric(
-            "statusgate_responses_total",
-            &[("route", "broken"), ("code", "502"), ("origin", "gateway")]
-        ),
-        4.0
+    gw.expect_metric(
+        "statusgate_responses_total",
+        &[("route", "broken"), ("code", "502"), ("origin", "gateway")],
+        4.0,
+        "",
     );
 }
 
@@ -141,12 +138,11 @@ fn response_deadline_is_a_deadline_not_a_per_read_timeout() {
     let gw = one_route("deadline", &up.addr(), "    body_timeout: 10s");
     assert_gateway_problem(&request(gw.port, "GET", "/hang", &[], b""), 504, "response-timeout");
     assert_gateway_problem(&request(gw.port, "GET", "/trickle", &[], b""), 504, "response-timeout");
-    assert_eq!(
-        gw.metric(
-            "statusgate_upstream_failures_total",
-            &[("route", "deadline"), ("kind", "response_timeout")]
-        ),
-        2.0
+    gw.expect_metric(
+        "statusgate_upstream_failures_total",
+        &[("route", "deadline"), ("kind", "response_timeout")],
+        2.0,
+        "",
     );
 }
 
@@ -164,12 +160,11 @@ fn failure_after_the_header_closes_the_connection_and_is_counted() {
         r.truncated,
         "the client must see the body end early, not a short complete body"
     );
-    assert_eq!(
-        gw.metric(
-            "statusgate_upstream_failures_total",
-            &[("route", "after-header"), ("kind", "after_header")]
-        ),
-        1.0
+    gw.expect_metric(
+        "statusgate_upstream_failures_total",
+        &[("route", "after-header"), ("kind", "after_header")],
+        1.0,
+        "",
     );
 }
 
@@ -249,5 +244,5 @@ fn routing_by_host_and_prefix_with_strip_and_forwarding_headers() {
         .unwrap();
     let r = common::client::read_response(&mut std::io::BufReader::new(s), false).unwrap();
     assert_eq!(r.text(), r#"{"other":true}"#);
-    assert_eq!(gw.metric("statusgate_responses_total", &[("route", "by-host")]), 1.0);
+    gw.expect_metric("statusgate_responses_total", &[("route", "by-host")], 1.0, "");
 }

@@ -116,12 +116,11 @@ fn body_dependent_status_rewrite_with_problem_body() {
     assert_eq!(p["request_id"], "client-abc");
     assert_eq!(p["vendor_request_id"], "hw-77");
     assert_eq!(p["origin"], "upstream");
-    assert_eq!(
-        gw.metric(
-            "statusgate_rule_matches_total",
-            &[("route", "throttle"), ("rule", "throttled")]
-        ),
-        1.0
+    gw.expect_metric(
+        "statusgate_rule_matches_total",
+        &[("route", "throttle"), ("rule", "throttled")],
+        1.0,
+        "",
     );
 }
 
@@ -209,27 +208,23 @@ fn fallbacks_keep_body_and_header_removal() {
     assert!(r.header("x-powered-by").is_none());
     let r = request(gw.port, "GET", "/invented", &[], b"");
     assert_eq!((r.status, r.header("x-upstream-status")), (502, Some("799")));
-    assert_eq!(
-        gw.metric(
-            "statusgate_responses_total",
-            &[("route", "fallback"), ("code", "502"), ("upstream_code", "other")]
-        ),
+    gw.expect_metric(
+        "statusgate_responses_total",
+        &[("route", "fallback"), ("code", "502"), ("upstream_code", "other")],
         1.0,
-        "invented statuses count as `other`, so an upstream cannot grow the label set"
+        "invented statuses count as `other`, so an upstream cannot grow the label set",
     );
-    assert_eq!(
-        gw.metric(
-            "statusgate_rule_matches_total",
-            &[("route", "fallback"), ("rule", "keep")]
-        ),
-        1.0
+    gw.expect_metric(
+        "statusgate_rule_matches_total",
+        &[("route", "fallback"), ("rule", "keep")],
+        1.0,
+        "",
     );
-    assert_eq!(
-        gw.metric(
-            "statusgate_responses_total",
-            &[("route", "fallback"), ("code", "400"), ("upstream_code", "418")]
-        ),
-        1.0
+    gw.expect_metric(
+        "statusgate_responses_total",
+        &[("route", "fallback"), ("code", "400"), ("upstream_code", "418")],
+        1.0,
+        "",
     );
 }
 
@@ -255,12 +250,11 @@ fn over_the_cap_the_status_mapping_applies_and_nothing_is_truncated() {
     assert!(r.header("location").is_none());
     assert!(!r.truncated);
     assert_eq!(r.body.len(), 200_000 + r#"{"thing":{"id":"t"},"pad":""}"#.len());
-    assert_eq!(
-        gw.metric(
-            "statusgate_body_rewrites_skipped_total",
-            &[("route", "cap"), ("reason", "over_cap")]
-        ),
-        2.0
+    gw.expect_metric(
+        "statusgate_body_rewrites_skipped_total",
+        &[("route", "cap"), ("reason", "over_cap")],
+        2.0,
+        "",
     );
 }
 

@@ -288,7 +288,8 @@ impl CompiledProfile {
         if let Some(r) = matched {
             r.action.header_edits(&scope, &mut headers);
         }
-        for ensure in [&self.ensure, route_ensure] {
+        // The route's defaults first: a route is more specific than the profile it uses.
+        for ensure in [route_ensure, &self.ensure] {
             for (name, value) in ensure.for_status(status) {
                 let set_by_rule = headers
                     .iter()

@@ -103,6 +103,20 @@ impl Gateway {
         super::request(self.admin, "GET", path, &[], b"")
     }
 
+    /// Asserts that the summed series reach `want`. Metrics are recorded just after the
+    /// response is written, so a test reading them right after its response polls (bounded).
+    pub fn expect_metric(&self, name: &str, labels: &[(&str, &str)], want: f64, why: &str) {
+        let mut got = self.metric(name, labels);
+        for _ in 0..100 {
+            if got == want {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            got = self.metric(name, labels);
+        }
+        panic!("{name}{labels:?}: expected {want}, got {got}. {why}");
+    }
+
     /// The value of one metric series from `/metrics`, 0 when absent.
     /// `series` is the exact text before the value, e.g. `statusgate_x{a="b"}`.
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
