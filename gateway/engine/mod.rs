@@ -23,7 +23,8 @@ pub use profile::CompiledProfile;
 /// What the gateway knows of the client's request.
 pub struct RequestFacts<'a> {
     pub method: &'a str,
-    /// The path as the client sent it (before any prefix strip), without the query.
+    /// The path as the upstream sees it (after the route's prefix strip), without the query:
+    /// profiles are route-agnostic.
     pub path: &'a str,
     pub headers: &'a HeaderMap,
     pub request_id: &'a str,
