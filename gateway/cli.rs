@@ -38,6 +38,8 @@ pub enum Command {
     },
     /// Show the canonical response the gateway would send for an upstream response.
     Explain(ExplainArgs),
+    /// Run the four vendor emulators and the gateway with the shipped profiles on loopback.
+    Demo,
 }
 
 #[derive(Args, Debug)]
@@ -212,6 +214,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config.path()),
+        Command::Demo => crate::demo::run(),
         Command::Explain(args) => {
             let Ok(snap) = load_reporting(&args.config.path()) else {
                 return 1;

@@ -12,6 +12,7 @@ pub mod access_log;
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod emulators;
 pub mod engine;
 pub mod metrics;

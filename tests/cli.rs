@@ -354,3 +354,33 @@ fn json_access_log_has_one_line_per_request_with_its_fields() {
     assert_eq!(v["origin"], "upstream");
     assert_eq!(v["path"], "/huawei/v1/x");
 }
+
+#[test]
+fn the_demo_runs_the_emulators_behind_the_gateway() {
+    // The README's run command: fixed demo ports 8080/9090/18001-18004 on loopback.
+    let mut child = bin()
+        .arg("demo")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", 8080)).is_err()
+        || std::net::TcpStream::connect(("127.0.0.1", 18002)).is_err()
+    {
+        assert!(t.elapsed() < Duration::from_secs(20), "demo did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let project = statusgate::emulators::huawei::DEMO_PROJECT_ID;
+    let token = statusgate::emulators::huawei::DEMO_TOKEN;
+    let path = format!("/v1/{project}/vpc-endpoints");
+    let direct = request(18002, "POST", &path, &[("X-Auth-Token", token)], b"");
+    let through = request(8080, "POST", &format!("/huawei{path}"), &[("X-Auth-Token", token)], b"");
+    assert_eq!((direct.status, through.status), (504, 400), "{}", through.text());
+    assert_eq!(through.json()["vendor_code"], "EndPoint.0011");
+    let r = request(8080, "GET", "/oracle/ords/hr/employees/999999", &[], b"");
+    assert_eq!((r.status, r.json()["vendor_code"].as_str()), (404, Some("NotFound")));
+    assert_eq!(request(9090, "GET", "/readyz", &[], b"").status, 200);
+    child.kill().unwrap();
+    let _ = child.wait();
+}

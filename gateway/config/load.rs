@@ -145,6 +145,20 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "embedded:deploy/statusgate.yaml",
         include_str!("../../deploy/statusgate.yaml"),
     ),
+    ("embedded:deploy/demo.yaml", include_str!("../../deploy/demo.yaml")),
+    ("embedded:rules/veeam.yaml", include_str!("../../rules/veeam.yaml")),
+    (
+        "embedded:rules/huawei-vpcep.yaml",
+        include_str!("../../rules/huawei-vpcep.yaml"),
+    ),
+    (
+        "embedded:rules/oracle-ords.yaml",
+        include_str!("../../rules/oracle-ords.yaml"),
+    ),
+    (
+        "embedded:rules/forgerock-crest.yaml",
+        include_str!("../../rules/forgerock-crest.yaml"),
+    ),
 ];
 
 pub const EMBEDDED_CANONICAL: &str = "embedded:rules/canonical.yaml";
