@@ -20,6 +20,34 @@ fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
     p
 }
 
+/// Starts `statusgate run -c cfg` and waits (bounded) until it listens on `port`.
+fn spawn_run(cfg: &std::path::Path, port: u16, stderr: Stdio) -> std::process::Child {
+    let child = bin()
+        .args(["run", "-c"])
+        .arg(cfg)
+        .env_remove("RUST_LOG")
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(20), "gateway did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+/// Polls `probe` every 50 ms, at most 5 s, until it returns `Some`.
+fn eventually<T>(mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    for _ in 0..100 {
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
 const GOOD_PROFILE: &str = r#"rules:
   - name: throttled
     when:
@@ -165,17 +193,7 @@ fn sigterm_drains_in_flight_requests_then_exits() {
     write(dir.path(), "rules/p.yaml", GOOD_PROFILE);
     let (port, admin) = (free_port(), free_port());
     let cfg = write(dir.path(), "gw.yaml", &config(&up.addr(), port, admin));
-    let mut child = bin()
-        .args(["run", "-c"])
-        .arg(&cfg)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(20), "gateway did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut child = spawn_run(&cfg, port, Stdio::null());
     let in_flight = std::thread::spawn(move || request(port, "GET", "/huawei/slow", &[], b""));
     std::thread::sleep(Duration::from_millis(200));
     let killed = Command::new("kill")
@@ -219,17 +237,7 @@ fn sighup_reloads_and_a_bad_edit_keeps_the_old_rules() {
     let text =
         config(&up.addr(), port, admin).replace("  grace_period: 3s\n", "  grace_period: 0s\n  watch_config: false\n");
     let cfg = write(dir.path(), "gw.yaml", &text);
-    let mut child = bin()
-        .args(["run", "-c"])
-        .arg(&cfg)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(20), "gateway did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut child = spawn_run(&cfg, port, Stdio::null());
     assert_eq!(request(port, "GET", "/huawei/x", &[], b"").status, 429);
     let hup = |child: &std::process::Child| {
         assert!(Command::new("kill")
@@ -246,25 +254,15 @@ fn sighup_reloads_and_a_bad_edit_keeps_the_old_rules() {
     );
     assert_eq!(request(port, "GET", "/huawei/x", &[], b"").status, 429);
     hup(&child);
-    let mut status = 0;
-    for _ in 0..100 {
-        status = request(port, "GET", "/huawei/x", &[], b"").status;
-        if status == 503 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(status, 503, "SIGHUP reloaded (and did not kill the process)");
+    let reloaded = eventually(|| (request(port, "GET", "/huawei/x", &[], b"").status == 503).then_some(()));
+    assert!(reloaded.is_some(), "SIGHUP reloaded (and did not kill the process)");
     write(dir.path(), "rules/p.yaml", "rules: [oops\n");
     hup(&child);
-    let mut last_error = serde_json::Value::Null;
-    for _ in 0..100 {
-        last_error = request(admin, "GET", "/-/config", &[], b"").json()["last_error"].clone();
-        if last_error.is_object() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let last_error = eventually(|| {
+        let e = request(admin, "GET", "/-/config", &[], b"").json()["last_error"].clone();
+        e.is_object().then_some(e)
+    })
+    .expect("the rejected reload is reported");
     assert!(
         last_error["problems"][0].as_str().unwrap().contains("rules/p.yaml:1:8"),
         "{last_error}"
@@ -320,29 +318,13 @@ fn json_access_log_has_one_line_per_request_with_its_fields() {
     let cfg = write(dir.path(), "gw.yaml", &text);
     let log_path = dir.path().join("stderr.log");
     let log_file = std::fs::File::create(&log_path).unwrap();
-    let mut child = bin()
-        .args(["run", "-c"])
-        .arg(&cfg)
-        .env_remove("RUST_LOG")
-        .stderr(log_file)
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(20), "gateway did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut child = spawn_run(&cfg, port, log_file.into());
     let r = request(port, "GET", "/huawei/v1/x", &[("X-Request-Id", "json-log-1")], b"");
     assert_eq!(r.status, 429);
-    let mut line = None;
-    for _ in 0..100 {
+    let line = eventually(|| {
         let text = std::fs::read_to_string(&log_path).unwrap();
-        line = text.lines().find(|l| l.contains("json-log-1")).map(str::to_owned);
-        if line.is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        text.lines().find(|l| l.contains("json-log-1")).map(str::to_owned)
+    });
     child.kill().unwrap();
     let _ = child.wait();
     let v: serde_json::Value = serde_json::from_str(&line.expect("an access line")).expect("JSON");

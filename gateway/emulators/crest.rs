@@ -558,31 +558,14 @@ mod tests {
         assert!(!revision_matches("\"2\"", 3));
     }
 
+    /// A request from the admin user.
     fn req(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> EmuRequest {
-        let (path, query) = match path.split_once('?') {
-            Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
-            None => (path.to_owned(), None),
-        };
-        let mut map = http::HeaderMap::new();
-        for (k, v) in [
+        let mut all = vec![
             ("X-OpenIDM-Username", ADMIN_USERNAME),
             ("X-OpenIDM-Password", ADMIN_PASSWORD),
-        ]
-        .iter()
-        .chain(headers)
-        {
-            map.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                http::HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        EmuRequest {
-            method: method.to_owned(),
-            path,
-            query,
-            headers: map,
-            body: bytes::Bytes::copy_from_slice(body),
-        }
+        ];
+        all.extend_from_slice(headers);
+        EmuRequest::new(method, path, &all, body)
     }
 
     #[test]

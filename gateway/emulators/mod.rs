@@ -35,6 +35,31 @@ pub struct EmuRequest {
 }
 
 impl EmuRequest {
+    /// A request from its parts; `target` is a path with an optional `?query`. Headers that are
+    /// not valid HTTP are left out.
+    pub fn new(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> EmuRequest {
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+            None => (target.to_owned(), None),
+        };
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            if let (Ok(k), Ok(v)) = (
+                http::HeaderName::from_bytes(k.as_bytes()),
+                http::HeaderValue::from_str(v),
+            ) {
+                map.append(k, v);
+            }
+        }
+        EmuRequest {
+            method: method.to_owned(),
+            path,
+            query,
+            headers: map,
+            body: Bytes::copy_from_slice(body),
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }

@@ -813,24 +813,7 @@ mod tests {
     }
 
     fn req(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> EmuRequest {
-        let (path, query) = match path.split_once('?') {
-            Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
-            None => (path.to_owned(), None),
-        };
-        let mut map = http::HeaderMap::new();
-        for (k, v) in headers {
-            map.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                http::HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        EmuRequest {
-            method: method.to_owned(),
-            path,
-            query,
-            headers: map,
-            body: bytes::Bytes::copy_from_slice(body),
-        }
+        EmuRequest::new(method, path, headers, body)
     }
 
     #[test]
