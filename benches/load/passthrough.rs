@@ -1,0 +1,101 @@
+//! The baseline for the load benchmark (`benches/load/run`): a bare pingora passthrough proxy,
+//! the smallest `ProxyHttp` (like pingora-proxy's examples/gateway.rs, minus the filters),
+//! on the same pingora version and with the same server settings as statusgate
+//! (`gateway/server.rs`: worker threads, grace period, graceful shutdown timeout).
+//!
+//! It forwards every request unchanged to one plain-HTTP upstream and streams the response back,
+//! whatever its status. Upstream connections are pooled (pingora's keepalive pool, 128 per
+//! worker thread, idle timeout 60 s as statusgate's default `idle_timeout`). No logging, no
+//! metrics: the cost of pingora itself, which is what statusgate's overhead is measured against.
+//!
+//! ```sh
+//! cargo build --release --example passthrough
+//! target/release/examples/passthrough LISTEN UPSTREAM [THREADS] [GRACE_SECONDS]
+//! target/release/examples/passthrough 127.0.0.1:18201 127.0.0.1:18200 2 5
+//! ```
+//!
+//! THREADS defaults to the number of cores (statusgate's `server.threads` default), GRACE_SECONDS
+//! to 5 (statusgate's `server.grace_period` default). SIGINT exits at once, SIGTERM drains.
+
+use std::net::SocketAddr;
+use std::process::exit;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{http_proxy_service, ProxyHttp, Session};
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+
+/// statusgate's default `idle_timeout` for pooled upstream connections.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Passthrough {
+    upstream: SocketAddr,
+}
+
+#[async_trait]
+impl ProxyHttp for Passthrough {
+    type CTX = ();
+
+    fn new_ctx(&self) -> Self::CTX {}
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> pingora::Result<Box<HttpPeer>> {
+        let mut peer = HttpPeer::new(self.upstream, false, String::new());
+        peer.options.idle_timeout = Some(IDLE_TIMEOUT);
+        Ok(Box::new(peer))
+    }
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!("passthrough: {problem}");
+    eprintln!("usage: passthrough LISTEN UPSTREAM [THREADS] [GRACE_SECONDS]");
+    eprintln!("  e.g. passthrough 127.0.0.1:18201 127.0.0.1:18200 2 5");
+    exit(2)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() < 2 || args.len() > 4 {
+        usage("expected 2 to 4 arguments");
+    }
+    let listen = args[0].clone();
+    if listen.parse::<SocketAddr>().is_err() {
+        usage(&format!("LISTEN {listen:?} is not an address:port"));
+    }
+    let upstream: SocketAddr = args[1]
+        .parse()
+        .unwrap_or_else(|_| usage(&format!("UPSTREAM {:?} is not an address:port", args[1])));
+    let threads = match args.get(2) {
+        Some(t) => t
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| usage(&format!("THREADS {t:?} is not a positive number"))),
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let grace = match args.get(3) {
+        Some(g) => g
+            .parse::<u64>()
+            .unwrap_or_else(|_| usage(&format!("GRACE_SECONDS {g:?} is not a number"))),
+        None => 5,
+    };
+
+    // The same lifecycle settings as statusgate's gateway/server.rs.
+    let conf = ServerConf {
+        threads,
+        grace_period_seconds: Some(grace),
+        graceful_shutdown_timeout_seconds: Some(2),
+        upgrade_sock: format!("/tmp/statusgate_passthrough_{}.sock", std::process::id()),
+        pid_file: format!("/tmp/statusgate_passthrough_{}.pid", std::process::id()),
+        upstream_keepalive_pool_size: 128,
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(Opt::default()), conf);
+    server.bootstrap();
+    let mut proxy = http_proxy_service(&server.configuration, Passthrough { upstream });
+    proxy.add_tcp(&listen);
+    server.add_service(proxy);
+    eprintln!("passthrough: {listen} -> {upstream}, {threads} threads, grace {grace}s");
+    server.run_forever()
+}
