@@ -61,6 +61,7 @@ impl AdminApp {
                 "rules": r.profile.rule_names().collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "last_error": last_error,
+            "restart_needed": self.snapshots.restart_needed(),
         })
     }
 }
@@ -109,6 +110,7 @@ impl ServeHttp for AdminApp {
                         "outcome": outcome,
                         "version": self.snapshots.current().version,
                         "problems": problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "restart_needed": self.snapshots.restart_needed(),
                     }),
                 )
             }

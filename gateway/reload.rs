@@ -32,16 +32,20 @@ pub struct SnapshotHandle {
     path: PathBuf,
     current: ArcSwap<Snapshot>,
     last_error: Mutex<Option<ReloadFailure>>,
+    /// The listener addresses bound at start: a reload cannot rebind them.
+    bound: Listeners,
     reload_lock: tokio::sync::Mutex<()>,
 }
 
 impl SnapshotHandle {
     pub fn new(path: &Path, first: Snapshot) -> Self {
         crate::metrics::global().config_loaded(&first.version, first.loaded_at);
+        let bound = Listeners::of(&first);
         SnapshotHandle {
             path: path.to_path_buf(),
             current: ArcSwap::from_pointee(first),
             last_error: Mutex::new(None),
+            bound,
             reload_lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -52,6 +56,21 @@ impl SnapshotHandle {
 
     pub fn current(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+
+    fn restart_needed_for(&self, snap: &Snapshot) -> Option<String> {
+        let want = Listeners::of(snap);
+        (want != self.bound).then(|| {
+            format!(
+                "listener addresses changed ({:?} -> {:?}): they take effect only after a restart or a graceful upgrade (SIGQUIT, then `statusgate run --upgrade`); the old addresses keep serving the new rules",
+                self.bound, want
+            )
+        })
+    }
+
+    /// Set when the serving configuration names listeners other than those bound.
+    pub fn restart_needed(&self) -> Option<String> {
+        self.restart_needed_for(&self.current.load())
     }
 
     pub fn last_error(&self) -> Option<ReloadFailure> {
@@ -81,12 +100,8 @@ impl SnapshotHandle {
                 }
                 metrics.reloads.with_label_values(&["applied"]).inc();
                 metrics.config_loaded(&next.version, next.loaded_at);
-                let listeners_changed = {
-                    let cur = self.current.load();
-                    cur.listen != next.listen || cur.admin != next.admin
-                };
-                if listeners_changed {
-                    tracing::warn!("listener addresses changed: they take effect after a restart or a graceful upgrade (SIGQUIT + --upgrade)");
+                if let Some(note) = self.restart_needed_for(&next) {
+                    tracing::warn!("{note}");
                 }
                 for w in &next.warnings {
                     tracing::warn!(problem = %w, "configuration warning");
@@ -134,6 +149,24 @@ impl pingora::services::background::BackgroundService for SighupReload {
                 }
                 _ = shutdown.changed() => return,
             }
+        }
+    }
+}
+
+/// The addresses a snapshot listens on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Listeners {
+    plain: Vec<String>,
+    tls: Vec<String>,
+    admin: String,
+}
+
+impl Listeners {
+    fn of(s: &Snapshot) -> Self {
+        Listeners {
+            plain: s.listen.clone(),
+            tls: s.tls_listen.iter().map(|t| t.addr.clone()).collect(),
+            admin: s.admin.clone(),
         }
     }
 }

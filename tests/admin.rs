@@ -179,3 +179,27 @@ fn unchanged_upstream_groups_keep_their_health_across_a_reload() {
     );
     assert_eq!(request(gw.port, "GET", "/", &[], b"").status, 502);
 }
+
+#[test]
+fn a_listener_change_says_it_needs_a_restart() {
+    let up = Upstream::start(|_| Reply::json(400, "BadRequest", "{}"));
+    let gw = gateway(&up);
+    assert!(gw.admin_get("/-/config").json()["restart_needed"].is_null());
+    let main = std::fs::read_to_string(gw.path("statusgate.yaml")).unwrap();
+    let moved = common::gateway::free_port();
+    let edited = main.replace(
+        &format!("listen: 127.0.0.1:{}", gw.port),
+        &format!("listen: 127.0.0.1:{moved}"),
+    );
+    assert_ne!(edited, main);
+    std::fs::write(gw.path("statusgate.yaml"), edited).unwrap();
+    let r = request(gw.admin, "POST", "/-/reload", &[], b"").json();
+    assert_eq!(r["outcome"], "applied");
+    let note = r["restart_needed"].as_str().expect("a restart note");
+    assert!(note.contains("restart") && note.contains("--upgrade"), "{note}");
+    assert_eq!(
+        request(gw.port, "GET", "/", &[], b"").status,
+        422,
+        "the bound listener keeps serving"
+    );
+}
