@@ -27,8 +27,7 @@ pub fn build(handle: Arc<SnapshotHandle>, upgrade: bool) -> pingora::Result<Buil
         threads: snap.threads,
         grace_period_seconds: Some(snap.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(2),
-        upgrade_sock: "/tmp/statusgate_upgrade.sock".into(),
-        pid_file: "/tmp/statusgate.pid".into(),
+        upgrade_sock: snap.upgrade_sock.to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
     let opt = Opt {

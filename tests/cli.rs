@@ -366,3 +366,45 @@ fn the_demo_runs_the_emulators_behind_the_gateway() {
     child.kill().unwrap();
     let _ = child.wait();
 }
+
+#[test]
+fn graceful_upgrade_hands_the_listener_to_a_new_process() {
+    let up = Upstream::start(|_| Reply::json(400, "BadRequest", r#"{"error_code":"EndPoint.0022","error_msg":"m"}"#));
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "rules/p.yaml", GOOD_PROFILE);
+    let (port, admin) = (free_port(), free_port());
+    let text = config(&up.addr(), port, admin).replace(
+        "  grace_period: 3s\n",
+        "  grace_period: 1s\n  watch_config: false\n  upgrade_sock: upgrade.sock\n",
+    );
+    let cfg = write(dir.path(), "gw.yaml", &text);
+    let mut old = spawn_run(&cfg, port, Stdio::null());
+    assert_eq!(request(port, "GET", "/huawei/x", &[], b"").status, 429);
+    // The new process (new rules, same listeners) waits for the sockets on upgrade.sock ...
+    write(
+        dir.path(),
+        "rules/p.yaml",
+        &GOOD_PROFILE.replace("status: 429", "status: 503"),
+    );
+    let mut new = bin()
+        .args(["run", "--upgrade", "-c"])
+        .arg(&cfg)
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // ... which the old one sends on SIGQUIT (retried: the new one may not be listening yet).
+    let handed_over = eventually(|| {
+        let _ = Command::new("kill").args(["-QUIT", &old.id().to_string()]).status();
+        std::thread::sleep(Duration::from_millis(200));
+        old.try_wait().unwrap().map(|_| ())
+    });
+    assert!(handed_over.is_some(), "the old process exited after handing over");
+    assert_eq!(
+        request(port, "GET", "/huawei/x", &[], b"").status,
+        503,
+        "the new process serves on the same port"
+    );
+    new.kill().unwrap();
+    let _ = new.wait();
+}

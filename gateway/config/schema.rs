@@ -71,6 +71,9 @@ pub struct RawServer {
     pub grace_period: Option<Spanned<String>>,
     /// Reload when a loaded file changes (default true); SIGHUP and POST /-/reload always work.
     pub watch_config: Option<bool>,
+    /// Unix socket the listening sockets are handed over on in a graceful upgrade
+    /// (default /tmp/statusgate_upgrade.sock); relative to the config file.
+    pub upgrade_sock: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
