@@ -322,11 +322,17 @@ fn bodiless_responses_stay_bodiless() {
 #[test]
 fn missing_challenges_are_supplied_and_the_route_wins_over_the_profile() {
     let up = Upstream::start(|req| match req.path.as_str() {
-        "/own" => Reply::new(401, "Unauthorized", &[("WWW-Authenticate", "Vendor realm=\"v\"")], b"{}"),
+        "/own" => Reply::new(
+            401,
+            "Unauthorized",
+            &[("WWW-Authenticate", "Vendor realm=\"v\"")],
+            b"{}",
+        ),
         "/verb" => Reply::json(405, "MethodNotAllowed", "{}"),
         _ => Reply::json(401, "Unauthorized", "{}"),
     });
-    let profile = "ensure_headers:\n  401: { WWW-Authenticate: 'Basic realm=\"profile\"' }\n  405: { Allow: 'GET' }\nrules: []\n";
+    let profile =
+        "ensure_headers:\n  401: { WWW-Authenticate: 'Basic realm=\"profile\"' }\n  405: { Allow: 'GET' }\nrules: []\n";
     let cfg = format!(
         "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\nupstreams:\n  up:\n    addrs: [{}]\nroutes:\n  - name: challenge\n    upstream: up\n    profile: p.yaml\n    ensure_headers:\n      401: {{ WWW-Authenticate: 'Bearer realm=\"route\"' }}\n",
         up.addr()
@@ -335,7 +341,11 @@ fn missing_challenges_are_supplied_and_the_route_wins_over_the_profile() {
     let r = request(gw.port, "GET", "/missing", &[], b"");
     assert_eq!(r.headers_named("www-authenticate"), vec!["Bearer realm=\"route\""]);
     let r = request(gw.port, "GET", "/own", &[], b"");
-    assert_eq!(r.headers_named("www-authenticate"), vec!["Vendor realm=\"v\""], "the vendor's own challenge is kept");
+    assert_eq!(
+        r.headers_named("www-authenticate"),
+        vec!["Vendor realm=\"v\""],
+        "the vendor's own challenge is kept"
+    );
     let r = request(gw.port, "DELETE", "/verb", &[], b"");
     assert_eq!((r.status, r.header("allow")), (405, Some("GET")));
 }
