@@ -29,8 +29,19 @@ pub fn init(format: &str, filter: &str) -> tracing_appender::non_blocking::Worke
 
 /// One line per request; at WARN when the gateway answered an upstream failure itself (the
 /// failure is logged once, here, with the request id and pingora's error text).
-pub fn emit(log: &RequestLog) {
+pub fn emit(log: &RequestLog, req: Option<&pingora::http::RequestHeader>) {
+    let warn = log.failure.is_some_and(|f| f.status() >= 500) || log.failed_after_header;
+    let level_enabled = if warn {
+        tracing::enabled!(target: "statusgate::access", tracing::Level::WARN)
+    } else {
+        tracing::enabled!(target: "statusgate::access", tracing::Level::INFO)
+    };
+    if !level_enabled {
+        return;
+    }
     let upstream = log.upstream_addr.map(|a| a.to_string());
+    let method = req.map_or("-", |r| r.method.as_str());
+    let path = req.map_or("-", |r| r.uri.path());
     macro_rules! line {
         ($level:expr) => {
             tracing::event!(
@@ -38,8 +49,8 @@ pub fn emit(log: &RequestLog) {
                 $level,
                 request_id = %log.request_id,
                 route = log.route.as_ref().map_or("-", |r| r.name()),
-                method = %log.method,
-                path = %log.path,
+                method = %method,
+                path = %path,
                 upstream = upstream.as_deref().unwrap_or("-"),
                 upstream_status = log.upstream_status.unwrap_or(0),
                 status = log.status,
@@ -54,7 +65,7 @@ pub fn emit(log: &RequestLog) {
             )
         };
     }
-    if log.failure.is_some_and(|f| f.status() >= 500) || log.failed_after_header {
+    if warn {
         line!(tracing::Level::WARN);
     } else {
         line!(tracing::Level::INFO);

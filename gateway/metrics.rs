@@ -121,6 +121,11 @@ impl Metrics {
             no_route: OnceLock::new(),
         };
         m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        // Every result exists from the start at 0: a series that first appears at 1 shows no
+        // increase(), so the first rejected reload of a process would never alert.
+        for result in ["applied", "unchanged", "rejected"] {
+            m.reloads.with_label_values(&[result]);
+        }
         Ok(m)
     }
 
@@ -237,7 +242,8 @@ impl RouteMetrics {
         c
     }
 
-    fn record(&self, log: &RequestLog) {
+    /// Counts one finished request (`Metrics::record` picks the route; public for the benches).
+    pub fn record(&self, log: &RequestLog) {
         self.response_counter(log.status, log.upstream_status, log.origin).inc();
         if let Some(f) = log.failure {
             if let Some(i) = FAILURE_KINDS.iter().position(|k| *k == f.name()) {

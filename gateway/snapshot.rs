@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use pingora::upstreams::peer::HttpPeer;
 use serde_saphyr::Spanned;
 
 use crate::config::load::{load_file, parse_yaml, read_text, resolve, EMBEDDED_CANONICAL};
@@ -22,10 +23,18 @@ use crate::engine::profile::{EnsureHeaders, DEFAULT_BODY_BUFFER};
 use crate::engine::{CanonicalProfile, CompiledProfile};
 use crate::metrics::RouteMetrics;
 
+/// One upstream address with its pingora peer (timeouts, TLS, SNI), built once per snapshot.
+#[derive(Debug)]
+pub struct UpstreamPeer {
+    pub addr: SocketAddr,
+    pub peer: HttpPeer,
+}
+
 #[derive(Debug)]
 pub struct UpstreamGroup {
     pub name: String,
     pub addrs: Vec<SocketAddr>,
+    pub peers: Vec<UpstreamPeer>,
     /// SNI and whether to verify the certificate, when TLS is on.
     pub tls: Option<(String, bool)>,
     pub connect_timeout: Duration,
@@ -51,13 +60,13 @@ impl UpstreamGroup {
 
     /// Round robin over the addresses that have not failed within `fail_timeout`;
     /// `None` when every address is down.
-    pub fn pick(&self) -> Option<SocketAddr> {
-        let n = self.addrs.len();
+    pub fn pick(&self) -> Option<&UpstreamPeer> {
+        let n = self.peers.len();
         let now = self.now_ms();
         for _ in 0..n {
             let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
             if self.down_until[i].load(Ordering::Relaxed) <= now {
-                return Some(self.addrs[i]);
+                return Some(&self.peers[i]);
             }
         }
         None
@@ -444,9 +453,24 @@ fn compile_upstream(file: &Path, name: &str, up: &Spanned<RawUpstream>, l: &mut 
     let definition = format!(
         "{addrs:?} {tls:?} {connect_timeout:?} {response_timeout:?} {idle_timeout:?} {body_timeout:?} {fail_timeout:?} {host_header:?}"
     );
+    let peers = addrs
+        .iter()
+        .map(|&addr| UpstreamPeer {
+            addr,
+            peer: make_peer(
+                addr,
+                tls.as_ref(),
+                connect_timeout,
+                response_timeout,
+                body_timeout,
+                idle_timeout,
+            ),
+        })
+        .collect();
     UpstreamGroup {
         name: name.to_owned(),
         addrs: addrs.clone(),
+        peers,
         tls,
         connect_timeout,
         response_timeout,
@@ -459,6 +483,31 @@ fn compile_upstream(file: &Path, name: &str, up: &Spanned<RawUpstream>, l: &mut 
         epoch: Instant::now(),
         definition,
     }
+}
+
+fn make_peer(
+    addr: SocketAddr,
+    tls: Option<&(String, bool)>,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    body_timeout: Duration,
+    idle_timeout: Duration,
+) -> HttpPeer {
+    let (is_tls, sni) = match tls {
+        Some((sni, _)) => (true, sni.clone()),
+        None => (false, String::new()),
+    };
+    let mut peer = HttpPeer::new(addr, is_tls, sni);
+    peer.options.connection_timeout = Some(connect_timeout);
+    peer.options.total_connection_timeout = Some(connect_timeout);
+    peer.options.read_timeout = Some(body_timeout);
+    peer.options.write_timeout = Some(response_timeout);
+    peer.options.idle_timeout = Some(idle_timeout);
+    if let Some((_, verify)) = tls {
+        peer.options.verify_cert = *verify;
+        peer.options.verify_hostname = *verify;
+    }
+    peer
 }
 
 fn compile_canonical(file: &Path, raw: &RawCanonical, l: &mut Loader) -> Option<CanonicalProfile> {

@@ -8,20 +8,20 @@
 //! `error_code` says "throttled") cannot be set there, and its read timeout is per read, not a
 //! deadline. The exchange below uses pingora's own server session, connector and pool.
 
-use std::sync::Arc;
+use std::io::Write;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
-use pingora::prelude::HttpPeer;
 use pingora::protocols::http::client::HttpSession as UpstreamSession;
 use pingora::protocols::http::ServerSession;
 use pingora::{Error, ErrorType};
 
 use super::failure::classify;
-use super::respond::{self, to_pingora, X_REQUEST_ID};
+use super::respond::{to_pingora, X_REQUEST_ID};
 use super::RequestLog;
 use crate::engine::response::{compose, compose_gateway, decode, CanonicalBody};
 use crate::engine::{BodySkip, GatewayFailure, Origin, ProblemFormat, RequestFacts, UpstreamBody, UpstreamHead};
@@ -35,6 +35,23 @@ pub enum Ending {
     /// The client connection must close (body left unread, failure mid-response, client gone).
     Close,
 }
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const HTTP: HeaderValue = HeaderValue::from_static("http");
+const HTTPS: HeaderValue = HeaderValue::from_static("https");
+/// Hop-by-hop request fields (RFC 9110 7.6.1), never forwarded.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    header::TE,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TRAILER,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
+static EMPTY: LazyLock<HeaderMap> = LazyLock::new(HeaderMap::new);
 
 enum SendError {
     Upstream(Box<Error>),
@@ -96,56 +113,80 @@ impl Exchange<'_> {
         }
     }
 
-    pub async fn run(&mut self, req: &RequestHeader) -> Ending {
+    pub async fn run(&mut self) -> Ending {
         let snap = self.snap;
-        let host = req
-            .uri
-            .host()
-            .or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()));
-        let path = req.uri.path();
-        let Some(route) = snap.route_for(host, path) else {
-            return self.fail(GatewayFailure::NoRoute, true).await;
+        // Route and build the upstream request while the client's header is borrowed.
+        let planned = {
+            let req = self.session.req_header();
+            let host = req
+                .uri
+                .host()
+                .or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()));
+            let path = req.uri.path();
+            match snap.route_for(host, path) {
+                None => Err((GatewayFailure::NoRoute, None)),
+                Some(route) => {
+                    let declared_len = req
+                        .headers
+                        .get(header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok());
+                    if declared_len.is_some_and(|n| n > snap.limits.request_body) {
+                        Err((GatewayFailure::RequestTooLarge, Some(route)))
+                    } else {
+                        let upstream_path = route.upstream_path(path).into_owned();
+                        self.upstream_request(req, &upstream_path, &route.upstream)
+                            .map(|r| (route, upstream_path, r))
+                            .map_err(|_| (GatewayFailure::BadRequest, Some(route)))
+                    }
+                }
+            }
+        };
+        let (route, upstream_path, upstream_req) = match planned {
+            Ok(p) => p,
+            Err((failure, route)) => {
+                self.log.route = route.map(|r| r.metrics.clone());
+                // A request whose body was not read leaves the connection unusable.
+                return self.fail(failure, failure == GatewayFailure::NoRoute).await;
+            }
         };
         self.log.route = Some(route.metrics.clone());
-        let declared_len = req
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if declared_len.is_some_and(|n| n > snap.limits.request_body) {
-            return self.fail(GatewayFailure::RequestTooLarge, false).await;
-        }
         let group = &route.upstream;
-        let upstream_path = route.upstream_path(path).into_owned();
-        let upstream_req = match self.upstream_request(req, &upstream_path, group) {
-            Ok(r) => r,
-            Err(_) => return self.fail(GatewayFailure::BadRequest, false).await,
-        };
 
         // Connect (skipping addresses that recently failed, trying each at most once) and send;
         // a pooled connection that turns out stale is retried once, fresh, when no request body
-        // byte has left yet.
+        // byte has left yet (the header is then rebuilt: the first was consumed).
         let mut connect_failures = 0;
         let mut retried = false;
+        let mut next_req = Some(upstream_req);
         let (mut up, peer) = loop {
-            let Some(addr) = group.pick() else {
+            let Some(peer) = group.pick() else {
                 return self.fail(GatewayFailure::NoUpstream, true).await;
             };
-            self.log.upstream_addr = Some(addr);
-            let peer = make_peer(addr, group);
-            let (mut up, reused) = match self.connector.get_http_session(&peer).await {
+            self.log.upstream_addr = Some(peer.addr);
+            let (mut up, reused) = match self.connector.get_http_session(&peer.peer).await {
                 Ok(s) => s,
                 Err(e) => {
-                    group.mark_down(addr);
+                    group.mark_down(peer.addr);
                     connect_failures += 1;
-                    if connect_failures < group.addrs.len() {
+                    if connect_failures < group.peers.len() {
                         continue;
                     }
                     return self.fail_with(classify(&e), &e, true).await;
                 }
             };
+            let req = match next_req.take() {
+                Some(r) => r,
+                None => {
+                    let rebuilt = self.upstream_request(self.session.req_header(), &upstream_path, group);
+                    match rebuilt {
+                        Ok(r) => r,
+                        Err(_) => return self.fail(GatewayFailure::BadRequest, false).await,
+                    }
+                }
+            };
             let mut body_sent = false;
-            match self.send(&mut up, &upstream_req, group, &mut body_sent).await {
+            match self.send(&mut up, req, group, &mut body_sent).await {
                 Ok(()) => break (up, peer),
                 Err(SendError::Upstream(_)) if reused && !body_sent && !retried => retried = true,
                 Err(SendError::Upstream(e)) => return self.fail_with(classify(&e), &e, !body_sent).await,
@@ -156,10 +197,10 @@ impl Exchange<'_> {
             }
         };
         self.log.upstream_header_after = Some(self.log.started.elapsed());
-        let ending = self.respond(&mut up, req, &upstream_path, route).await;
+        let ending = self.respond(&mut up, &upstream_path, route).await;
         if up.response_done() {
             self.connector
-                .release_http_session(up, &peer, Some(group.idle_timeout))
+                .release_http_session(up, &peer.peer, Some(group.idle_timeout))
                 .await;
         }
         ending
@@ -174,39 +215,54 @@ impl Exchange<'_> {
         group: &UpstreamGroup,
     ) -> pingora::Result<RequestHeader> {
         let mut up = req.clone();
-        let pq = match req.uri.query() {
-            Some(q) => format!("{upstream_path}?{q}"),
-            None => upstream_path.to_owned(),
-        };
-        up.set_uri(
-            http::Uri::try_from(pq).map_err(|e| Error::because(pingora::ErrorType::InvalidHTTPHeader, "path", e))?,
-        );
-        let connection_named: Vec<String> = req
-            .headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
-            .collect();
-        let names: Vec<_> = up.headers.keys().cloned().collect();
-        for name in names {
-            if respond::is_hop_by_hop(&name) || connection_named.iter().any(|c| c == name.as_str()) {
-                up.remove_header(&name);
+        if upstream_path != req.uri.path() {
+            let pq = match req.uri.query() {
+                Some(q) => format!("{upstream_path}?{q}"),
+                None => upstream_path.to_owned(),
+            };
+            up.set_uri(
+                http::Uri::try_from(pq)
+                    .map_err(|e| Error::because(pingora::ErrorType::InvalidHTTPHeader, "path", e))?,
+            );
+        }
+        // Fields named in Connection are hop-by-hop too (RFC 9110 7.6.1).
+        if let Some(named) = req.headers.get(header::CONNECTION).and_then(|v| v.to_str().ok()) {
+            for name in named.split(',') {
+                up.remove_header(name.trim());
             }
+        }
+        for name in HOP_BY_HOP {
+            up.remove_header(&name);
         }
         up.insert_header(X_REQUEST_ID, self.log.request_id.as_str())?;
         if let Some(host) = &group.host_header {
             up.insert_header(header::HOST, host.clone())?;
         }
         let tls = self.session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        up.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
+        up.insert_header(X_FORWARDED_PROTO, if tls { HTTPS } else { HTTP })?;
         if let Some(client) = self.session.client_addr().and_then(|a| a.as_inet()) {
-            let ip = client.ip().to_string();
-            let xff = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-                Some(prev) => format!("{prev}, {ip}"),
-                None => ip,
+            // The client IP, appended to any X-Forwarded-For, without a heap detour.
+            let mut buf = [0u8; 64];
+            let mut w = &mut buf[..];
+            let value = match req.headers.get(X_FORWARDED_FOR) {
+                Some(prev) => {
+                    let mut v = Vec::with_capacity(prev.len() + 48);
+                    v.extend_from_slice(prev.as_bytes());
+                    v.extend_from_slice(b", ");
+                    let _ = write!(w, "{}", client.ip());
+                    let n = 64 - w.len();
+                    v.extend_from_slice(&buf[..n]);
+                    HeaderValue::from_bytes(&v)
+                }
+                None => {
+                    let _ = write!(w, "{}", client.ip());
+                    let n = 64 - w.len();
+                    HeaderValue::from_bytes(&buf[..n])
+                }
             };
-            up.insert_header("x-forwarded-for", xff)?;
+            if let Ok(v) = value {
+                up.insert_header(X_FORWARDED_FOR, v)?;
+            }
         }
         Ok(up)
     }
@@ -214,11 +270,11 @@ impl Exchange<'_> {
     async fn send(
         &mut self,
         up: &mut UpstreamSession,
-        req: &RequestHeader,
+        req: RequestHeader,
         group: &UpstreamGroup,
         body_sent: &mut bool,
     ) -> Result<(), SendError> {
-        up.write_request_header(Box::new(req.clone()))
+        up.write_request_header(Box::new(req))
             .await
             .map_err(SendError::Upstream)?;
         let limit = self.snap.limits.request_body;
@@ -249,7 +305,8 @@ impl Exchange<'_> {
             }
         }
         up.finish_request_body().await.map_err(SendError::Upstream)?;
-        // The response deadline: the whole header, informational responses included.
+        // The response deadline: the whole header, informational responses included. pingora's
+        // timer wheel (10 ms resolution) instead of a tokio timer: no eventfd write per request.
         let read = async {
             loop {
                 up.read_response_header().await?;
@@ -259,43 +316,40 @@ impl Exchange<'_> {
                 }
             }
         };
-        match tokio::time::timeout(group.response_timeout, read).await {
+        match pingora::time::fast_timeout::fast_timeout(group.response_timeout, read).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(SendError::Upstream(e)),
             Err(_) => Err(SendError::Deadline),
         }
     }
 
-    async fn respond(
-        &mut self,
-        up: &mut UpstreamSession,
-        req: &RequestHeader,
-        upstream_path: &str,
-        route: &Route,
-    ) -> Ending {
-        let Some(upstream) = up.response_header().cloned() else {
+    async fn respond(&mut self, up: &mut UpstreamSession, upstream_path: &str, route: &Route) -> Ending {
+        let Some(status) = up.response_header().map(|h| h.status.as_u16()) else {
             return self.fail(GatewayFailure::InvalidResponse, true).await;
         };
-        let status = upstream.status.as_u16();
         self.log.upstream_status = Some(status);
         let bodyless = self.head_request || status == 204 || status == 304;
-        let facts = RequestFacts {
-            method: req.method.as_str(),
-            path: upstream_path,
-            headers: &req.headers,
-            request_id: &self.log.request_id,
-        };
-        let head = UpstreamHead {
-            status,
-            headers: &upstream.headers,
-        };
         let profile = &route.profile;
+        let needs_body = !bodyless && {
+            let req = self.session.req_header();
+            let facts = RequestFacts {
+                method: req.method.as_str(),
+                path: upstream_path,
+                headers: &req.headers,
+                request_id: &self.log.request_id,
+            };
+            let head = UpstreamHead {
+                status,
+                headers: up.response_header().map_or(&*EMPTY, |h| &h.headers),
+            };
+            profile.needs_body(&facts, &head)
+        };
 
         // Buffer only when a rule may need the body, and never past the cap.
         let mut buffered = BytesMut::new();
         let mut complete = bodyless;
         let mut skip = None;
-        if !bodyless && profile.needs_body(&facts, &head) {
+        if needs_body {
             let cap = profile.body_buffer;
             loop {
                 match up.read_response_body().await {
@@ -314,45 +368,70 @@ impl Exchange<'_> {
                 }
             }
         }
-        let encoding = upstream
-            .headers
-            .get(header::CONTENT_ENCODING)
-            .and_then(|v| v.to_str().ok());
-        let decoded;
-        let body = match skip {
-            Some(s) => UpstreamBody::Skipped(s),
-            None if !complete || bodyless => UpstreamBody::NotRead,
-            None => match decode(encoding, &buffered, profile.body_buffer) {
-                Ok(d) => {
-                    decoded = d;
-                    UpstreamBody::Read(&decoded)
-                }
-                Err(s) => UpstreamBody::Skipped(s),
-            },
+
+        // Decide and compose, with the client's and the upstream's headers borrowed.
+        let composed = {
+            let upstream_headers = up.response_header().map_or(&*EMPTY, |h| &h.headers);
+            let req = self.session.req_header();
+            let facts = RequestFacts {
+                method: req.method.as_str(),
+                path: upstream_path,
+                headers: &req.headers,
+                request_id: &self.log.request_id,
+            };
+            let head = UpstreamHead {
+                status,
+                headers: upstream_headers,
+            };
+            let encoding = upstream_headers
+                .get(header::CONTENT_ENCODING)
+                .and_then(|v| v.to_str().ok());
+            let decoded;
+            let body = match skip {
+                Some(s) => UpstreamBody::Skipped(s),
+                None if !complete || bodyless => UpstreamBody::NotRead,
+                None => match decode(encoding, &buffered, profile.body_buffer) {
+                    Ok(d) => {
+                        decoded = d;
+                        UpstreamBody::Read(&decoded)
+                    }
+                    Err(s) => UpstreamBody::Skipped(s),
+                },
+            };
+            let decision = profile.evaluate(&self.snap.canonical, &route.ensure, &facts, &head, body);
+            let resp = compose(
+                &decision,
+                status,
+                upstream_headers,
+                &self.log.request_id,
+                self.format,
+                bodyless,
+            );
+            let skipped = match body {
+                UpstreamBody::Skipped(s) => Some(s),
+                _ => None,
+            };
+            (
+                to_pingora(&resp),
+                resp.body,
+                decision.status,
+                decision.rule.map(str::to_owned),
+                decision.rule_index,
+                skipped,
+            )
         };
-        if let UpstreamBody::Skipped(s) = body {
-            self.log.body_skip = Some(s);
-        }
-        let decision = profile.evaluate(&self.snap.canonical, &route.ensure, &facts, &head, body);
-        self.log.status = decision.status;
-        self.log.rule = decision.rule.map(str::to_owned);
-        self.log.rule_index = decision.rule_index;
-        let resp = compose(
-            &decision,
-            status,
-            &upstream.headers,
-            &self.log.request_id,
-            self.format,
-            bodyless,
-        );
-        let header = match to_pingora(&resp) {
-            Ok(h) => h,
-            Err(_) => return self.fail(GatewayFailure::InvalidResponse, false).await,
+        let (header, body, final_status, rule, rule_index, skipped) = composed;
+        self.log.body_skip = skipped;
+        self.log.status = final_status;
+        self.log.rule = rule;
+        self.log.rule_index = rule_index;
+        let Ok(header) = header else {
+            return self.fail(GatewayFailure::InvalidResponse, false).await;
         };
         if self.session.write_response_header(Box::new(header)).await.is_err() {
             return Ending::Close;
         }
-        match resp.body {
+        match body {
             CanonicalBody::None => ok(self.session.finish_body().await.is_ok()),
             CanonicalBody::Replace(b) => {
                 let written = self.session.write_response_body(Bytes::from(b), true).await.is_ok();
@@ -413,24 +492,3 @@ async fn drain(up: &mut UpstreamSession, limit: usize) {
         }
     }
 }
-
-pub fn make_peer(addr: std::net::SocketAddr, group: &UpstreamGroup) -> HttpPeer {
-    let (tls, sni) = match &group.tls {
-        Some((sni, _)) => (true, sni.clone()),
-        None => (false, String::new()),
-    };
-    let mut peer = HttpPeer::new(addr, tls, sni);
-    peer.options.connection_timeout = Some(group.connect_timeout);
-    peer.options.total_connection_timeout = Some(group.connect_timeout);
-    peer.options.read_timeout = Some(group.body_timeout);
-    peer.options.write_timeout = Some(group.response_timeout);
-    peer.options.idle_timeout = Some(group.idle_timeout);
-    if let Some((_, verify)) = &group.tls {
-        peer.options.verify_cert = *verify;
-        peer.options.verify_hostname = *verify;
-    }
-    peer
-}
-
-/// Shared by the app: the connector and its pool live as long as the process.
-pub type SharedConnector = Arc<Connector>;

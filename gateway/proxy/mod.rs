@@ -29,8 +29,6 @@ use exchange::{Ending, Exchange};
 pub struct RequestLog {
     pub started: Instant,
     pub request_id: String,
-    pub method: String,
-    pub path: String,
     /// The matched route's metrics (and name).
     pub route: Option<Arc<RouteMetrics>>,
     pub upstream_addr: Option<SocketAddr>,
@@ -52,8 +50,6 @@ impl RequestLog {
         RequestLog {
             started,
             request_id,
-            method: String::new(),
-            path: String::new(),
             route: None,
             upstream_addr: None,
             upstream_status: None,
@@ -85,15 +81,16 @@ impl GatewayApp {
         }
     }
 
-    fn finish(&self, log: &RequestLog) {
+    fn finish(&self, log: &RequestLog, req: Option<&pingora::http::RequestHeader>) {
         self.metrics.record(log);
-        access_log::emit(log);
+        access_log::emit(log, req);
     }
 }
 
 /// Total size of the request's header fields, as the client sent them.
 fn header_bytes(req: &pingora::http::RequestHeader) -> usize {
-    req.uri.to_string().len()
+    req.uri.path_and_query().map_or(0, |p| p.as_str().len())
+        + req.uri.authority().map_or(0, |a| a.as_str().len())
         + req
             .headers
             .iter()
@@ -136,25 +133,33 @@ impl HttpServerApp for GatewayApp {
                         head_request: false,
                     };
                     ex.fail(failure, false).await;
-                    self.finish(&log);
+                    self.finish(&log, None);
                 }
                 return None;
             }
         }
         session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
 
-        let req = session.req_header().clone();
-        let request_id = req
-            .headers
-            .get(respond::X_REQUEST_ID)
-            .map(|v| v.as_bytes())
-            .filter(|v| request_id::is_sane(v))
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_else(request_id::generate);
+        let (request_id, format, head_request, oversized, refused) = {
+            let req = session.req_header();
+            let request_id = req
+                .headers
+                .get(respond::X_REQUEST_ID)
+                .map(|v| v.as_bytes())
+                .filter(|v| request_id::is_sane(v))
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_else(request_id::generate);
+            let format = ProblemFormat::negotiate(req.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+            let refused = req.method == http::Method::CONNECT || !req.uri.path().starts_with('/');
+            (
+                request_id,
+                format,
+                req.method == http::Method::HEAD,
+                header_bytes(req) > snap.limits.request_header,
+                refused,
+            )
+        };
         let mut log = RequestLog::new(started, request_id);
-        log.method = req.method.as_str().to_owned();
-        log.path = req.uri.path().to_owned();
-        let format = ProblemFormat::negotiate(req.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
         self.metrics.in_flight.inc();
         let ending = {
             let mut ex = Exchange {
@@ -163,21 +168,18 @@ impl HttpServerApp for GatewayApp {
                 connector: &self.connector,
                 log: &mut log,
                 format,
-                head_request: req.method == http::Method::HEAD,
+                head_request,
             };
-            if header_bytes(&req) > snap.limits.request_header {
+            if oversized {
                 ex.fail(GatewayFailure::HeaderTooLarge, false).await
-            } else if req.method == http::Method::CONNECT
-                || req.uri.path().is_empty()
-                || !req.uri.path().starts_with('/')
-            {
+            } else if refused {
                 ex.fail(GatewayFailure::MethodNotAllowed, false).await
             } else {
-                ex.run(&req).await
+                ex.run().await
             }
         };
         self.metrics.in_flight.dec();
-        self.finish(&log);
+        self.finish(&log, Some(session.req_header()));
         if ending == Ending::Close {
             return None;
         }
