@@ -112,7 +112,7 @@ impl ProblemBody {
     }
 
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(&Value::Object(self.members())).unwrap_or_default()
+        serde_json::to_vec(self).unwrap_or_default()
     }
 
     /// RFC 9457 appendix B: `<problem xmlns="urn:ietf:rfc:7807">`, arrays as `<i>` items.
@@ -164,6 +164,56 @@ fn write_xml_member(out: &mut String, name: &str, v: &Value) {
     out.push('>');
 }
 
+/// The members the body always defines; an extension may not override them.
+const STANDARD: [&str; 10] = [
+    "type",
+    "title",
+    "status",
+    "detail",
+    "instance",
+    "upstream_status",
+    "vendor_code",
+    "request_id",
+    "vendor_request_id",
+    "origin",
+];
+
+/// Serializes straight from the fields (no intermediate map): the JSON body's hot path.
+impl serde::Serialize for ProblemBody {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("type", &self.type_uri)?;
+        m.serialize_entry("title", &self.title)?;
+        m.serialize_entry("status", &self.status)?;
+        if let Some(d) = &self.detail {
+            m.serialize_entry("detail", d)?;
+        }
+        if let Some(i) = &self.instance {
+            m.serialize_entry("instance", i)?;
+        }
+        if let Some(u) = self.upstream_status {
+            m.serialize_entry("upstream_status", &u)?;
+        }
+        if let Some(c) = &self.vendor_code {
+            m.serialize_entry("vendor_code", c)?;
+        }
+        m.serialize_entry("request_id", &self.request_id)?;
+        if let Some(v) = &self.vendor_request_id {
+            m.serialize_entry("vendor_request_id", v)?;
+        }
+        m.serialize_entry("origin", self.origin.as_str())?;
+        let mut seen: Vec<&str> = Vec::new();
+        for (k, v) in &self.extensions {
+            if !STANDARD.contains(&k.as_str()) && !seen.contains(&k.as_str()) {
+                seen.push(k);
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.end()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +232,18 @@ mod tests {
             origin: Origin::Upstream,
             extensions: vec![("failed".into(), serde_json::json!([{"p": "x"}]))],
         }
+    }
+
+    #[test]
+    fn extensions_cannot_override_standard_members() {
+        let mut p = sample();
+        p.extensions.push(("status".into(), serde_json::json!(200)));
+        p.extensions.push(("failed".into(), serde_json::json!("second")));
+        let v: Value = serde_json::from_slice(&p.to_json()).unwrap();
+        assert_eq!(v["status"], 429);
+        assert_eq!(v["failed"][0]["p"], "x", "the first of a repeated extension wins");
+        let text = String::from_utf8(p.to_json()).unwrap();
+        assert_eq!(text.matches("\"status\"").count(), 1, "{text}");
     }
 
     #[test]
