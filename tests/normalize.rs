@@ -76,6 +76,11 @@ fn success_passes_untouched_with_upstream_status_and_request_id() {
         Some(rid),
         "the same id goes upstream"
     );
+    // A 20 KiB header block: above the 16 KiB read buffer, below the 32 KiB limit.
+    let big = "b".repeat(20 * 1024);
+    let r = request(gw.port, "GET", "/v1/p/things/2", &[("X-Big", &big)], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(up.requests()[1].header("x-big").map(str::len), Some(20 * 1024));
 }
 
 #[test]
