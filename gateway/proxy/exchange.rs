@@ -90,12 +90,12 @@ impl Exchange<'_> {
             self.format,
             self.head_request,
         );
-        let Ok(header) = to_pingora(&resp) else {
-            return Ending::Close;
-        };
         let body = match resp.body {
             CanonicalBody::Replace(b) => Bytes::from(b),
             _ => Bytes::new(),
+        };
+        let Ok(header) = to_pingora(resp.status, resp.reason, resp.headers) else {
+            return Ending::Close;
         };
         if !reusable {
             self.session.set_keepalive(None);
@@ -412,7 +412,7 @@ impl Exchange<'_> {
                 _ => None,
             };
             (
-                to_pingora(&resp),
+                to_pingora(resp.status, resp.reason, resp.headers),
                 resp.body,
                 decision.status,
                 decision.rule.map(str::to_owned),

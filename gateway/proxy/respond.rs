@@ -1,19 +1,19 @@
 //! The engine's canonical response, as pingora's `ResponseHeader`.
 
+use http::{HeaderMap, StatusCode};
 use pingora::http::ResponseHeader;
 use pingora::Result;
 
-use crate::engine::response::CanonicalResponse;
-
 pub use crate::engine::response::{is_hop_by_hop, X_REQUEST_ID};
 
-pub fn to_pingora(resp: &CanonicalResponse<'_>) -> Result<ResponseHeader> {
-    // No case map: the names are HeaderMap's (lower case) and sent as they are.
-    let mut h = ResponseHeader::build_no_case(resp.status, Some(resp.headers.len()))?;
-    h.set_reason_phrase(Some(resp.reason))?;
-    for (name, value) in resp.headers.iter() {
-        // Iteration yields every value of a repeated field; append keeps them all.
-        h.append_header(name.clone(), value.clone())?;
-    }
+/// Moves the composed header map into pingora's header (no field is copied again). No case map:
+/// the names are HeaderMap's (lower case) and go out as they are.
+pub fn to_pingora(status: u16, reason: &str, headers: HeaderMap) -> Result<ResponseHeader> {
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = StatusCode::from_u16(status)
+        .map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "status", e))?;
+    parts.headers = headers;
+    let mut h = ResponseHeader::from(parts);
+    h.set_reason_phrase(Some(reason))?;
     Ok(h)
 }
