@@ -20,22 +20,10 @@ fn route() -> Arc<RouteMetrics> {
 }
 
 fn log(route: Option<Arc<RouteMetrics>>) -> RequestLog {
-    RequestLog {
-        started: Instant::now(),
-        request_id: "bench-1".to_owned(),
-        route,
-        upstream_addr: Some("127.0.0.1:18003".parse().unwrap()),
-        upstream_status: None,
-        status: 0,
-        rule: None,
-        rule_index: None,
-        origin: Origin::Upstream,
-        failure: None,
-        body_skip: None,
-        failed_after_header: false,
-        error: None,
-        upstream_header_after: None,
-    }
+    let mut log = RequestLog::new(Instant::now(), "bench-1".to_owned());
+    log.route = route;
+    log.upstream_addr = Some("127.0.0.1:18003".parse().unwrap());
+    log
 }
 
 /// A vendor 400 that rule 0 turned into 429.

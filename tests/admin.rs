@@ -203,3 +203,22 @@ fn a_listener_change_says_it_needs_a_restart() {
         "the bound listener keeps serving"
     );
 }
+
+#[test]
+fn pooled_upstream_connections_survive_a_reload() {
+    let up = Upstream::start(|_| Reply::json(400, "BadRequest", "{}"));
+    let gw = gateway(&up);
+    assert_eq!(request(gw.port, "GET", "/", &[], b"").status, 422);
+    std::fs::write(gw.path("rules/vendor.yaml"), V2).unwrap();
+    assert_eq!(
+        request(gw.admin, "POST", "/-/reload", &[], b"").json()["outcome"],
+        "applied"
+    );
+    assert_eq!(request(gw.port, "GET", "/", &[], b"").status, 409);
+    assert_eq!(request(gw.port, "GET", "/", &[], b"").status, 409);
+    assert_eq!(
+        up.connections.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the upstream connection opened before the reload served the requests after it"
+    );
+}

@@ -331,13 +331,7 @@ impl Exchange<'_> {
         let bodyless = self.head_request || status == 204 || status == 304;
         let profile = &route.profile;
         let needs_body = !bodyless && {
-            let req = self.session.req_header();
-            let facts = RequestFacts {
-                method: req.method.as_str(),
-                path: upstream_path,
-                headers: &req.headers,
-                request_id: &self.log.request_id,
-            };
+            let facts = request_facts(self.session.req_header(), upstream_path, &self.log.request_id);
             let head = UpstreamHead {
                 status,
                 headers: up.response_header().map_or(&*EMPTY, |h| &h.headers),
@@ -372,13 +366,7 @@ impl Exchange<'_> {
         // Decide and compose, with the client's and the upstream's headers borrowed.
         let composed = {
             let upstream_headers = up.response_header().map_or(&*EMPTY, |h| &h.headers);
-            let req = self.session.req_header();
-            let facts = RequestFacts {
-                method: req.method.as_str(),
-                path: upstream_path,
-                headers: &req.headers,
-                request_id: &self.log.request_id,
-            };
+            let facts = request_facts(self.session.req_header(), upstream_path, &self.log.request_id);
             let head = UpstreamHead {
                 status,
                 headers: upstream_headers,
@@ -467,6 +455,16 @@ impl Exchange<'_> {
             }
         }
         ok(self.session.finish_body().await.is_ok())
+    }
+}
+
+/// What the engine knows of the client's request (rules see the upstream path).
+fn request_facts<'a>(req: &'a RequestHeader, upstream_path: &'a str, request_id: &'a str) -> RequestFacts<'a> {
+    RequestFacts {
+        method: req.method.as_str(),
+        path: upstream_path,
+        headers: &req.headers,
+        request_id,
     }
 }
 

@@ -46,7 +46,8 @@ pub struct RequestLog {
 }
 
 impl RequestLog {
-    fn new(started: Instant, request_id: String) -> Self {
+    /// A request that has just started: nothing known yet but its id.
+    pub fn new(started: Instant, request_id: String) -> Self {
         RequestLog {
             started,
             request_id,

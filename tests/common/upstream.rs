@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -71,6 +71,8 @@ type Handler = dyn Fn(&Received) -> Reply + Send + Sync;
 pub struct Upstream {
     pub port: u16,
     pub received: Arc<Mutex<Vec<Received>>>,
+    /// TCP connections accepted so far.
+    pub connections: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -81,18 +83,25 @@ impl Upstream {
         let received = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let handler: Arc<Handler> = Arc::new(handler);
-        let (rec, st) = (received.clone(), stop.clone());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (rec, st, count) = (received.clone(), stop.clone(), connections.clone());
         thread::spawn(move || {
             for conn in listener.incoming() {
                 if st.load(Ordering::Relaxed) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
+                count.fetch_add(1, Ordering::Relaxed);
                 let (h, rec) = (handler.clone(), rec.clone());
                 thread::spawn(move || serve(conn, &*h, &rec));
             }
         });
-        Upstream { port, received, stop }
+        Upstream {
+            port,
+            received,
+            connections,
+            stop,
+        }
     }
 
     pub fn requests(&self) -> Vec<Received> {
