@@ -37,6 +37,7 @@ pub fn build(handle: Arc<SnapshotHandle>, upgrade: bool) -> pingora::Result<Buil
     let snap = handle.current();
     let conf = ServerConf {
         threads: snap.threads,
+        work_stealing: snap.work_stealing,
         grace_period_seconds: Some(snap.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(2),
         upgrade_sock: snap.upgrade_sock.to_string_lossy().into_owned(),

@@ -160,6 +160,7 @@ pub struct Snapshot {
     pub threads: usize,
     pub grace_period: Duration,
     pub watch_config: bool,
+    pub work_stealing: bool,
     pub upgrade_sock: PathBuf,
     pub warnings: Vec<ConfigProblem>,
 }
@@ -383,6 +384,7 @@ pub fn load_next(main: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, V
         ),
         grace_period,
         watch_config: raw.server.watch_config.unwrap_or(true),
+        work_stealing: raw.server.work_stealing.unwrap_or(true),
         upgrade_sock: raw.server.upgrade_sock.as_ref().map_or_else(
             || PathBuf::from("/tmp/statusgate_upgrade.sock"),
             |s| resolve(main, &s.value),

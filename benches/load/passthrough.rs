@@ -17,6 +17,11 @@
 //! THREADS defaults to the number of cores (statusgate's `server.threads` default), GRACE_SECONDS
 //! to 5 (statusgate's `server.grace_period` default). SIGINT exits at once, SIGTERM drains.
 
+/// `--features mimalloc`: the same allocator experiment as statusgate's.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::process::exit;
 use std::time::Duration;
@@ -81,9 +86,12 @@ fn main() {
         None => 5,
     };
 
-    // The same lifecycle settings as statusgate's gateway/server.rs.
+    // The same lifecycle settings as statusgate's gateway/server.rs; WORK_STEALING=false mirrors
+    // statusgate's `server.work_stealing: false`.
+    let work_stealing = std::env::var("WORK_STEALING").map_or(true, |v| v != "false");
     let conf = ServerConf {
         threads,
+        work_stealing,
         grace_period_seconds: Some(grace),
         graceful_shutdown_timeout_seconds: Some(2),
         upgrade_sock: format!("/tmp/statusgate_passthrough_{}.sock", std::process::id()),

@@ -71,6 +71,8 @@ pub struct RawServer {
     pub grace_period: Option<Spanned<String>>,
     /// Reload when a loaded file changes (default true); SIGHUP and POST /-/reload always work.
     pub watch_config: Option<bool>,
+    /// Let idle worker threads steal tasks from busy ones (pingora's default: true).
+    pub work_stealing: Option<bool>,
     /// Unix socket the listening sockets are handed over on in a graceful upgrade
     /// (default /tmp/statusgate_upgrade.sock); relative to the config file.
     pub upgrade_sock: Option<Spanned<String>>,
