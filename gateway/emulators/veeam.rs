@@ -497,23 +497,24 @@ fn logon_session(cx: &Cx, id: &str, user: &str) -> Entity {
 
 fn backups_list(cx: &Cx) -> Entity {
     let refs = [(BACKUP_ID, BACKUP_NAME), (ORPHANED_BACKUP_ID, "Legacy File Share")];
-    let xml_refs: String = refs
-        .iter()
-        .map(|(id, name)| {
-            format!(
-                r#"<Ref UID="urn:veeam:Backup:{id}" Name="{}" Href="{}" Type="BackupReference"/>"#,
-                esc(name),
-                esc(&cx.href(&format!("backups/{id}")))
-            )
-        })
-        .collect();
-    let json_refs: Vec<Value> = refs
-        .iter()
-        .map(|(id, name)| {
-            json!({"UID": format!("urn:veeam:Backup:{id}"), "Name": name,
-                   "Href": cx.href(&format!("backups/{id}")), "Type": "BackupReference"})
-        })
-        .collect();
+    entity_references(cx, "Backup", "backups", &refs)
+}
+
+/// An `EntityReferences` list: one `Ref` of type `{kind}Reference` per (id, name), each
+/// pointing at `{collection}/{id}`.
+fn entity_references(cx: &Cx, kind: &str, collection: &str, items: &[(&str, &str)]) -> Entity {
+    let mut xml_refs = String::new();
+    let mut json_refs = Vec::with_capacity(items.len());
+    for (id, name) in items {
+        let href = cx.href(&format!("{collection}/{id}"));
+        xml_refs.push_str(&format!(
+            r#"<Ref UID="urn:veeam:{kind}:{id}" Name="{}" Href="{}" Type="{kind}Reference"/>"#,
+            esc(name),
+            esc(&href)
+        ));
+        json_refs.push(json!({"UID": format!("urn:veeam:{kind}:{id}"), "Name": name,
+                              "Href": href, "Type": format!("{kind}Reference")}));
+    }
     Entity {
         xml: format!(
             r#"<?xml version="1.0" encoding="utf-8"?><EntityReferences xmlns="{NAMESPACE}">{xml_refs}</EntityReferences>"#
@@ -560,29 +561,8 @@ fn tenant(cx: &Cx, id: &str, t: &Tenant) -> Entity {
 }
 
 fn tenants_list(cx: &Cx, tenants: &BTreeMap<String, Tenant>) -> Entity {
-    let xml_refs: String = tenants
-        .iter()
-        .map(|(id, t)| {
-            format!(
-                r#"<Ref UID="urn:veeam:CloudTenant:{id}" Name="{}" Href="{}" Type="CloudTenantReference"/>"#,
-                esc(&t.name),
-                esc(&cx.href(&format!("cloud/tenants/{id}")))
-            )
-        })
-        .collect();
-    let json_refs: Vec<Value> = tenants
-        .iter()
-        .map(|(id, t)| {
-            json!({"UID": format!("urn:veeam:CloudTenant:{id}"), "Name": t.name,
-                   "Href": cx.href(&format!("cloud/tenants/{id}")), "Type": "CloudTenantReference"})
-        })
-        .collect();
-    Entity {
-        xml: format!(
-            r#"<?xml version="1.0" encoding="utf-8"?><EntityReferences xmlns="{NAMESPACE}">{xml_refs}</EntityReferences>"#
-        ),
-        json: json!({ "Refs": json_refs }),
-    }
+    let refs: Vec<(&str, &str)> = tenants.iter().map(|(id, t)| (id.as_str(), t.name.as_str())).collect();
+    entity_references(cx, "CloudTenant", "cloud/tenants", &refs)
 }
 
 fn task_body(cx: &Cx, id: &str, task: &Task) -> Entity {
