@@ -239,6 +239,15 @@ fn routing_by_host_and_prefix_with_strip_and_forwarding_headers() {
     assert_ne!(rid, "bad id with spaces", "an insane client id is replaced");
     assert_eq!(seen.header("x-request-id"), Some(rid));
 
+    // Hop-by-hop fields, and those the client's Connection names, stay at the gateway.
+    let raw = b"GET /huawei/hop HTTP/1.1\r\nHost: x\r\nConnection: close, X-Session-Hint\r\nX-Session-Hint: 1\r\nUpgrade: h2c\r\nKeep-Alive: timeout=5\r\nX-Kept: yes\r\n\r\n";
+    assert_eq!(common::client::send_raw(gw.port, raw, false).unwrap().status, 200);
+    let seen = up.requests().into_iter().find(|r| r.path == "/hop").expect("forwarded");
+    for gone in ["connection", "x-session-hint", "upgrade", "keep-alive"] {
+        assert!(seen.header(gone).is_none(), "{gone} was forwarded");
+    }
+    assert_eq!(seen.header("x-kept"), Some("yes"));
+
     let mut s = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
     s.write_all(b"GET /anything HTTP/1.1\r\nHost: API.example.test:8080\r\nConnection: close\r\n\r\n")
         .unwrap();

@@ -13,16 +13,20 @@ pub const X_UPSTREAM_STATUS: HeaderName = HeaderName::from_static("x-upstream-st
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_VENDOR_REQUEST_ID: HeaderName = HeaderName::from_static("x-vendor-request-id");
 
-/// Connection-scoped headers that never cross the gateway (RFC 9110 section 7.6.1).
+/// Connection-scoped fields that never cross the gateway, either way (RFC 9110 section 7.6.1).
+pub const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    header::TE,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TRAILER,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
+
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == header::TE
-        || name == header::UPGRADE
-        || name == header::PROXY_AUTHENTICATE
-        || name == header::PROXY_AUTHORIZATION
-        || name == header::TRAILER
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
+    HOP_BY_HOP.contains(name)
 }
 
 /// Headers that describe the upstream's representation and so go when the body is replaced.

@@ -23,7 +23,7 @@ use pingora::{Error, ErrorType};
 use super::failure::classify;
 use super::respond::{to_pingora, X_REQUEST_ID};
 use super::RequestLog;
-use crate::engine::response::{compose, compose_gateway, decode, CanonicalBody};
+use crate::engine::response::{compose, compose_gateway, decode, CanonicalBody, HOP_BY_HOP};
 use crate::engine::{BodySkip, GatewayFailure, Origin, ProblemFormat, RequestFacts, UpstreamBody, UpstreamHead};
 use crate::snapshot::{Route, Snapshot, UpstreamGroup};
 
@@ -40,17 +40,6 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const HTTP: HeaderValue = HeaderValue::from_static("http");
 const HTTPS: HeaderValue = HeaderValue::from_static("https");
-/// Hop-by-hop request fields (RFC 9110 7.6.1), never forwarded.
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    header::TE,
-    header::UPGRADE,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TRAILER,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-];
 static EMPTY: LazyLock<HeaderMap> = LazyLock::new(HeaderMap::new);
 
 enum SendError {

@@ -4,7 +4,7 @@ use http::{HeaderMap, StatusCode};
 use pingora::http::ResponseHeader;
 use pingora::Result;
 
-pub use crate::engine::response::{is_hop_by_hop, X_REQUEST_ID};
+pub use crate::engine::response::X_REQUEST_ID;
 
 /// Moves the composed header map into pingora's header (no field is copied again). No case map:
 /// the names are HeaderMap's (lower case) and go out as they are.
