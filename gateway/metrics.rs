@@ -7,7 +7,8 @@
 //!
 //! Cardinality is bounded by the configuration: per route at most 501 codes (100-599 and
 //! `other`) x 502 upstream codes (plus `none`) x 2 origins for responses (in practice the
-//! handful a vendor uses), 9 failure kinds, one series per rule, 3 skip reasons, 6 status
+//! handful a vendor uses), one series per gateway failure kind (`GatewayFailure::ALL`, split
+//! into upstream and client failures) plus `after_header`, one series per rule, 3 skip reasons, 6 status
 //! classes; no path, client or address labels.
 
 use std::collections::HashMap;
@@ -18,27 +19,20 @@ use prometheus::{
     Gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
-use crate::engine::{BodySkip, Origin};
+use crate::engine::{BodySkip, GatewayFailure, Origin};
 use crate::proxy::RequestLog;
-
-/// Failure kinds counted in `statusgate_upstream_failures_total`.
-pub const FAILURE_KINDS: [&str; 9] = [
-    "upstream_refused",
-    "upstream_reset",
-    "upstream_closed",
-    "invalid_response",
-    "tls",
-    "connect_timeout",
-    "response_timeout",
-    "no_upstream",
-    "after_header",
-];
 
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
 pub struct Metrics {
     pub responses: IntCounterVec,
     pub upstream_failures: IntCounterVec,
+    pub client_failures: IntCounterVec,
+    /// Open client connections per listener, and those refused at the listener's cap.
+    pub client_connections: IntGaugeVec,
+    pub client_connections_refused: IntCounterVec,
+    /// Open upstream connections per group (counted where `max_connections` is set).
+    pub upstream_connections: IntGaugeVec,
     pub rule_matches: IntCounterVec,
     pub body_skipped: IntCounterVec,
     pub duration: HistogramVec,
@@ -75,6 +69,26 @@ impl Metrics {
                 "statusgate_upstream_failures_total",
                 "Upstream failures the gateway answered itself (502/503/504), or after_header: failed mid-body.",
                 &["route", "kind"]
+            )?,
+            client_failures: register_int_counter_vec!(
+                "statusgate_client_failures_total",
+                "Requests the gateway refused or answered itself for the client's doing (400/404/405/408/413/431, connection limits).",
+                &["route", "kind"]
+            )?,
+            client_connections: register_int_gauge_vec!(
+                "statusgate_client_connections",
+                "Open client connections, by listener address.",
+                &["listener"]
+            )?,
+            client_connections_refused: register_int_counter_vec!(
+                "statusgate_client_connections_refused_total",
+                "Client connections refused because the listener was at limits.client_connections.",
+                &["listener"]
+            )?,
+            upstream_connections: register_int_gauge_vec!(
+                "statusgate_upstream_connections",
+                "Connections in use to an upstream group that has max_connections.",
+                &["upstream"]
             )?,
             rule_matches: register_int_counter_vec!(
                 "statusgate_rule_matches_total",
@@ -159,7 +173,9 @@ impl Metrics {
 pub struct RouteMetrics {
     metrics: Arc<Metrics>,
     route: String,
+    /// Indexed like `GatewayFailure::ALL`.
     failures: Vec<IntCounter>,
+    after_header: IntCounter,
     rules: Vec<IntCounter>,
     skipped: [IntCounter; 3],
     duration: Vec<Histogram>,
@@ -194,10 +210,18 @@ impl RouteMetrics {
     /// Resolves a route's series (rules: `with_rules`).
     pub fn new(metrics: Arc<Metrics>, route: &str) -> RouteMetrics {
         RouteMetrics {
-            failures: FAILURE_KINDS
+            failures: GatewayFailure::ALL
                 .iter()
-                .map(|k| metrics.upstream_failures.with_label_values(&[route, k]))
+                .map(|f| {
+                    let vec = if f.is_upstream() {
+                        &metrics.upstream_failures
+                    } else {
+                        &metrics.client_failures
+                    };
+                    vec.with_label_values(&[route, f.name()])
+                })
                 .collect(),
+            after_header: metrics.upstream_failures.with_label_values(&[route, "after_header"]),
             rules: Vec::new(),
             skipped: ["over_cap", "undecodable", "unsupported_encoding"]
                 .map(|r| metrics.body_skipped.with_label_values(&[route, r])),
@@ -246,12 +270,10 @@ impl RouteMetrics {
     pub fn record(&self, log: &RequestLog) {
         self.response_counter(log.status, log.upstream_status, log.origin).inc();
         if let Some(f) = log.failure {
-            if let Some(i) = FAILURE_KINDS.iter().position(|k| *k == f.name()) {
-                self.failures[i].inc();
-            }
+            self.failures[f as usize].inc();
         }
         if log.failed_after_header {
-            self.failures[FAILURE_KINDS.len() - 1].inc();
+            self.after_header.inc();
         }
         if let Some(c) = log.rule_index.and_then(|i| self.rules.get(i)) {
             c.inc();

@@ -40,7 +40,15 @@ pub struct UpstreamGroup {
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Inactivity while reading the response body.
     pub body_timeout: Duration,
+    /// Inactivity while writing the request.
+    pub write_timeout: Duration,
+    /// Total time for buffering a body a rule needs.
+    pub body_deadline: Duration,
+    /// Connections in use right now, and the cap (`None`: unlimited).
+    pub max_connections: Option<u32>,
+    pub connections: AtomicUsize,
     /// How long an address that refused or timed out a connection is skipped.
     pub fail_timeout: Duration,
     /// Host header sent upstream instead of the client's.
@@ -132,6 +140,10 @@ pub struct Limits {
     pub body_buffer: usize,
     pub request_header: usize,
     pub request_body: u64,
+    pub client_header_timeout: Duration,
+    pub client_body_timeout: Duration,
+    pub client_keepalive_timeout: Duration,
+    pub client_connections: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -248,6 +260,10 @@ pub fn load_next(main: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, V
             .as_ref()
             .map_or(32 * 1024, |b| b.value.0 as usize),
         request_body: raw.limits.request_body.as_ref().map_or(10 * 1024 * 1024, |b| b.value.0),
+        client_header_timeout: l.duration(main, &raw.limits.client_header_timeout, Duration::from_secs(10)),
+        client_body_timeout: l.duration(main, &raw.limits.client_body_timeout, Duration::from_secs(30)),
+        client_keepalive_timeout: l.duration(main, &raw.limits.client_keepalive_timeout, Duration::from_secs(60)),
+        client_connections: raw.limits.client_connections.as_ref().map(|c| c.value),
     };
 
     let mut upstreams = HashMap::new();
@@ -447,13 +463,16 @@ fn compile_upstream(file: &Path, name: &str, up: &Spanned<RawUpstream>, l: &mut 
     let idle_timeout = l.duration(file, &u.idle_timeout, Duration::from_secs(60));
     let body_timeout = l.duration(file, &u.body_timeout, Duration::from_secs(30));
     let fail_timeout = l.duration(file, &u.fail_timeout, Duration::from_secs(5));
+    let write_timeout = l.duration(file, &u.write_timeout, Duration::from_secs(30));
+    let body_deadline = l.duration(file, &u.body_deadline, Duration::from_secs(10));
+    let max_connections = u.max_connections.as_ref().map(|m| m.value);
     let host_header = u.host_header.as_ref().and_then(|h| {
         http::HeaderValue::from_str(&h.value)
             .map_err(|_| l.error(SourcePos::of(file, h), ProblemKind::Header(h.value.clone())))
             .ok()
     });
     let definition = format!(
-        "{addrs:?} {tls:?} {connect_timeout:?} {response_timeout:?} {idle_timeout:?} {body_timeout:?} {fail_timeout:?} {host_header:?}"
+        "{addrs:?} {tls:?} {connect_timeout:?} {response_timeout:?} {idle_timeout:?} {body_timeout:?} {fail_timeout:?} {host_header:?} {write_timeout:?} {body_deadline:?} {max_connections:?}"
     );
     let peers = addrs
         .iter()
@@ -478,6 +497,10 @@ fn compile_upstream(file: &Path, name: &str, up: &Spanned<RawUpstream>, l: &mut 
         response_timeout,
         idle_timeout,
         body_timeout,
+        write_timeout,
+        body_deadline,
+        max_connections,
+        connections: AtomicUsize::new(0),
         fail_timeout,
         host_header,
         next: AtomicUsize::new(0),

@@ -51,6 +51,16 @@ pub struct RawLimits {
     pub request_header: Option<Spanned<ByteSize>>,
     /// Largest request body accepted from a client (default 10MiB) before a 413.
     pub request_body: Option<Spanned<ByteSize>>,
+    /// Time a client has for its whole request header, from the first byte (default 10s) before
+    /// a 408; a new connection's first request counts from the accept.
+    pub client_header_timeout: Option<Spanned<String>>,
+    /// Longest pause between two reads of a request body (default 30s) before a 408.
+    pub client_body_timeout: Option<Spanned<String>>,
+    /// How long an idle keep-alive client connection waits for its next request (default 60s).
+    pub client_keepalive_timeout: Option<Spanned<String>>,
+    /// Most client connections open at once on each listener (default: no limit); past it a new
+    /// connection gets a 503 and is closed.
+    pub client_connections: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -87,6 +97,12 @@ pub struct RawUpstream {
     pub response_timeout: Option<Spanned<String>>,
     pub idle_timeout: Option<Spanned<String>>,
     pub body_timeout: Option<Spanned<String>>,
+    /// Longest pause while the upstream accepts no request bytes (default 30s) before a 504.
+    pub write_timeout: Option<Spanned<String>>,
+    /// Total time for reading a response body a rule needs (default 10s) before a 504.
+    pub body_deadline: Option<Spanned<String>>,
+    /// Most connections in use to this group at once (default: no limit); past it a 503.
+    pub max_connections: Option<Spanned<u32>>,
     /// How long an address that refused or timed out a connection is skipped (default 5s).
     pub fail_timeout: Option<Spanned<String>>,
     /// Host header sent upstream instead of the client's (e.g. the vendor's own name).

@@ -35,12 +35,32 @@ pub enum GatewayFailure {
     BadRequest,
     RequestTooLarge,
     HeaderTooLarge,
-    /// The client sent a method or path the gateway refuses (e.g. CONNECT, absolute-form).
+    /// The client sent a method the gateway refuses (CONNECT, `OPTIONS *`).
     MethodNotAllowed,
+    /// The request target is ambiguous or climbs out of its route (`..` above the root,
+    /// encoded separators, backslashes, NUL).
+    BadTarget,
+    /// The client did not send its whole request header in time (slowloris).
+    ClientHeaderTimeout,
+    /// The client stopped sending its request body.
+    ClientBodyTimeout,
+    /// The listener already serves its maximum of client connections.
+    ClientConnectionLimit,
+    /// The upstream stopped reading the request (a stalled upload).
+    UpstreamWriteTimeout,
+    /// The upstream stopped sending a body a rule needs.
+    UpstreamBodyTimeout,
+    /// A body a rule needs did not arrive whole within the buffering deadline.
+    BodyDeadline,
+    /// The gateway ran out of file descriptors (EMFILE/ENFILE): its own trouble, not the
+    /// upstream's, so the address stays in rotation.
+    FdExhausted,
+    /// The upstream group already holds its maximum of connections.
+    UpstreamConnectionLimit,
 }
 
 impl GatewayFailure {
-    pub const ALL: [GatewayFailure; 13] = [
+    pub const ALL: [GatewayFailure; 22] = [
         Self::UpstreamRefused,
         Self::UpstreamReset,
         Self::UpstreamClosed,
@@ -54,17 +74,48 @@ impl GatewayFailure {
         Self::RequestTooLarge,
         Self::HeaderTooLarge,
         Self::MethodNotAllowed,
+        Self::BadTarget,
+        Self::ClientHeaderTimeout,
+        Self::ClientBodyTimeout,
+        Self::ClientConnectionLimit,
+        Self::UpstreamWriteTimeout,
+        Self::UpstreamBodyTimeout,
+        Self::BodyDeadline,
+        Self::FdExhausted,
+        Self::UpstreamConnectionLimit,
     ];
+
+    /// Whether the failure is the upstream's (or the path to it) rather than the client's:
+    /// counted in `statusgate_upstream_failures_total`, else `statusgate_client_failures_total`.
+    pub fn is_upstream(self) -> bool {
+        !matches!(
+            self,
+            Self::NoRoute
+                | Self::BadRequest
+                | Self::RequestTooLarge
+                | Self::HeaderTooLarge
+                | Self::MethodNotAllowed
+                | Self::BadTarget
+                | Self::ClientHeaderTimeout
+                | Self::ClientBodyTimeout
+                | Self::ClientConnectionLimit
+        )
+    }
 
     pub fn status(self) -> u16 {
         match self {
             Self::UpstreamRefused | Self::UpstreamReset | Self::UpstreamClosed | Self::InvalidResponse | Self::Tls => {
                 502
             }
-            Self::ConnectTimeout | Self::ResponseTimeout => 504,
-            Self::NoUpstream => 503,
+            Self::ConnectTimeout
+            | Self::ResponseTimeout
+            | Self::UpstreamWriteTimeout
+            | Self::UpstreamBodyTimeout
+            | Self::BodyDeadline => 504,
+            Self::NoUpstream | Self::FdExhausted | Self::UpstreamConnectionLimit | Self::ClientConnectionLimit => 503,
             Self::NoRoute => 404,
-            Self::BadRequest => 400,
+            Self::BadRequest | Self::BadTarget => 400,
+            Self::ClientHeaderTimeout | Self::ClientBodyTimeout => 408,
             Self::RequestTooLarge => 413,
             Self::HeaderTooLarge => 431,
             Self::MethodNotAllowed => 405,
@@ -87,6 +138,15 @@ impl GatewayFailure {
             Self::RequestTooLarge => "request_too_large",
             Self::HeaderTooLarge => "header_too_large",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::BadTarget => "bad_target",
+            Self::ClientHeaderTimeout => "client_header_timeout",
+            Self::ClientBodyTimeout => "client_body_timeout",
+            Self::ClientConnectionLimit => "client_connection_limit",
+            Self::UpstreamWriteTimeout => "upstream_write_timeout",
+            Self::UpstreamBodyTimeout => "upstream_body_timeout",
+            Self::BodyDeadline => "body_deadline",
+            Self::FdExhausted => "fd_exhausted",
+            Self::UpstreamConnectionLimit => "upstream_connection_limit",
         }
     }
 
@@ -109,6 +169,15 @@ impl GatewayFailure {
             Self::RequestTooLarge => "The request body is larger than the gateway accepts.",
             Self::HeaderTooLarge => "The request header fields are larger than the gateway accepts.",
             Self::MethodNotAllowed => "The gateway does not forward this method.",
+            Self::BadTarget => "The request target is ambiguous or leaves its route.",
+            Self::ClientHeaderTimeout => "The request header did not arrive in time.",
+            Self::ClientBodyTimeout => "The request body stopped arriving.",
+            Self::ClientConnectionLimit => "The gateway serves its maximum of connections; retry later.",
+            Self::UpstreamWriteTimeout => "The upstream stopped reading the request.",
+            Self::UpstreamBodyTimeout => "The upstream stopped sending its response body.",
+            Self::BodyDeadline => "The upstream's response body did not arrive in time.",
+            Self::FdExhausted => "The gateway is out of connection resources; retry later.",
+            Self::UpstreamConnectionLimit => "The upstream's connection limit is reached; retry later.",
         }
     }
 }
@@ -204,6 +273,21 @@ impl CanonicalProfile {
             vendor_request_id: None,
             origin: Origin::Gateway,
             extensions: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_failure_kind_has_its_index_a_name_and_a_detail() {
+        for (i, f) in GatewayFailure::ALL.into_iter().enumerate() {
+            assert_eq!(f as usize, i, "ALL is in declaration order (metrics index by it)");
+            assert_eq!(GatewayFailure::from_name(f.name()), Some(f));
+            assert!(!f.default_detail().is_empty());
+            assert!((400..600).contains(&f.status()));
         }
     }
 }

@@ -20,8 +20,10 @@ use pingora::protocols::http::client::HttpSession as UpstreamSession;
 use pingora::protocols::http::ServerSession;
 use pingora::{Error, ErrorType};
 
-use super::failure::classify;
+use super::connections::acquire_upstream;
+use super::failure::{classify, classify_body, marks_down};
 use super::respond::{to_pingora, X_REQUEST_ID};
+use super::target::normalize_path;
 use super::RequestLog;
 use crate::engine::response::{compose, compose_gateway, decode, CanonicalBody, HOP_BY_HOP};
 use crate::engine::{BodySkip, GatewayFailure, Origin, ProblemFormat, RequestFacts, UpstreamBody, UpstreamHead};
@@ -46,6 +48,7 @@ enum SendError {
     Upstream(Box<Error>),
     Deadline,
     ClientGone,
+    ClientTimeout,
     BadClientBody,
     TooLarge,
 }
@@ -57,6 +60,8 @@ pub struct Exchange<'a> {
     pub log: &'a mut RequestLog,
     pub format: ProblemFormat,
     pub head_request: bool,
+    /// The client speaks HTTP/1.0: no chunked responses.
+    pub http10: bool,
 }
 
 impl Exchange<'_> {
@@ -107,11 +112,21 @@ impl Exchange<'_> {
         // Route and build the upstream request while the client's header is borrowed.
         let planned = {
             let req = self.session.req_header();
+            // Absolute-form: the target's authority is the host (pingora has checked that any
+            // Host field agrees with it).
             let host = req
                 .uri
                 .host()
                 .or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()));
-            let path = req.uri.path();
+            // Route on the normalized path, and send that same path upstream.
+            let path = match normalize_path(req.uri.path()) {
+                Ok(p) => p,
+                Err(refusal) => {
+                    self.log.error = Some(refusal.as_str().to_owned());
+                    return self.fail(GatewayFailure::BadTarget, false).await;
+                }
+            };
+            let path = &*path;
             match snap.route_for(host, path) {
                 None => Err((GatewayFailure::NoRoute, None)),
                 Some(route) => {
@@ -141,6 +156,9 @@ impl Exchange<'_> {
         };
         self.log.route = Some(route.metrics.clone());
         let group = &route.upstream;
+        let Ok(_slot) = acquire_upstream(group, &crate::metrics::global()) else {
+            return self.fail(GatewayFailure::UpstreamConnectionLimit, false).await;
+        };
 
         // Connect (skipping addresses that recently failed, trying each at most once) and send;
         // a pooled connection that turns out stale is retried once, fresh, when no request body
@@ -156,12 +174,17 @@ impl Exchange<'_> {
             let (mut up, reused) = match self.connector.get_http_session(&peer.peer).await {
                 Ok(s) => s,
                 Err(e) => {
+                    let failure = classify(&e);
+                    if !marks_down(failure) {
+                        // The gateway's own trouble: no address is to blame.
+                        return self.fail_with(failure, &e, false).await;
+                    }
                     group.mark_down(peer.addr);
                     connect_failures += 1;
                     if connect_failures < group.peers.len() {
                         continue;
                     }
-                    return self.fail_with(classify(&e), &e, true).await;
+                    return self.fail_with(failure, &e, true).await;
                 }
             };
             let req = match next_req.take() {
@@ -182,6 +205,7 @@ impl Exchange<'_> {
                 Err(SendError::Deadline) => return self.fail(GatewayFailure::ResponseTimeout, !body_sent).await,
                 Err(SendError::TooLarge) => return self.fail(GatewayFailure::RequestTooLarge, false).await,
                 Err(SendError::ClientGone) => return Ending::Close,
+                Err(SendError::ClientTimeout) => return self.fail(GatewayFailure::ClientBodyTimeout, false).await,
                 Err(SendError::BadClientBody) => return self.fail(GatewayFailure::BadRequest, false).await,
             }
         };
@@ -204,7 +228,12 @@ impl Exchange<'_> {
         group: &UpstreamGroup,
     ) -> pingora::Result<RequestHeader> {
         let mut up = req.clone();
-        if upstream_path != req.uri.path() {
+        // Upstreams always get HTTP/1.1 in origin-form.
+        up.set_version(http::Version::HTTP_11);
+        if let Some(authority) = req.uri.authority() {
+            up.insert_header(header::HOST, authority.as_str())?;
+        }
+        if upstream_path != req.uri.path() || req.uri.scheme().is_some() {
             let pq = match req.uri.query() {
                 Some(q) => format!("{upstream_path}?{q}"),
                 None => upstream_path.to_owned(),
@@ -263,6 +292,10 @@ impl Exchange<'_> {
         group: &UpstreamGroup,
         body_sent: &mut bool,
     ) -> Result<(), SendError> {
+        // Per-read and per-write inactivity: pingora-proxy copies these from the peer; the
+        // exchange drives the session itself, so it sets them.
+        up.set_write_timeout(Some(group.write_timeout));
+        up.set_read_timeout(None);
         up.write_request_header(Box::new(req))
             .await
             .map_err(SendError::Upstream)?;
@@ -290,6 +323,7 @@ impl Exchange<'_> {
                 {
                     return Err(SendError::BadClientBody)
                 }
+                Err(e) if matches!(e.etype(), ErrorType::ReadTimedout) => return Err(SendError::ClientTimeout),
                 Err(_) => return Err(SendError::ClientGone),
             }
         }
@@ -305,7 +339,9 @@ impl Exchange<'_> {
                 }
             }
         };
-        match pingora::time::fast_timeout::fast_timeout(group.response_timeout, read).await {
+        let read = pingora::time::fast_timeout::fast_timeout(group.response_timeout, read).await;
+        up.set_read_timeout(Some(group.body_timeout));
+        match read {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(SendError::Upstream(e)),
             Err(_) => Err(SendError::Deadline),
@@ -317,6 +353,13 @@ impl Exchange<'_> {
             return self.fail(GatewayFailure::InvalidResponse, true).await;
         };
         self.log.upstream_status = Some(status);
+        if status == 101 {
+            // Upgrades are not forwarded (Upgrade is hop-by-hop and dropped), so any 101 is one
+            // the client did not ask for; the upstream connection is not reused.
+            self.log.error = Some("unsolicited 101 Switching Protocols".to_owned());
+            up.shutdown().await;
+            return self.fail(GatewayFailure::InvalidResponse, true).await;
+        }
         let bodyless = self.head_request || status == 204 || status == 304;
         let profile = &route.profile;
         let needs_body = !bodyless && {
@@ -334,20 +377,32 @@ impl Exchange<'_> {
         let mut skip = None;
         if needs_body {
             let cap = profile.body_buffer;
-            loop {
-                match up.read_response_body().await {
-                    Ok(Some(chunk)) => {
-                        buffered.extend_from_slice(&chunk);
-                        if buffered.len() > cap {
-                            skip = Some(BodySkip::OverCap);
-                            break;
+            // Each read is bounded by `body_timeout` (the session's read timeout), the whole body
+            // by `body_deadline`.
+            let read = async {
+                loop {
+                    match up.read_response_body().await {
+                        Ok(Some(chunk)) => {
+                            buffered.extend_from_slice(&chunk);
+                            if buffered.len() > cap {
+                                return Ok(Some(BodySkip::OverCap));
+                            }
                         }
+                        Ok(None) => return Ok(None),
+                        Err(e) => return Err(e),
                     }
-                    Ok(None) => {
-                        complete = true;
-                        break;
-                    }
-                    Err(e) => return self.fail_with(classify(&e), &e, true).await,
+                }
+            };
+            match pingora::time::fast_timeout::fast_timeout(route.upstream.body_deadline, read).await {
+                Ok(Ok(Some(s))) => skip = Some(s),
+                Ok(Ok(None)) => complete = true,
+                Ok(Err(e)) => {
+                    up.shutdown().await;
+                    return self.fail_with(classify_body(&e), &e, true).await;
+                }
+                Err(_) => {
+                    up.shutdown().await;
+                    return self.fail(GatewayFailure::BodyDeadline, true).await;
                 }
             }
         }
@@ -398,6 +453,15 @@ impl Exchange<'_> {
             )
         };
         let (header, body, final_status, rule, rule_index, skipped) = composed;
+        let header = header.map(|mut h| {
+            if self.http10 && h.headers.contains_key(header::TRANSFER_ENCODING) {
+                // HTTP/1.0 has no chunked coding (RFC 9112 section 6.1): the body is delimited
+                // by closing the connection instead.
+                h.remove_header(&header::TRANSFER_ENCODING);
+                self.session.set_keepalive(None);
+            }
+            h
+        });
         self.log.body_skip = skipped;
         self.log.status = final_status;
         self.log.rule = rule;

@@ -1,28 +1,34 @@
 //! The pingora glue: `GatewayApp` is a pingora `HttpServerApp` that reads each request, takes
 //! the current snapshot once, hands the work to `exchange::Exchange`, then logs and counts.
 
+pub mod connections;
 pub mod exchange;
 pub mod failure;
 pub mod request_id;
 pub mod respond;
+pub mod target;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use bytes::BytesMut;
 use http::header;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::connectors::http::Connector;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
-use pingora::ErrorType;
+use pingora::time::fast_timeout::fast_timeout;
+use tokio::io::AsyncReadExt;
 
 use crate::access_log;
 use crate::engine::{BodySkip, GatewayFailure, Origin, ProblemFormat};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::reload::SnapshotHandle;
+use crate::snapshot::Snapshot;
 use exchange::{Ending, Exchange};
+use failure as rescue;
 
 /// Everything known about one request when it is done: the access log line and the metrics.
 #[derive(Debug)]
@@ -71,6 +77,7 @@ pub struct GatewayApp {
     snapshots: Arc<SnapshotHandle>,
     connector: Connector,
     metrics: Arc<Metrics>,
+    listeners: connections::ListenerCounts,
 }
 
 impl GatewayApp {
@@ -78,6 +85,7 @@ impl GatewayApp {
         GatewayApp {
             snapshots,
             connector: Connector::new(None),
+            listeners: connections::ListenerCounts::new(metrics.clone()),
             metrics,
         }
     }
@@ -85,6 +93,23 @@ impl GatewayApp {
     fn finish(&self, log: &RequestLog, req: Option<&pingora::http::RequestHeader>) {
         self.metrics.record(log);
         access_log::emit(log, req);
+    }
+
+    /// Answers a request that is refused before any routing (its header may be unreadable), and
+    /// closes the connection.
+    async fn refuse(&self, session: &mut ServerSession, snap: &Snapshot, started: Instant, failure: GatewayFailure) {
+        let mut log = RequestLog::new(started, request_id::generate());
+        let mut ex = Exchange {
+            session,
+            snap,
+            connector: &self.connector,
+            log: &mut log,
+            format: ProblemFormat::Json,
+            head_request: false,
+            http10: false,
+        };
+        ex.fail(failure, false).await;
+        self.finish(&log, None);
     }
 }
 
@@ -99,6 +124,44 @@ fn header_bytes(req: &pingora::http::RequestHeader) -> usize {
             .sum::<usize>()
 }
 
+/// What the request header alone says about how to answer.
+struct Intake {
+    request_id: String,
+    format: ProblemFormat,
+    head_request: bool,
+    http10: bool,
+    /// A failure decided from the header alone.
+    refused: Option<GatewayFailure>,
+}
+
+fn intake(req: &pingora::http::RequestHeader, snap: &Snapshot) -> Intake {
+    let request_id = req
+        .headers
+        .get(respond::X_REQUEST_ID)
+        .map(|v| v.as_bytes())
+        .filter(|v| request_id::is_sane(v))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_else(request_id::generate);
+    let format = ProblemFormat::negotiate(req.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let refused = if header_bytes(req) > snap.limits.request_header {
+        Some(GatewayFailure::HeaderTooLarge)
+    } else if req.version == http::Version::HTTP_11 && !req.headers.contains_key(header::HOST) {
+        // RFC 9112 section 3.2: an HTTP/1.1 request without Host is answered 400.
+        Some(GatewayFailure::BadRequest)
+    } else if req.method == http::Method::CONNECT || !req.uri.path().starts_with('/') {
+        Some(GatewayFailure::MethodNotAllowed)
+    } else {
+        None
+    };
+    Intake {
+        request_id,
+        format,
+        head_request: req.method == http::Method::HEAD,
+        http10: req.version == http::Version::HTTP_10,
+        refused,
+    }
+}
+
 #[async_trait]
 impl HttpServerApp for GatewayApp {
     async fn process_new_http(
@@ -107,59 +170,67 @@ impl HttpServerApp for GatewayApp {
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
         let started = Instant::now();
+        let snap = self.snapshots.current();
+        // The connection's slot under `limits.client_connections`, carried from request to
+        // request; `None` on a connection's first request.
+        let slot = session
+            .take_connection_user_context()
+            .and_then(|c| c.downcast::<connections::ClientSlot>().ok());
+        // The whole header within `client_header_timeout` (a per-read timeout would let a
+        // client trickle one byte at a time forever). On a reused connection the next request's
+        // first bytes are already here (see `keep_alive`), so the clock runs from them.
         let read = tokio::select! {
             biased;
-            r = session.read_request() => r,
+            r = fast_timeout(snap.limits.client_header_timeout, session.read_request()) => r,
             _ = wait_shutdown(shutdown) => return None,
         };
-        let snap = self.snapshots.current();
         match read {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => return None,
+            Ok(Err(e)) => {
                 // Not HTTP: answer a canonical 400 (431 when the header block is too large).
-                if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
-                    let failure = if e.to_string().contains("larger than") {
-                        GatewayFailure::HeaderTooLarge
-                    } else {
-                        GatewayFailure::BadRequest
-                    };
-                    let mut log = RequestLog::new(started, request_id::generate());
-                    let mut ex = Exchange {
-                        session: &mut session,
-                        snap: &snap,
-                        connector: &self.connector,
-                        log: &mut log,
-                        format: ProblemFormat::Json,
-                        head_request: false,
-                    };
-                    ex.fail(failure, false).await;
-                    self.finish(&log, None);
+                if let Some(failure) = rescue::refusal(&e) {
+                    self.refuse(&mut session, &snap, started, failure).await;
                 }
                 return None;
             }
+            Err(_) => {
+                self.refuse(&mut session, &snap, started, GatewayFailure::ClientHeaderTimeout)
+                    .await;
+                return None;
+            }
         }
-        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
+        // Keep-alive as the request's version and Connection field say (RFC 9112 section 9.3:
+        // HTTP/1.0 only with `keep-alive`; pingora also turns it off for CL + TE), never longer
+        // than configured and never while shutting down.
+        let keepalive = session.get_keepalive().is_some() && !*shutdown.borrow();
+        session.set_keepalive(keepalive.then(|| snap.limits.client_keepalive_timeout.as_secs().max(1)));
+        session.set_read_timeout(Some(snap.limits.client_body_timeout));
+        // Pipelined requests are answered one after the other, in order (RFC 9112 section 9.3.2).
+        session.set_pipelining_enabled(true);
 
-        let (request_id, format, head_request, oversized, refused) = {
-            let req = session.req_header();
-            let request_id = req
-                .headers
-                .get(respond::X_REQUEST_ID)
-                .map(|v| v.as_bytes())
-                .filter(|v| request_id::is_sane(v))
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_else(request_id::generate);
-            let format = ProblemFormat::negotiate(req.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-            let refused = req.method == http::Method::CONNECT || !req.uri.path().starts_with('/');
-            (
-                request_id,
-                format,
-                req.method == http::Method::HEAD,
-                header_bytes(req) > snap.limits.request_header,
-                refused,
-            )
+        let slot = match slot {
+            Some(s) => Some(s),
+            None => match self
+                .listeners
+                .admit(session.server_addr(), snap.limits.client_connections)
+            {
+                Ok(s) => Some(Box::new(s)),
+                Err(()) => {
+                    self.refuse(&mut session, &snap, started, GatewayFailure::ClientConnectionLimit)
+                        .await;
+                    return None;
+                }
+            },
         };
+
+        let Intake {
+            request_id,
+            format,
+            head_request,
+            http10,
+            refused,
+        } = intake(session.req_header(), &snap);
         let mut log = RequestLog::new(started, request_id);
         self.metrics.in_flight.inc();
         let ending = {
@@ -170,13 +241,11 @@ impl HttpServerApp for GatewayApp {
                 log: &mut log,
                 format,
                 head_request,
+                http10,
             };
-            if oversized {
-                ex.fail(GatewayFailure::HeaderTooLarge, false).await
-            } else if refused {
-                ex.fail(GatewayFailure::MethodNotAllowed, false).await
-            } else {
-                ex.run().await
+            match refused {
+                Some(f) => ex.fail(f, false).await,
+                None => ex.run().await,
             }
         };
         self.metrics.in_flight.dec();
@@ -184,12 +253,41 @@ impl HttpServerApp for GatewayApp {
         if ending == Ending::Close {
             return None;
         }
-        let settings = HttpPersistentSettings::for_session(&session);
-        match session.finish().await {
-            Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, settings)),
-            _ => None,
+        let mut settings = HttpPersistentSettings::for_session(&session);
+        if let Some(slot) = slot {
+            settings.set_user_context(slot);
         }
+        let reusable = session.finish().await.ok()??;
+        keep_alive(reusable, settings, snap.limits.client_keepalive_timeout, shutdown).await
     }
+}
+
+/// Waits (at most the keep-alive timeout) for the next request on an idle connection and
+/// reads its first bytes, so that the next request's header deadline starts when the client
+/// starts sending. Pipelined bytes already read count as that start.
+async fn keep_alive(
+    reusable: pingora::protocols::http::server::ReusableHttpStream,
+    mut settings: HttpPersistentSettings,
+    idle: Duration,
+    shutdown: &ShutdownWatch,
+) -> Option<ReusedHttpStream> {
+    let (mut stream, prefix) = reusable.into_parts();
+    let prefix = match prefix.filter(|p| !p.is_empty()) {
+        Some(p) => p,
+        None => {
+            let mut buf = BytesMut::with_capacity(4096);
+            tokio::select! {
+                biased;
+                r = fast_timeout(idle, stream.read_buf(&mut buf)) => match r {
+                    Ok(Ok(n)) if n > 0 => buf,
+                    _ => return None,
+                },
+                _ = wait_shutdown(shutdown) => return None,
+            }
+        }
+    };
+    settings.set_pipelined_prefix(prefix);
+    Some(ReusedHttpStream::new(stream, Some(settings)))
 }
 
 async fn wait_shutdown(shutdown: &ShutdownWatch) {
