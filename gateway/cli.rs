@@ -234,6 +234,7 @@ pub fn main() -> i32 {
             let path = config.path();
             let Ok(snap) = load_reporting(&path) else { return 1 };
             let _log_guard = crate::access_log::init(&snap.log_format, &snap.log_filter);
+            crate::server::raise_fd_limit();
             let handle = Arc::new(SnapshotHandle::new(&path, snap));
             match crate::server::build(handle.clone(), upgrade) {
                 Ok(built) => {

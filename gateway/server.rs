@@ -86,3 +86,14 @@ pub fn build(handle: Arc<SnapshotHandle>, upgrade: bool) -> pingora::Result<Buil
     }
     Ok(Built { server, ready })
 }
+
+/// Raises the soft limit on open files to the hard limit (every client and upstream connection
+/// is a descriptor; the common soft default of 1,024 runs out at a few hundred concurrent
+/// proxied requests) and logs the result.
+pub fn raise_fd_limit() {
+    let before = rlimit::Resource::NOFILE.get().map(|(soft, _)| soft).unwrap_or(0);
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(now) => tracing::info!(before, now, "open-file limit (soft) raised to the hard limit"),
+        Err(e) => tracing::warn!(before, error = %e, "cannot raise the open-file limit"),
+    }
+}

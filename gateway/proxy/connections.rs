@@ -25,6 +25,10 @@ pub struct ListenerCounts {
     by_addr: Mutex<HashMap<String, Arc<Listener>>>,
 }
 
+/// A connection cap is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AtCapacity;
+
 /// One client connection's place on its listener.
 pub struct ClientSlot(Arc<Listener>);
 
@@ -53,11 +57,11 @@ impl ListenerCounts {
 
     /// Takes a place for a new connection on the listener at `local`; `Err` when the listener
     /// already holds `cap` connections (the refusal is counted).
-    pub fn admit(&self, local: Option<&SocketAddr>, cap: Option<u32>) -> Result<ClientSlot, ()> {
+    pub fn admit(&self, local: Option<&SocketAddr>, cap: Option<u32>) -> Result<ClientSlot, AtCapacity> {
         let name = listener_name(local);
         let listener = {
             let Ok(mut map) = self.by_addr.lock() else {
-                return Err(());
+                return Err(AtCapacity);
             };
             map.entry(name)
                 .or_insert_with_key(|name| {
@@ -73,7 +77,7 @@ impl ListenerCounts {
         if cap.is_some_and(|cap| before >= cap as usize) {
             listener.open.fetch_sub(1, Ordering::Relaxed);
             listener.refused.inc();
-            return Err(());
+            return Err(AtCapacity);
         }
         listener.gauge.inc();
         Ok(ClientSlot(listener))
@@ -95,14 +99,17 @@ impl Drop for UpstreamSlot<'_> {
 
 /// Takes a connection place in `group`: `Ok(None)` when the group has no cap, `Err` when it is
 /// full.
-pub fn acquire_upstream<'a>(group: &'a UpstreamGroup, metrics: &Metrics) -> Result<Option<UpstreamSlot<'a>>, ()> {
+pub fn acquire_upstream<'a>(
+    group: &'a UpstreamGroup,
+    metrics: &Metrics,
+) -> Result<Option<UpstreamSlot<'a>>, AtCapacity> {
     let Some(cap) = group.max_connections else {
         return Ok(None);
     };
     let before = group.connections.fetch_add(1, Ordering::Relaxed);
     if before >= cap as usize {
         group.connections.fetch_sub(1, Ordering::Relaxed);
-        return Err(());
+        return Err(AtCapacity);
     }
     let gauge = metrics.upstream_connections.with_label_values(&[&group.name]);
     gauge.inc();

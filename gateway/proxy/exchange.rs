@@ -233,7 +233,17 @@ impl Exchange<'_> {
         if let Some(authority) = req.uri.authority() {
             up.insert_header(header::HOST, authority.as_str())?;
         }
-        if upstream_path != req.uri.path() || req.uri.scheme().is_some() {
+        // The target as the client wrote it (absolute-form included) vs the origin-form the
+        // upstream must get: the normalized path and the query.
+        let raw = req.raw_path();
+        let query = req.uri.query();
+        let origin_form = raw
+            .strip_prefix(upstream_path.as_bytes())
+            .is_some_and(|rest| match query {
+                Some(q) => rest.len() == q.len() + 1 && rest[0] == b'?' && &rest[1..] == q.as_bytes(),
+                None => rest.is_empty(),
+            });
+        if !origin_form {
             let pq = match req.uri.query() {
                 Some(q) => format!("{upstream_path}?{q}"),
                 None => upstream_path.to_owned(),

@@ -216,7 +216,7 @@ impl HttpServerApp for GatewayApp {
                 .admit(session.server_addr(), snap.limits.client_connections)
             {
                 Ok(s) => Some(Box::new(s)),
-                Err(()) => {
+                Err(connections::AtCapacity) => {
                     self.refuse(&mut session, &snap, started, GatewayFailure::ClientConnectionLimit)
                         .await;
                     return None;

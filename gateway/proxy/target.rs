@@ -56,7 +56,7 @@ fn is_unreserved(b: u8) -> bool {
 fn is_plain(path: &[u8]) -> bool {
     let mut prev = 0u8;
     for (i, &b) in path.iter().enumerate() {
-        if b == b'%' || b == b'\\' || b < 0x21 || b > 0x7e || (b == b'/' && prev == b'/') {
+        if b == b'%' || b == b'\\' || !(0x21..=0x7e).contains(&b) || (b == b'/' && prev == b'/') {
             return false;
         }
         if b == b'.' && prev == b'/' {

@@ -39,6 +39,10 @@ pub enum Reply {
     Trickle(Vec<u8>, Duration),
     /// Write these bytes, then close (a body cut short).
     Partial(Vec<u8>),
+    /// Write these bytes, then hold the connection open, silent, for this long.
+    Stall(Vec<u8>, Duration),
+    /// Wait this long, then answer.
+    Delay(Duration, Box<Reply>),
 }
 
 impl Reply {
@@ -126,7 +130,19 @@ fn serve(conn: TcpStream, handler: &Handler, rec: &Mutex<Vec<Received>>) {
     let mut r = BufReader::new(conn);
     while let Some(req) = read_request(&mut r) {
         rec.lock().unwrap().push(req.clone());
-        match handler(&req) {
+        let mut reply = handler(&req);
+        while let Reply::Delay(d, inner) = reply {
+            thread::sleep(d);
+            reply = *inner;
+        }
+        match reply {
+            Reply::Delay(..) => unreachable!("unwrapped above"),
+            Reply::Stall(bytes, hold) => {
+                let _ = w.write_all(&bytes);
+                let _ = w.flush();
+                thread::sleep(hold);
+                return;
+            }
             Reply::Raw(bytes) => {
                 if w.write_all(&bytes).is_err() {
                     return;
