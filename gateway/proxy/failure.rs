@@ -18,17 +18,13 @@ pub fn refusal(e: &Error) -> Option<GatewayFailure> {
     }
 }
 
-/// Whether an error is the gateway running out of file descriptors (EMFILE / ENFILE).
+/// Whether an error is the gateway running out of file descriptors (EMFILE / ENFILE). pingora
+/// nests its errors as boxed causes (`root_cause` unwraps them); below that, std's `source`.
 fn fd_exhausted(e: &Error) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = e.cause.as_deref().map(|c| c as _);
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e.root_cause());
     while let Some(c) = cause {
         if let Some(io) = c.downcast_ref::<std::io::Error>() {
             if matches!(io.raw_os_error(), Some(libc_emfile::EMFILE | libc_emfile::ENFILE)) {
-                return true;
-            }
-        }
-        if let Some(inner) = c.downcast_ref::<Error>() {
-            if fd_exhausted(inner) {
                 return true;
             }
         }
@@ -108,6 +104,14 @@ mod tests {
     fn fd_exhaustion_is_the_gateways_own_503() {
         let emfile = std::io::Error::from_raw_os_error(24);
         let e = Error::because(ErrorType::ConnectError, "connecting", emfile);
+        assert_eq!(classify(&e), GatewayFailure::FdExhausted);
+        // As pingora's connector wraps it: a socket error inside an internal error.
+        let inner = Error::because(
+            ErrorType::SocketError,
+            "failed to create socket",
+            std::io::Error::from_raw_os_error(24),
+        );
+        let e = Error::because(ErrorType::InternalError, "Fail to connect", inner);
         assert_eq!(classify(&e), GatewayFailure::FdExhausted);
         assert_eq!(classify(&e).status(), 503);
         assert!(!marks_down(classify(&e)));
