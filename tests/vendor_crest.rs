@@ -456,6 +456,45 @@ fn maintenance_mode_is_503_until_disabled() {
 }
 
 #[test]
+fn a_request_timeout_behind_crest_408_is_504_with_the_vendor_code() {
+    let env = Env::start("crest-408");
+    let path = format!("system/{}/account/a1", crest::UNREACHABLE_SYSTEM);
+    let direct = request(env.emu.port, "GET", &format!("/openidm/{path}"), &ADMIN, b"");
+    assert_eq!((direct.status, direct.reason.as_str()), (408, "Request Time-out"));
+    let r = env.admin("GET", &path, &[], b"");
+    let p = assert_problem(
+        &r,
+        504,
+        "Gateway Timeout",
+        408,
+        "Read operation on system/hrdb/account timed out after 10000 ms",
+    );
+    assert_eq!(p["title"], "Gateway Timeout");
+    assert_eq!(p["vendor_code"], "408");
+}
+
+#[test]
+fn an_uncategorized_server_code_is_500_with_the_vendor_code_not_502() {
+    let env = Env::start("crest-550");
+    let path = format!("endpoint/{}", crest::FAILING_ENDPOINT);
+    let direct = request(env.emu.port, "GET", &format!("/openidm/{path}"), &ADMIN, b"");
+    assert_eq!(direct.status, crest::UNCATEGORIZED_CODE);
+    assert_eq!(direct.json()["reason"], "Resource Exception");
+    let r = env.admin("GET", &path, &[], b"");
+    let p = assert_problem(
+        &r,
+        500,
+        "Internal Server Error",
+        crest::UNCATEGORIZED_CODE,
+        "Unable to export the payroll: the ledger rejected batch 2026-11",
+    );
+    assert_eq!(p["type"], "about:blank");
+    assert_eq!(p["title"], "Internal Server Error");
+    assert_eq!(p["vendor_code"], crest::UNCATEGORIZED_CODE.to_string());
+    assert!(!r.text().contains("payrollExport.js"), "{}", r.text());
+}
+
+#[test]
 fn without_the_gateway_the_emulator_speaks_raw_crest() {
     let env = Env::start("crest-raw");
     let port = env.emu.port;

@@ -8,7 +8,7 @@ use common::vendor::{vendor_gateway, EmulatorServer};
 use common::{request, Gateway, Response};
 use serde_json::Value;
 use statusgate::emulators::oracle::{
-    Oracle, ADMIN_TOKEN, CLERK_TOKEN, DEPARTMENT_ID, EMPLOYEE_ID, EMPTY_DEPARTMENT_ID, WORKER_ID,
+    Oracle, ADMIN_TOKEN, BROKEN_JOB, CLERK_TOKEN, DEPARTMENT_ID, EMPLOYEE_ID, EMPTY_DEPARTMENT_ID, WORKER_ID,
 };
 
 const ADMIN: (&str, &str) = ("Authorization", "Bearer ords-7Qm2xHr0AdminToken");
@@ -281,17 +281,75 @@ fn a_wrong_content_type_is_415_unsupported_media_type() {
 }
 
 #[test]
-fn a_handler_fault_is_500_without_the_ora_trace() {
+fn an_ords_fault_is_500_without_the_ora_trace() {
     let (gw, _emu) = setup("ords-500");
-    let path = hr(&format!("departments/{EMPTY_DEPARTMENT_ID}/salary_stats"));
-    let r = request(gw.port, "GET", &path, &[], b"");
+    let path = hr(&format!("_/db-api/stable/database/datapump/jobs/{BROKEN_JOB}"));
+    let r = request(gw.port, "GET", &path, &[ADMIN], b"");
     let p = ords_problem(&r, 500, "Internal Server Error", "InternalServerError");
     assert_eq!(p["detail"], "Internal Server Error");
     // The HTML page prints the ORA trace; the problem made from it does not.
-    let r = request(gw.port, "GET", &path, &[("Accept", "text/html")], b"");
+    let r = request(gw.port, "GET", &path, &[ADMIN, ("Accept", "text/html")], b"");
     let p = ords_problem(&r, 500, "Internal Server Error", "InternalServerError");
     assert_eq!(p["detail"], "Internal Server Error");
-    assert!(!r.text().contains("SALARY_STATS_PKG"));
+    assert!(!r.text().contains("DBMS_DATAPUMP"));
+}
+
+/// A 555 turned into a canonical 500: the evidence (555, ORDS's codes, the ECID) is kept, the
+/// handler's ORA trace (`cause`) and ORDS's `action` are not.
+fn user_defined_problem(r: &Response) -> Value {
+    assert_eq!(
+        (r.status, r.reason.as_str()),
+        (500, "Internal Server Error"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(r.header("x-upstream-status"), Some("555"));
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    let p = r.json();
+    assert_eq!(p["status"], 500);
+    assert_eq!(p["type"], "about:blank");
+    assert_eq!(p["title"], "Internal Server Error");
+    assert_eq!(p["upstream_status"], 555);
+    assert_eq!(p["vendor_code"], "UserDefinedResourceError");
+    assert_eq!(p["origin"], "upstream");
+    assert_eq!(
+        p["detail"],
+        "The request could not be processed due to an error in a user defined resource"
+    );
+    assert!(p["instance"].as_str().is_some_and(|i| i.starts_with(ECID)), "{p}");
+    let text = r.text();
+    for internal in [
+        "ORA-",
+        "SALARY_STATS_PKG",
+        "SQL Error Code",
+        "resource author",
+        "tag:oracle.com,2020:error/",
+    ] {
+        assert!(!text.contains(internal), "vendor internals leaked: {text}");
+    }
+    p
+}
+
+#[test]
+fn a_user_defined_handler_failure_555_is_500_with_the_vendor_code_not_502() {
+    let (gw, emu) = setup("ords-555");
+    let path = format!("departments/{EMPTY_DEPARTMENT_ID}/salary_stats");
+    let direct = request(emu.port, "GET", &format!("/ords/hr/{path}"), &[], b"");
+    assert_eq!(
+        (direct.status, direct.reason.as_str()),
+        (555, "User Defined Resource Error")
+    );
+    assert_eq!(direct.json()["o:errorCode"], "ORDS-25001");
+    let r = request(gw.port, "GET", &hr(&path), &[], b"");
+    let p = user_defined_problem(&r);
+    assert_eq!(p["ords_error_code"], "ORDS-25001");
+    // The same failure rendered as ORDS's HTML page (with the ORA trace) maps the same way.
+    let r = request(gw.port, "GET", &hr(&path), &[HTML_FIRST], b"");
+    let p = user_defined_problem(&r);
+    assert!(
+        p.get("ords_error_code").is_none(),
+        "the page carries no ORDS-nnnnn code"
+    );
 }
 
 #[test]

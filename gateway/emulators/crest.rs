@@ -27,6 +27,14 @@
 //! | 500 | `GET /openidm/managed/user/{CORRUPT_USER_ID}` (its repository row cannot be read) |
 //! | 501 | an unsupported action (`?_action=frobnicate`) on the collection or an instance; `PATCH` of an instance (not supported by this provider) |
 //! | 503 | every `managed/` request while maintenance mode is on: `POST /openidm/maintenance?_action=enable` (admin), `?_action=disable` ends it |
+//!
+//! Beyond the table, codes a CREST `ResourceException` may carry (the HTTP adapter sends the
+//! exception's code as the status):
+//!
+//! | Status | Trigger |
+//! |---|---|
+//! | 408 `Request Time-out` (`RetryableException`) | `GET /openidm/system/{UNREACHABLE_SYSTEM}/account/{any}`: the connector's remote system does not answer in time |
+//! | 550 `Resource Exception` (`UncategorizedException`) | `GET /openidm/endpoint/{FAILING_ENDPOINT}`: the custom endpoint's script throws `{code: 550}` |
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -50,6 +58,13 @@ pub const EXPIRED_USER_ID: &str = "3f1c2b4a-0003-4d6e-8f70-a1b2c3d4e5f6";
 /// A user whose repository row is unreadable: 500.
 pub const CORRUPT_USER_ID: &str = "3f1c2b4a-0004-4d6e-8f70-a1b2c3d4e5f6";
 pub const MIN_PASSWORD_LENGTH: usize = 8;
+/// A connector whose remote system never answers: reads through it are 408 (CREST's
+/// `RetryableException`).
+pub const UNREACHABLE_SYSTEM: &str = "hrdb";
+/// A custom endpoint whose script fails with a code CREST has no class for (550).
+pub const FAILING_ENDPOINT: &str = "payrollExport";
+/// The code the failing endpoint's script throws.
+pub const UNCATEGORIZED_CODE: u16 = 550;
 
 const COLLECTION: &str = "managed/user";
 
@@ -165,6 +180,18 @@ impl Crest {
                 format!("Method {method} not allowed on collection {COLLECTION}"),
             )),
             (_, ["managed", "user", id]) => st.instance(req, principal, id),
+            ("GET" | "HEAD", ["system", UNREACHABLE_SYSTEM, object, _id]) => Err(Fault::new(
+                408,
+                format!("Read operation on system/{UNREACHABLE_SYSTEM}/{object} timed out after 10000 ms"),
+            )),
+            (_, ["endpoint", FAILING_ENDPOINT]) => Err(Fault {
+                // A script's `throw { code: 550, message: .., detail: .. }`.
+                detail: Some(json!({ "script": "script/payrollExport.js", "line": 42 })),
+                ..Fault::new(
+                    UNCATEGORIZED_CODE,
+                    "Unable to export the payroll: the ledger rejected batch 2026-11",
+                )
+            }),
             _ => Err(not_found(resource)),
         }
     }
@@ -533,15 +560,18 @@ impl Fault {
     }
 
     fn render(&self) -> EmuResponse {
-        let reason = http::StatusCode::from_u16(self.status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("Unknown");
+        // ResourceException's reason phrases: RFC 2616's, "Resource Exception" for codes it
+        // has no phrase for.
+        let reason = match self.status {
+            408 => Some("Request Time-out"),
+            s => http::StatusCode::from_u16(s).ok().and_then(|s| s.canonical_reason()),
+        }
+        .unwrap_or("Resource Exception");
         let mut body = json!({"code": self.status, "reason": reason, "message": self.message});
         if let (Value::Object(m), Some(d)) = (&mut body, &self.detail) {
             m.insert("detail".into(), d.clone());
         }
-        ok_json(self.status, &body)
+        ok_json(self.status, &body).reason(reason)
     }
 }
 

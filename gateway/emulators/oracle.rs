@@ -20,7 +20,8 @@
 //! | 405    | MethodNotAllowed                  | a method the resource has no handler for (DELETE `employees/`) |
 //! | 406    | NotAcceptable                     | Accept allowing neither JSON nor HTML (`application/xml`)    |
 //! | 415    | UnsupportedMediaType              | POST/PUT with a Content-Type other than application/json; the reason phrase reproduces the table's slip, "Not Acceptable" |
-//! | 500    | InternalServerError               | GET `departments/{EMPTY_DEPARTMENT_ID}/salary_stats` (ORA-01476, divide by zero); the HTML page prints the ORA trace |
+//! | 500    | InternalServerError               | GET `_/db-api/stable/database/datapump/jobs/{BROKEN_JOB}` (admin token): ORDS's own Database API fails reading the job (ORA-39006); the HTML page prints the ORA trace |
+//! | 555    | UserDefinedResourceError, `o:errorCode` ORDS-25001 | GET `departments/{EMPTY_DEPARTMENT_ID}/salary_stats`: the user-defined PL/SQL handler raises ORA-01476 (divide by zero); `cause` carries the ORA trace, the HTML page prints it |
 //! | 503    | ServiceUnavailable                | any request to `DISABLED_SCHEMA` (REST application not running), no Retry-After |
 //!
 //! Paths are relative to `/ords/hr/`. The cloud variant family is `/ords/{schema}/hcm/v1/**`:
@@ -48,6 +49,8 @@ pub const EMPLOYEE_ID: u64 = 100;
 pub const DEPARTMENT_ID: u64 = 90;
 /// A department without employees: its salary statistics divide by zero.
 pub const EMPTY_DEPARTMENT_ID: u64 = 270;
+/// A Data Pump job whose record ORDS's own Database API cannot read: polling it is ORDS's 500.
+pub const BROKEN_JOB: &str = "DATAPUMP_REST_EXPORT_0";
 /// A worker of the cloud-standard module.
 pub const WORKER_ID: &str = "W100";
 
@@ -148,6 +151,15 @@ struct OrdsError {
     message: String,
     /// Printed on the HTML page only (ORDS's debug output).
     trace: Option<&'static str>,
+    /// A user-defined resource's failure (555): ORDS's message code, and the cause (the ORA
+    /// trace) and action members its JSON carries.
+    user_defined: Option<UserDefined>,
+}
+
+struct UserDefined {
+    error_code: &'static str,
+    cause: String,
+    action: &'static str,
 }
 
 fn ords(status: u16, code: &'static str, message: impl Into<String>) -> OrdsError {
@@ -156,6 +168,27 @@ fn ords(status: u16, code: &'static str, message: impl Into<String>) -> OrdsErro
         code,
         message: message.into(),
         trace: None,
+        user_defined: None,
+    }
+}
+
+/// ORDS's 555: the SQL or PL/SQL of a user-defined resource handler raised `trace`.
+fn user_defined_resource_error(sql_code: u32, trace: &'static str) -> OrdsError {
+    OrdsError {
+        trace: Some(trace),
+        user_defined: Some(UserDefined {
+            error_code: "ORDS-25001",
+            cause: format!(
+                "An error occurred when evaluating the SQL statement associated with this resource. \
+                 SQL Error Code {sql_code}, Error Message: {trace}"
+            ),
+            action: "Ask the user defined resource author to check the SQL statement is correctly formed and executes without error",
+        }),
+        ..ords(
+            555,
+            "UserDefinedResourceError",
+            "The request could not be processed due to an error in a user defined resource",
+        )
     }
 }
 
@@ -263,19 +296,29 @@ impl Oracle {
 
     fn render(&self, req: &EmuRequest, e: OrdsError) -> EmuResponse {
         let instance = format!("tag:oracle.com,2020:ecid/{}", self.ecid());
-        let reason = (e.status == 415).then_some("Not Acceptable");
+        let reason = match e.status {
+            415 => Some("Not Acceptable"),
+            555 => Some("User Defined Resource Error"),
+            _ => None,
+        };
         let resp = if prefers_html(req.header("accept")) {
             EmuResponse::new(e.status).body("text/html; charset=utf-8", html_page(&e, &instance))
         } else {
+            let mut body = json!({
+                "code": e.code,
+                "message": e.message,
+                "type": format!("tag:oracle.com,2020:error/{}", e.code),
+                "instance": instance,
+            });
+            if let (Some(u), Some(m)) = (&e.user_defined, body.as_object_mut()) {
+                m.insert("title".into(), json!("User Defined Resource Error"));
+                m.insert("o:errorCode".into(), json!(u.error_code));
+                m.insert("cause".into(), json!(u.cause));
+                m.insert("action".into(), json!(u.action));
+            }
             EmuResponse::new(e.status).body(
                 "application/problem+json",
-                serde_json::to_vec(&json!({
-                    "code": e.code,
-                    "message": e.message,
-                    "type": format!("tag:oracle.com,2020:error/{}", e.code),
-                    "instance": instance,
-                }))
-                .unwrap_or_default(),
+                serde_json::to_vec(&body).unwrap_or_default(),
             )
         };
         match reason {
@@ -427,13 +470,12 @@ impl State {
             .filter_map(|e| e.salary)
             .collect();
         if salaries.is_empty() {
-            // The handler's PL/SQL divides the total by the head count.
-            return Err(OrdsError {
-                trace: Some(
-                    "ORA-01476: divisor is equal to zero\nORA-06512: at \"HR.SALARY_STATS_PKG\", line 42\nORA-06512: at line 7",
-                ),
-                ..ords(500, "InternalServerError", "Internal Server Error")
-            });
+            // The handler's PL/SQL (user-defined, not ORDS's) divides the total by the head
+            // count: ORDS reports the handler's failure as 555, not as its own 500.
+            return Err(user_defined_resource_error(
+                1476,
+                "ORA-01476: divisor is equal to zero\nORA-06512: at \"HR.SALARY_STATS_PKG\", line 42\nORA-06512: at line 7",
+            ));
         }
         let total: f64 = salaries.iter().sum();
         Ok(EmuResponse::new(200).json(&json!({
@@ -469,6 +511,13 @@ impl State {
 
     /// A job runs until its first poll has been answered.
     fn poll(&mut self, base: &str, name: &str) -> Outcome {
+        if name == BROKEN_JOB {
+            // ORDS's own Database API (not a user-defined handler) fails: ORDS's 500.
+            return Err(OrdsError {
+                trace: Some("ORA-39006: internal error\nORA-06512: at \"SYS.DBMS_DATAPUMP\", line 4929"),
+                ..ords(500, "InternalServerError", "Internal Server Error")
+            });
+        }
         let polled = self.jobs.get_mut(name).ok_or_else(not_found)?;
         let state = if *polled { "COMPLETED" } else { "EXECUTING" };
         *polled = true;
@@ -592,10 +641,11 @@ fn html_escape(s: &str) -> String {
 }
 
 fn html_page(e: &OrdsError, instance: &str) -> String {
-    let reason = http::StatusCode::from_u16(e.status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("Error");
+    let reason = match e.status {
+        555 => Some("User Defined Resource Error"),
+        s => http::StatusCode::from_u16(s).ok().and_then(|s| s.canonical_reason()),
+    }
+    .unwrap_or("Error");
     let trace = e
         .trace
         .map(|t| format!("<pre>{}</pre>\n", html_escape(t)))
