@@ -454,3 +454,36 @@ fn check_warns_about_an_admin_listener_off_loopback_without_a_token() {
         "{err}"
     );
 }
+
+#[test]
+fn a_kubernetes_secret_token_update_is_seen_by_the_watcher() {
+    // A Secret volume looks like a ConfigMap one: `token` -> `..data/token`, `..data` swapped.
+    let up = Upstream::start(|_| Reply::json(400, "BadRequest", "{}"));
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::create_dir_all(secret.join("..2026_12_01_v1")).unwrap();
+    std::fs::write(secret.join("..2026_12_01_v1/token"), TOKEN).unwrap();
+    std::os::unix::fs::symlink("..2026_12_01_v1", secret.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/token", secret.join("token")).unwrap();
+    let gw = protected_gateway(
+        &up,
+        &format!("  token_file: {}\n", secret.join("token").display()),
+        &[],
+    );
+    let config_with = |token: &str| request(gw.admin, "GET", "/-/config", &[("Authorization", &with_token(token))], b"").status;
+    assert_eq!(config_with(TOKEN), 200);
+    let rotated = "rotated-7c1e0b9a2f4d6e8a0c2e4f6a8b0d2f4e";
+    std::fs::create_dir_all(secret.join("..2026_12_01_v2")).unwrap();
+    std::fs::write(secret.join("..2026_12_01_v2/token"), rotated).unwrap();
+    std::os::unix::fs::symlink("..2026_12_01_v2", secret.join("..data_tmp")).unwrap();
+    std::fs::rename(secret.join("..data_tmp"), secret.join("..data")).unwrap();
+    let swapped = std::time::Instant::now();
+    while config_with(rotated) != 200 {
+        assert!(
+            swapped.elapsed() < std::time::Duration::from_secs(3),
+            "the rotated token was not applied within 3 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(config_with(TOKEN), 401, "the old token no longer works");
+}

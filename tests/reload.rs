@@ -250,3 +250,37 @@ fn a_rejected_reload_followed_by_log_writes_in_the_same_directory_is_rejected_ex
     let r = request(gw.port, "GET", "/x", &[], b"");
     assert_eq!(r.header("x-ruleset"), Some("A"), "the last good rules keep serving");
 }
+
+#[test]
+fn a_file_named_by_a_rejected_edit_is_watched_and_applied_once_it_appears() {
+    let _serial = serial();
+    let up = Upstream::start(|_| Reply::json(400, "BadRequest", r#"{"msg":"m"}"#));
+    let gw = watched_gateway(&up);
+    let rejected = |gw: &Gateway| gw.metric("statusgate_config_reloads_total", &[("result", "rejected")]);
+    let before = rejected(&gw);
+    // The main file now names a profile in a directory that does not exist yet.
+    let main = std::fs::read_to_string(gw.path("statusgate.yaml")).unwrap();
+    save(
+        &gw.path("statusgate.yaml"),
+        &main.replace("profile: rules/vendor.yaml", "profile: more-rules/next.yaml"),
+    );
+    let saved = Instant::now();
+    while rejected(&gw) == before {
+        assert!(saved.elapsed() < Duration::from_secs(3), "the edit was seen and rejected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::create_dir(gw.path("more-rules")).unwrap();
+    std::fs::write(gw.path("more-rules/next.yaml"), ruleset("B", 409)).unwrap();
+    let created = Instant::now();
+    loop {
+        let r = request(gw.port, "GET", "/x", &[], b"");
+        if r.header("x-ruleset") == Some("B") {
+            break;
+        }
+        assert!(
+            created.elapsed() < Duration::from_secs(3),
+            "the file the rejected edit named was not picked up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
