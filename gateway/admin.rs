@@ -225,8 +225,10 @@ fn unauthorized() -> Response<Vec<u8>> {
         "text/plain",
         b"a valid bearer token is required\n".to_vec(),
     );
-    r.headers_mut()
-        .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static(CHALLENGE));
+    r.headers_mut().insert(
+        http::header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static(CHALLENGE),
+    );
     r
 }
 
@@ -272,7 +274,11 @@ impl Endpoint {
 
 /// The `Authorization: Bearer <token>` credentials, if well formed.
 fn bearer(session: &ServerSession) -> Option<&[u8]> {
-    let v = session.req_header().headers.get(http::header::AUTHORIZATION)?.as_bytes();
+    let v = session
+        .req_header()
+        .headers
+        .get(http::header::AUTHORIZATION)?
+        .as_bytes();
     let (scheme, rest) = v.split_at(v.iter().position(|b| *b == b' ')?);
     scheme
         .eq_ignore_ascii_case(b"bearer")

@@ -283,7 +283,13 @@ fn with_a_token_reload_and_config_need_it_while_metrics_and_probes_stay_open() {
         assert_eq!(r.status, 200, "{method} {path} with the token: {}", r.text());
     }
     // The scheme is case-insensitive (RFC 9110 11.1).
-    let r = request(gw.admin, "GET", "/-/config", &[("Authorization", &format!("bearer {TOKEN}"))], b"");
+    let r = request(
+        gw.admin,
+        "GET",
+        "/-/config",
+        &[("Authorization", &format!("bearer {TOKEN}"))],
+        b"",
+    );
     assert_eq!(r.status, 200);
     let cfg = r.json();
     assert!(
@@ -306,7 +312,11 @@ fn metrics_and_probes_need_the_token_when_configured() {
     );
     for path in ["/metrics", "/healthz", "/readyz"] {
         let r = gw.admin_get(path);
-        assert_eq!((r.status, r.header("www-authenticate")), (401, Some(r#"Bearer realm="statusgate-admin""#)), "{path}");
+        assert_eq!(
+            (r.status, r.header("www-authenticate")),
+            (401, Some(r#"Bearer realm="statusgate-admin""#)),
+            "{path}"
+        );
         let r = request(gw.admin, "GET", path, &[("Authorization", &with_token(TOKEN))], b"");
         assert_eq!(r.status, 200, "{path} with the token");
     }
@@ -344,20 +354,28 @@ fn a_cross_site_post_is_refused_even_with_the_token() {
     }
     // Without a token configured too.
     let open = gateway(&up);
-    let r = request(open.admin, "POST", "/-/reload", &[("Origin", "http://evil.example")], b"");
+    let r = request(
+        open.admin,
+        "POST",
+        "/-/reload",
+        &[("Origin", "http://evil.example")],
+        b"",
+    );
     assert_eq!(r.status, 403);
-    let r = request(open.admin, "POST", "/-/reload", &[("Sec-Fetch-Site", "cross-site")], b"");
+    let r = request(
+        open.admin,
+        "POST",
+        "/-/reload",
+        &[("Sec-Fetch-Site", "cross-site")],
+        b"",
+    );
     assert_eq!(r.status, 403);
 }
 
 #[test]
 fn a_changed_token_file_is_applied_by_reload() {
     let up = Upstream::start(|_| Reply::json(400, "BadRequest", "{}"));
-    let gw = protected_gateway(
-        &up,
-        "  token_file: admin-token\n",
-        &[("admin-token", TOKEN)],
-    );
+    let gw = protected_gateway(&up, "  token_file: admin-token\n", &[("admin-token", TOKEN)]);
     let version = |auth: &str| {
         request(gw.admin, "GET", "/-/config", &[("Authorization", auth)], b"").json()["version"]
             .as_str()
@@ -366,10 +384,27 @@ fn a_changed_token_file_is_applied_by_reload() {
     };
     let before = version(&with_token(TOKEN));
     std::fs::write(gw.path("admin-token"), "a-new-token-0f1e2d3c4b5a69788796\n").unwrap();
-    let r = request(gw.admin, "POST", "/-/reload", &[("Authorization", &with_token(TOKEN))], b"");
-    assert_eq!(r.json()["outcome"], "applied", "the token file is part of the configuration");
+    let r = request(
+        gw.admin,
+        "POST",
+        "/-/reload",
+        &[("Authorization", &with_token(TOKEN))],
+        b"",
+    );
     assert_eq!(
-        request(gw.admin, "GET", "/-/config", &[("Authorization", &with_token(TOKEN))], b"").status,
+        r.json()["outcome"],
+        "applied",
+        "the token file is part of the configuration"
+    );
+    assert_eq!(
+        request(
+            gw.admin,
+            "GET",
+            "/-/config",
+            &[("Authorization", &with_token(TOKEN))],
+            b""
+        )
+        .status,
         401,
         "the old token no longer works"
     );
@@ -422,9 +457,15 @@ fn check_warns_about_an_admin_listener_off_loopback_without_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let check = |text: &str, env: Option<&str>| {
         let main = dir.path().join("gw.yaml");
-        std::fs::write(&main, format!("listen: 127.0.0.1:1\n{text}upstreams: {{}}\nroutes: []\n")).unwrap();
+        std::fs::write(
+            &main,
+            format!("listen: 127.0.0.1:1\n{text}upstreams: {{}}\nroutes: []\n"),
+        )
+        .unwrap();
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_statusgate"));
-        cmd.args(["check", "-c"]).arg(&main).env_remove("STATUSGATE_TEST_ADMIN_TOKEN");
+        cmd.args(["check", "-c"])
+            .arg(&main)
+            .env_remove("STATUSGATE_TEST_ADMIN_TOKEN");
         if let Some(v) = env {
             cmd.env("STATUSGATE_TEST_ADMIN_TOKEN", v);
         }
@@ -465,12 +506,17 @@ fn a_kubernetes_secret_token_update_is_seen_by_the_watcher() {
     std::fs::write(secret.join("..2026_12_01_v1/token"), TOKEN).unwrap();
     std::os::unix::fs::symlink("..2026_12_01_v1", secret.join("..data")).unwrap();
     std::os::unix::fs::symlink("..data/token", secret.join("token")).unwrap();
-    let gw = protected_gateway(
-        &up,
-        &format!("  token_file: {}\n", secret.join("token").display()),
-        &[],
-    );
-    let config_with = |token: &str| request(gw.admin, "GET", "/-/config", &[("Authorization", &with_token(token))], b"").status;
+    let gw = protected_gateway(&up, &format!("  token_file: {}\n", secret.join("token").display()), &[]);
+    let config_with = |token: &str| {
+        request(
+            gw.admin,
+            "GET",
+            "/-/config",
+            &[("Authorization", &with_token(token))],
+            b"",
+        )
+        .status
+    };
     assert_eq!(config_with(TOKEN), 200);
     let rotated = "rotated-7c1e0b9a2f4d6e8a0c2e4f6a8b0d2f4e";
     std::fs::create_dir_all(secret.join("..2026_12_01_v2")).unwrap();

@@ -176,7 +176,11 @@ fn keep_writing(path: std::path::PathBuf, stop: Arc<AtomicBool>) -> std::thread:
         let started = Instant::now();
         let mut lines = 0;
         while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(10) {
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap();
             writeln!(f, "line {lines}: GET /x 422").unwrap();
             lines += 1;
             std::thread::sleep(Duration::from_millis(20));
@@ -266,7 +270,10 @@ fn a_file_named_by_a_rejected_edit_is_watched_and_applied_once_it_appears() {
     );
     let saved = Instant::now();
     while rejected(&gw) == before {
-        assert!(saved.elapsed() < Duration::from_secs(3), "the edit was seen and rejected");
+        assert!(
+            saved.elapsed() < Duration::from_secs(3),
+            "the edit was seen and rejected"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     std::fs::create_dir(gw.path("more-rules")).unwrap();

@@ -39,7 +39,7 @@ pub struct RawConfig {
 #[derive(Debug)]
 pub enum RawAdmin {
     Addr(String),
-    Listener(RawAdminListener),
+    Listener(Box<RawAdminListener>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,7 +69,8 @@ impl<'de> Deserialize<'de> for RawAdmin {
                 Ok(RawAdmin::Addr(v.to_owned()))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawAdmin, A::Error> {
-                RawAdminListener::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawAdmin::Listener)
+                RawAdminListener::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|l| RawAdmin::Listener(Box::new(l)))
             }
         }
         d.deserialize_any(V)
