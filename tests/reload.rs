@@ -291,3 +291,32 @@ fn a_file_named_by_a_rejected_edit_is_watched_and_applied_once_it_appears() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_profile_saved_every_20ms_is_still_reloaded_at_least_every_500ms() {
+    let _serial = serial();
+    let up = Upstream::start(|_| Reply::json(400, "BadRequest", r#"{"msg":"m"}"#));
+    let gw = watched_gateway(&up);
+    let before = reloads_total(&gw);
+    let profile = gw.path("rules/vendor.yaml");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            for i in 0..500 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let (name, status) = if i % 2 == 0 { ("B", 409) } else { ("A", 422) };
+                save(&profile, &ruleset(name, status));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    // The settle time never passes while the writes go on: the cap makes the reloads happen.
+    std::thread::sleep(Duration::from_millis(1800));
+    let during = reloads_total(&gw) - before;
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(during >= 2.0, "{during} reloads in 1.8 s of saves every 20 ms");
+}
