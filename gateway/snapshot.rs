@@ -163,6 +163,8 @@ pub struct Snapshot {
     pub listen: Vec<String>,
     pub tls_listen: Vec<TlsListener>,
     pub admin: String,
+    /// The admin listener's bearer token and what it protects.
+    pub admin_auth: crate::admin::AdminAuth,
     pub canonical: CanonicalProfile,
     pub upstreams: HashMap<String, Arc<UpstreamGroup>>,
     pub routes: Vec<Route>,
@@ -202,6 +204,15 @@ impl Loader {
         path.hash(&mut self.hasher);
         text.hash(&mut self.hasher);
         parse_yaml(path, &text).map_err(|p| self.problems.push(p)).ok()
+    }
+
+    /// A file read as text that is part of the configuration (hashed, watched), e.g. a token.
+    fn read_text_file(&mut self, path: &Path) -> Result<String, ConfigProblem> {
+        let text = read_text(path)?;
+        self.files.push(path.to_path_buf());
+        path.hash(&mut self.hasher);
+        text.hash(&mut self.hasher);
+        Ok(text)
     }
 
     fn duration(&mut self, file: &Path, raw: &Option<Spanned<String>>, default: Duration) -> Duration {
@@ -342,13 +353,15 @@ pub fn load_next(main: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, V
         }
     }
 
-    let admin = raw
-        .admin
-        .as_ref()
-        .map_or("127.0.0.1:9090".to_owned(), |a| a.value.clone());
-    if let Some(a) = &raw.admin {
-        check_addr(main, a, &mut l);
-    }
+    let (mut admin_problems, mut admin_warnings) = (Vec::new(), Vec::new());
+    let admin = crate::admin::compile_admin(
+        main,
+        raw.admin.as_ref(),
+        &mut |path| l.read_text_file(path),
+        &mut admin_problems,
+        &mut admin_warnings,
+    );
+    l.problems.extend(admin_problems);
     for addr in &raw.listen.value.0 {
         if addr.to_socket_addrs().is_err() {
             l.error(SourcePos::of(main, &raw.listen), ProblemKind::Address(addr.clone()));
@@ -380,14 +393,16 @@ pub fn load_next(main: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, V
     let (Some(canonical), true) = (canonical, l.problems.is_empty()) else {
         return Err(l.problems);
     };
-    let warnings = challenge_warnings(&routes);
+    let mut warnings = challenge_warnings(&routes);
+    warnings.extend(admin_warnings);
     Ok(Snapshot {
         version: format!("{:016x}", l.hasher.finish()),
         loaded_at: SystemTime::now(),
         files: l.files,
         listen: raw.listen.value.0.clone(),
         tls_listen,
-        admin,
+        admin: admin.addr,
+        admin_auth: admin.auth,
         canonical,
         upstreams,
         routes,

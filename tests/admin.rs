@@ -1,5 +1,6 @@
 //! The admin listener: health, readiness, the loaded configuration, and reload through
-//! `POST /-/reload` (a bad edit is rejected with file:line:col and the old rules keep serving).
+//! `POST /-/reload` (a bad edit is rejected with file:line:col and the old rules keep serving);
+//! its bearer token (`admin.token_file` / `admin.token_env`) and the refusal of cross-site POSTs.
 
 mod common;
 
@@ -221,4 +222,314 @@ fn pooled_upstream_connections_survive_a_reload() {
         1,
         "the upstream connection opened before the reload served the requests after it"
     );
+}
+
+const TOKEN: &str = "3f9c1d2e7a5b4c6d8e0f1a2b3c4d5e6f";
+
+/// The `gateway` above with `admin:` as a map: `extra` lines go under it.
+fn protected_gateway(up: &Upstream, extra: &str, files: &[(&str, &str)]) -> Gateway {
+    let cfg = format!(
+        "listen: ${{LISTEN}}\nadmin:\n  addr: ${{ADMIN}}\n{extra}upstreams:\n  up:\n    addrs: [{}]\nroutes:\n  - name: admin-test\n    upstream: up\n    profile: rules/vendor.yaml\n",
+        up.addr()
+    );
+    let mut all = vec![("rules/vendor.yaml", V1)];
+    all.extend_from_slice(files);
+    Gateway::start(&cfg, &all)
+}
+
+fn with_token(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[test]
+fn without_a_token_reload_and_config_answer_any_local_client_as_before() {
+    let up = Upstream::start(|_| Reply::json(400, "BadRequest", "{}"));
+    let gw = gateway(&up);
+    let r = request(gw.admin, "POST", "/-/reload", &[], b"");
+    assert_eq!((r.status, r.json()["outcome"].as_str()), (200, Some("unchanged")));
+    let cfg = gw.admin_get("/-/config");
+    assert_eq!(cfg.status, 200);
+    assert!(cfg.json()["admin"]["token"].is_null());
+    assert_eq!(gw.admin_get("/metrics").status, 200);
+    // A browser POST from the listener's own origin is no cross-site request.
+    let own = format!("http://127.0.0.1:{}", gw.admin);
+    let r = request(gw.admin, "POST", "/-/reload", &[("Origin", &own)], b"");
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn with_a_token_reload_and_config_need_it_while_metrics_and_probes_stay_open() {
+    let up = Upstream::start(|_| Reply::json(400, "BadRequest", "{}"));
+    let gw = protected_gateway(
+        &up,
+        "  token_file: secrets/admin-token\n",
+        &[("secrets/admin-token", &format!("{TOKEN}\n"))],
+    );
+    for (method, path) in [("POST", "/-/reload"), ("GET", "/-/config")] {
+        for auth in [
+            None,
+            Some(with_token("wrong")),
+            Some(with_token(&TOKEN[..TOKEN.len() - 1])),
+            Some(format!("Basic {TOKEN}")),
+            Some("Bearer".to_owned()),
+        ] {
+            let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+            let r = request(gw.admin, method, path, &headers, b"");
+            assert_eq!(r.status, 401, "{method} {path} with {auth:?}");
+            assert_eq!(r.header("www-authenticate"), Some(r#"Bearer realm="statusgate-admin""#));
+            assert!(!r.text().contains(TOKEN));
+        }
+        let r = request(gw.admin, method, path, &[("Authorization", &with_token(TOKEN))], b"");
+        assert_eq!(r.status, 200, "{method} {path} with the token: {}", r.text());
+    }
+    // The scheme is case-insensitive (RFC 9110 11.1).
+    let r = request(
+        gw.admin,
+        "GET",
+        "/-/config",
+        &[("Authorization", &format!("bearer {TOKEN}"))],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let cfg = r.json();
+    assert!(
+        cfg["admin"]["token"].as_str().unwrap().ends_with("secrets/admin-token"),
+        "{cfg}"
+    );
+    assert!(!r.text().contains(TOKEN), "the token's value is never shown");
+    for open in ["/metrics", "/healthz", "/readyz"] {
+        assert_eq!(gw.admin_get(open).status, 200, "{open} is open by default");
+    }
+}
+
+#[test]
+fn metrics_and_probes_need_the_token_when_configured() {
+    let up = Upstream::start(|_| Reply::json(400, "BadRequest", "{}"));
+    let gw = protected_gateway(
+        &up,
+        "  token_file: admin-token\n  protect_metrics: true\n  protect_probes: true\n",
+        &[("admin-token", TOKEN)],
+    );
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        let r = gw.admin_get(path);
+        assert_eq!(
+            (r.status, r.header("www-authenticate")),
+            (401, Some(r#"Bearer realm="statusgate-admin""#)),
+            "{path}"
+        );
+        let r = request(gw.admin, "GET", path, &[("Authorization", &with_token(TOKEN))], b"");
+        assert_eq!(r.status, 200, "{path} with the token");
+    }
+}
+
+#[test]
+fn a_cross_site_post_is_refused_even_with_the_token() {
+    let up = Upstream::start(|_| Reply::json(400, "BadRequest", "{}"));
+    let gw = protected_gateway(&up, "  token_file: admin-token\n", &[("admin-token", TOKEN)]);
+    let auth = with_token(TOKEN);
+    let own = format!("http://127.0.0.1:{}", gw.admin);
+    let localhost = format!("http://localhost:{}", gw.admin);
+    let other_port = format!("http://127.0.0.1:{}", gw.port);
+    for cross in [
+        vec![("Origin", "http://evil.example")],
+        vec![("Origin", "null")],
+        vec![("Origin", other_port.as_str())],
+        vec![("Sec-Fetch-Site", "cross-site")],
+        vec![("Origin", own.as_str()), ("Sec-Fetch-Site", "cross-site")],
+    ] {
+        let mut headers = cross.clone();
+        headers.push(("Authorization", &auth));
+        let r = request(gw.admin, "POST", "/-/reload", &headers, b"");
+        assert_eq!(r.status, 403, "{cross:?}");
+    }
+    for same in [
+        vec![("Origin", own.as_str())],
+        vec![("Origin", localhost.as_str()), ("Sec-Fetch-Site", "same-origin")],
+        vec![],
+    ] {
+        let mut headers = same.clone();
+        headers.push(("Authorization", &auth));
+        let r = request(gw.admin, "POST", "/-/reload", &headers, b"");
+        assert_eq!(r.status, 200, "{same:?}");
+    }
+    // Without a token configured too.
+    let open = gateway(&up);
+    let r = request(
+        open.admin,
+        "POST",
+        "/-/reload",
+        &[("Origin", "http://evil.example")],
+        b"",
+    );
+    assert_eq!(r.status, 403);
+    let r = request(
+        open.admin,
+        "POST",
+        "/-/reload",
+        &[("Sec-Fetch-Site", "cross-site")],
+        b"",
+    );
+    assert_eq!(r.status, 403);
+}
+
+#[test]
+fn a_changed_token_file_is_applied_by_reload() {
+    let up = Upstream::start(|_| Reply::json(400, "BadRequest", "{}"));
+    let gw = protected_gateway(&up, "  token_file: admin-token\n", &[("admin-token", TOKEN)]);
+    let version = |auth: &str| {
+        request(gw.admin, "GET", "/-/config", &[("Authorization", auth)], b"").json()["version"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let before = version(&with_token(TOKEN));
+    std::fs::write(gw.path("admin-token"), "a-new-token-0f1e2d3c4b5a69788796\n").unwrap();
+    let r = request(
+        gw.admin,
+        "POST",
+        "/-/reload",
+        &[("Authorization", &with_token(TOKEN))],
+        b"",
+    );
+    assert_eq!(
+        r.json()["outcome"],
+        "applied",
+        "the token file is part of the configuration"
+    );
+    assert_eq!(
+        request(
+            gw.admin,
+            "GET",
+            "/-/config",
+            &[("Authorization", &with_token(TOKEN))],
+            b""
+        )
+        .status,
+        401,
+        "the old token no longer works"
+    );
+    assert_ne!(version(&with_token("a-new-token-0f1e2d3c4b5a69788796")), before);
+}
+
+#[test]
+fn a_missing_or_empty_token_file_is_a_problem_on_the_key_that_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("statusgate.yaml");
+    let text = "listen: 127.0.0.1:1\nadmin:\n  token_file: admin-token\nupstreams: {}\nroutes: []\n";
+    std::fs::write(&main, text).unwrap();
+    let problems = |main: &std::path::Path| -> Vec<String> {
+        statusgate::snapshot::load(main)
+            .map(|_| Vec::new())
+            .unwrap_or_else(|ps| ps.iter().map(ToString::to_string).collect())
+    };
+    let missing = problems(&main);
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert!(
+        missing[0].starts_with(&format!("{}:3:15: token_file `", main.display()))
+            && missing[0].contains("admin-token`: cannot read file"),
+        "{missing:?}"
+    );
+    std::fs::write(dir.path().join("admin-token"), " \n").unwrap();
+    let empty = problems(&main);
+    assert_eq!(empty.len(), 1, "{empty:?}");
+    assert!(
+        empty[0].starts_with(&format!("{}:3:15: ", main.display())) && empty[0].ends_with("admin-token` is empty"),
+        "{empty:?}"
+    );
+    // A well-formed map, but a token from nowhere for what it protects.
+    std::fs::write(
+        &main,
+        "listen: 127.0.0.1:1\nadmin:\n  addr: 127.0.0.1:2\n  protect_metrics: true\nupstreams: {}\nroutes: []\n",
+    )
+    .unwrap();
+    let p = problems(&main);
+    assert_eq!(
+        p,
+        [format!(
+            "{}:4:20: protect_metrics needs a token: set token_file or token_env",
+            main.display()
+        )]
+    );
+}
+
+#[test]
+fn check_warns_about_an_admin_listener_off_loopback_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |text: &str, env: Option<&str>| {
+        let main = dir.path().join("gw.yaml");
+        std::fs::write(
+            &main,
+            format!("listen: 127.0.0.1:1\n{text}upstreams: {{}}\nroutes: []\n"),
+        )
+        .unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_statusgate"));
+        cmd.args(["check", "-c"])
+            .arg(&main)
+            .env_remove("STATUSGATE_TEST_ADMIN_TOKEN");
+        if let Some(v) = env {
+            cmd.env("STATUSGATE_TEST_ADMIN_TOKEN", v);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, err) = check("admin: 0.0.0.0:9090\n", None);
+    assert!(ok, "a warning does not fail the check: {err}");
+    assert!(
+        err.contains("gw.yaml:2:8: warning: the admin listener `0.0.0.0:9090` is not on loopback and has no token"),
+        "{err}"
+    );
+    let (ok, err) = check("admin:\n  addr: 0.0.0.0:9090\n", None);
+    assert!(ok && err.contains("gw.yaml:3:9: warning: the admin listener"), "{err}");
+    // Loopback, or a token: no warning.
+    let (ok, err) = check("admin: 127.0.0.1:9090\n", None);
+    assert!(ok && !err.contains("warning"), "{err}");
+    let env_token = "admin:\n  addr: 0.0.0.0:9090\n  token_env: STATUSGATE_TEST_ADMIN_TOKEN\n";
+    let (ok, err) = check(env_token, Some(TOKEN));
+    assert!(ok && !err.contains("warning"), "{err}");
+    assert!(!err.contains(TOKEN), "the token's value is never printed");
+    // The variable unset: a problem on the key that names it.
+    let (ok, err) = check(env_token, None);
+    assert!(!ok);
+    assert!(
+        err.contains("gw.yaml:4:14: token_env `STATUSGATE_TEST_ADMIN_TOKEN`: the environment variable is not set"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_kubernetes_secret_token_update_is_seen_by_the_watcher() {
+    // A Secret volume looks like a ConfigMap one: `token` -> `..data/token`, `..data` swapped.
+    let up = Upstream::start(|_| Reply::json(400, "BadRequest", "{}"));
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::create_dir_all(secret.join("..2026_12_01_v1")).unwrap();
+    std::fs::write(secret.join("..2026_12_01_v1/token"), TOKEN).unwrap();
+    std::os::unix::fs::symlink("..2026_12_01_v1", secret.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/token", secret.join("token")).unwrap();
+    let gw = protected_gateway(&up, &format!("  token_file: {}\n", secret.join("token").display()), &[]);
+    let config_with = |token: &str| {
+        request(
+            gw.admin,
+            "GET",
+            "/-/config",
+            &[("Authorization", &with_token(token))],
+            b"",
+        )
+        .status
+    };
+    assert_eq!(config_with(TOKEN), 200);
+    let rotated = "rotated-7c1e0b9a2f4d6e8a0c2e4f6a8b0d2f4e";
+    std::fs::create_dir_all(secret.join("..2026_12_01_v2")).unwrap();
+    std::fs::write(secret.join("..2026_12_01_v2/token"), rotated).unwrap();
+    std::os::unix::fs::symlink("..2026_12_01_v2", secret.join("..data_tmp")).unwrap();
+    std::fs::rename(secret.join("..data_tmp"), secret.join("..data")).unwrap();
+    let swapped = std::time::Instant::now();
+    while config_with(rotated) != 200 {
+        assert!(
+            swapped.elapsed() < std::time::Duration::from_secs(3),
+            "the rotated token was not applied within 3 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(config_with(TOKEN), 401, "the old token no longer works");
 }

@@ -2,13 +2,18 @@
 //! the rules switch 100 times between two valid sets, with broken files in between (syntax
 //! error, unknown key, failing example, unreadable file). No request may fail, every response
 //! must come from exactly one of the two sets, and the reload metrics must count what happened.
+//! And the file watcher: only the loaded files (and a ConfigMap's `..data` swap) trigger a
+//! reload, within a bounded time however busy the directory is.
+//!
+//! The reload counters are process-wide, so the tests of this file run one at a time (`serial`)
+//! and compare counters against the value they read at their start.
 
 mod common;
 
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::{request, Gateway, Reply, Upstream};
@@ -35,6 +40,13 @@ fn save(path: &std::path::Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// One test of this file at a time: they read the process-wide reload counters.
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn reload(gw: &Gateway) -> String {
     let r = request(gw.admin, "POST", "/-/reload", &[], b"");
     r.json()["outcome"].as_str().unwrap().to_owned()
@@ -42,6 +54,7 @@ fn reload(gw: &Gateway) -> String {
 
 #[test]
 fn hundred_switches_under_load_lose_no_request() {
+    let _serial = serial();
     let up = Upstream::start(|_| Reply::json(400, "BadRequest", r#"{"msg":"vendor says no"}"#));
     let cfg = format!(
         "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\nserver:\n  threads: 2\n  grace_period: 0s\nupstreams:\n  up:\n    addrs: [{}]\nroutes:\n  - name: reload-load\n    upstream: up\n    profile: rules/vendor.yaml\n",
@@ -136,4 +149,174 @@ fn hundred_switches_under_load_lose_no_request() {
         rejected >= broken_writes as f64,
         "rejected {rejected}, broken writes {broken_writes}"
     );
+}
+
+/// A gateway whose profile `rules/vendor.yaml` maps 400 to 422 (set A), watching its files.
+fn watched_gateway(up: &Upstream) -> Gateway {
+    let cfg = format!(
+        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\nupstreams:\n  up:\n    addrs: [{}]\nroutes:\n  - name: watched\n    upstream: up\n    profile: rules/vendor.yaml\n",
+        up.addr()
+    );
+    Gateway::start(&cfg, &[("rules/vendor.yaml", &ruleset("A", 422))])
+}
+
+/// Every reload outcome, summed: any reload at all moves it.
+fn reloads_total(gw: &Gateway) -> f64 {
+    gw.metric("statusgate_config_reloads_total", &[])
+}
+
+fn version(gw: &Gateway) -> String {
+    gw.admin_get("/-/config").json()["version"].as_str().unwrap().to_owned()
+}
+
+/// Appends a line to `path` every 20 ms until `stop` (at most 10 s): a log file next to the
+/// configuration, as with `statusgate run -c ./statusgate.yaml > ./statusgate.log`.
+fn keep_writing(path: std::path::PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u32> {
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut lines = 0;
+        while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(10) {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap();
+            writeln!(f, "line {lines}: GET /x 422").unwrap();
+            lines += 1;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        lines
+    })
+}
+
+#[test]
+fn writing_an_unrelated_file_in_the_configuration_directory_causes_no_reload() {
+    let _serial = serial();
+    let up = Upstream::start(|_| Reply::json(400, "BadRequest", r#"{"msg":"m"}"#));
+    let gw = watched_gateway(&up);
+    let (before, version_before) = (reloads_total(&gw), version(&gw));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = keep_writing(gw.path("statusgate.log"), stop.clone());
+    let writer_rules = keep_writing(gw.path("rules/notes.txt"), stop.clone());
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    assert!(writer.join().unwrap() > 20 && writer_rules.join().unwrap() > 20);
+    std::thread::sleep(Duration::from_millis(700)); // past any settle or cap
+    assert_eq!(reloads_total(&gw), before, "no reload of any outcome");
+    assert_eq!(version(&gw), version_before);
+}
+
+#[test]
+fn a_profile_edit_is_applied_within_a_bounded_time_while_another_file_is_written_every_20ms() {
+    let _serial = serial();
+    let up = Upstream::start(|_| Reply::json(400, "BadRequest", r#"{"msg":"m"}"#));
+    let gw = watched_gateway(&up);
+    let version_before = version(&gw);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = keep_writing(gw.path("statusgate.log"), stop.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    save(&gw.path("rules/vendor.yaml"), &ruleset("B", 409));
+    let edited = Instant::now();
+    while version(&gw) == version_before {
+        assert!(
+            edited.elapsed() < Duration::from_secs(3),
+            "the edit was not applied within 3 s while the log was written"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let r = request(gw.port, "GET", "/x", &[], b"");
+    assert_eq!((r.status, r.header("x-ruleset")), (409, Some("B")));
+}
+
+#[test]
+fn a_rejected_reload_followed_by_log_writes_in_the_same_directory_is_rejected_exactly_once() {
+    let _serial = serial();
+    let up = Upstream::start(|_| Reply::json(400, "BadRequest", r#"{"msg":"m"}"#));
+    let gw = watched_gateway(&up);
+    let rejected = |gw: &Gateway| gw.metric("statusgate_config_reloads_total", &[("result", "rejected")]);
+    let before = rejected(&gw);
+    save(&gw.path("rules/vendor.yaml"), BROKEN[0]);
+    let saved = Instant::now();
+    while rejected(&gw) == before {
+        assert!(saved.elapsed() < Duration::from_secs(3), "the broken edit was seen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // What the rejection logged lands in a file next to the configuration, again and again.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = keep_writing(gw.path("statusgate.log"), stop.clone());
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    std::thread::sleep(Duration::from_millis(700)); // past any settle or cap
+    assert_eq!(rejected(&gw) - before, 1.0, "exactly one rejected reload");
+    let r = request(gw.port, "GET", "/x", &[], b"");
+    assert_eq!(r.header("x-ruleset"), Some("A"), "the last good rules keep serving");
+}
+
+#[test]
+fn a_file_named_by_a_rejected_edit_is_watched_and_applied_once_it_appears() {
+    let _serial = serial();
+    let up = Upstream::start(|_| Reply::json(400, "BadRequest", r#"{"msg":"m"}"#));
+    let gw = watched_gateway(&up);
+    let rejected = |gw: &Gateway| gw.metric("statusgate_config_reloads_total", &[("result", "rejected")]);
+    let before = rejected(&gw);
+    // The main file now names a profile in a directory that does not exist yet.
+    let main = std::fs::read_to_string(gw.path("statusgate.yaml")).unwrap();
+    save(
+        &gw.path("statusgate.yaml"),
+        &main.replace("profile: rules/vendor.yaml", "profile: more-rules/next.yaml"),
+    );
+    let saved = Instant::now();
+    while rejected(&gw) == before {
+        assert!(
+            saved.elapsed() < Duration::from_secs(3),
+            "the edit was seen and rejected"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::create_dir(gw.path("more-rules")).unwrap();
+    std::fs::write(gw.path("more-rules/next.yaml"), ruleset("B", 409)).unwrap();
+    let created = Instant::now();
+    loop {
+        let r = request(gw.port, "GET", "/x", &[], b"");
+        if r.header("x-ruleset") == Some("B") {
+            break;
+        }
+        assert!(
+            created.elapsed() < Duration::from_secs(3),
+            "the file the rejected edit named was not picked up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_profile_saved_every_20ms_is_still_reloaded_at_least_every_500ms() {
+    let _serial = serial();
+    let up = Upstream::start(|_| Reply::json(400, "BadRequest", r#"{"msg":"m"}"#));
+    let gw = watched_gateway(&up);
+    let before = reloads_total(&gw);
+    let profile = gw.path("rules/vendor.yaml");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            for i in 0..500 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let (name, status) = if i % 2 == 0 { ("B", 409) } else { ("A", 422) };
+                save(&profile, &ruleset(name, status));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    // The settle time never passes while the writes go on: the cap makes the reloads happen.
+    std::thread::sleep(Duration::from_millis(1800));
+    let during = reloads_total(&gw) - before;
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(during >= 2.0, "{during} reloads in 1.8 s of saves every 20 ms");
 }

@@ -20,8 +20,9 @@ pub struct RawConfig {
     /// TLS listeners (rustls).
     #[serde(default)]
     pub tls_listen: Vec<RawTlsListener>,
-    /// Admin listener address; 127.0.0.1:9090 when absent.
-    pub admin: Option<Spanned<String>>,
+    /// Admin listener: an address (127.0.0.1:9090 when absent) or a map with `addr` and a
+    /// bearer token (`token_file` / `token_env`).
+    pub admin: Option<Spanned<RawAdmin>>,
     /// The canonical profile file; the embedded `rules/canonical.yaml` when absent.
     pub canonical: Option<Spanned<String>>,
     #[serde(default)]
@@ -32,6 +33,48 @@ pub struct RawConfig {
     pub server: RawServer,
     pub upstreams: BTreeMap<String, Spanned<RawUpstream>>,
     pub routes: Vec<Spanned<RawRoute>>,
+}
+
+/// `admin: 127.0.0.1:9090`, or `admin: {addr: 0.0.0.0:9090, token_file: admin-token}`.
+#[derive(Debug)]
+pub enum RawAdmin {
+    Addr(String),
+    Listener(Box<RawAdminListener>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdminListener {
+    /// Default 127.0.0.1:9090.
+    pub addr: Option<Spanned<String>>,
+    /// A file holding the bearer token (surrounding whitespace ignored); relative to this file.
+    pub token_file: Option<Spanned<String>>,
+    /// An environment variable holding the bearer token.
+    pub token_env: Option<Spanned<String>>,
+    /// Require the token for `/metrics` too (default false).
+    pub protect_metrics: Option<Spanned<bool>>,
+    /// Require the token for `/healthz` and `/readyz` too (default false).
+    pub protect_probes: Option<Spanned<bool>>,
+}
+
+impl<'de> Deserialize<'de> for RawAdmin {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawAdmin;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an address like 127.0.0.1:9090, or a map with addr, token_file / token_env, protect_metrics, protect_probes")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawAdmin, E> {
+                Ok(RawAdmin::Addr(v.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawAdmin, A::Error> {
+                RawAdminListener::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|l| RawAdmin::Listener(Box::new(l)))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]
