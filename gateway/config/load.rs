@@ -278,13 +278,56 @@ pub fn resolve(base: &Path, rel: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::schema::RawConfig;
+    use crate::config::schema::{RawConfig, RawProfile};
 
     #[test]
     fn yaml_errors_name_line_and_column() {
         let p = Path::new("gw.yaml");
         let err = parse_yaml::<RawConfig>(p, "listen: 127.0.0.1:1\nupstreams: {}\nroutes: []\nbogus: 1\n").unwrap_err();
         assert_eq!(err.to_string(), "gw.yaml:4:1: unknown field `bogus`, expected one of listen, tls_listen, admin, canonical, limits, log, server, upstreams, routes");
+    }
+
+    #[test]
+    fn a_deeply_nested_rule_file_is_a_positioned_problem_not_a_stack_overflow() {
+        let p = Path::new("rules.yaml");
+        let flow = format!("rules: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let err = parse_yaml::<RawProfile>(p, &flow).unwrap_err();
+        assert!(err.at.line >= 1, "{err}");
+        let mut block = String::from("rules:\n");
+        for i in 0..2_000 {
+            block.push_str(&" ".repeat(i * 2 + 2));
+            block.push_str("- a:\n");
+        }
+        let err = parse_yaml::<RawProfile>(p, &block).unwrap_err();
+        assert!(err.at.line >= 1, "{err}");
+    }
+
+    #[test]
+    fn an_alias_bomb_is_a_positioned_problem() {
+        let p = Path::new("rules.yaml");
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let prev = i - 1;
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
+            ));
+        }
+        bomb.push_str("rules: *a9\n");
+        // The schema refuses `a0` before any alias is replayed; a schema-less walk (every
+        // event, every replay) shows the parser's own budget stops the expansion.
+        let err = parse_yaml::<RawProfile>(p, &bomb).unwrap_err();
+        assert_eq!(err.at.line, 1, "{err}");
+        let started = std::time::Instant::now();
+        let err = parse_yaml::<serde::de::IgnoredAny>(p, &bomb).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert!(err.at.line >= 1, "{err}");
+    }
+
+    #[test]
+    fn a_file_over_the_size_limit_is_refused_before_parsing() {
+        let text = format!("vendor: x\ndescription: \"{}\"\n", "y".repeat(MAX_FILE_BYTES));
+        let err = parse_yaml::<RawProfile>(Path::new("big.yaml"), &text).unwrap_err();
+        assert!(err.to_string().starts_with("big.yaml: file is"), "{err}");
     }
 
     #[test]
