@@ -18,8 +18,8 @@ use crate::config::load::{load_file, parse_yaml, read_text, resolve, EMBEDDED_CA
 use crate::config::schema::{RawCanonical, RawConfig, RawProfile, RawUpstream};
 use crate::config::units::parse_duration;
 use crate::config::{ConfigProblem, ProblemKind, SourcePos};
-use crate::engine::canonical::{CanonicalStatus, GatewayFailure};
 use crate::engine::body::DEFAULT_BODY_DEPTH;
+use crate::engine::canonical::{CanonicalStatus, GatewayFailure};
 use crate::engine::profile::{check_body_depth, EnsureHeaders, DEFAULT_BODY_BUFFER};
 use crate::engine::redact::Redaction;
 use crate::engine::{CanonicalProfile, CompiledProfile};
@@ -242,7 +242,10 @@ pub fn load_next(main: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, V
         .body_buffer
         .as_ref()
         .map_or(DEFAULT_BODY_BUFFER, |b| b.value.0 as usize);
-    let body_depth = (raw.limits.body_depth.as_ref())
+    let body_depth = raw
+        .limits
+        .body_depth
+        .as_ref()
         .map_or(DEFAULT_BODY_DEPTH, |d| check_body_depth(main, d, &mut l.problems));
     let limits = Limits {
         body_buffer,

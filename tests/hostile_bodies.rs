@@ -30,7 +30,10 @@ fn deep_xml(depth: usize) -> String {
 #[test]
 fn a_thirty_thousand_deep_xml_error_is_skipped_as_too_deep_and_the_gateway_keeps_serving() {
     let body = deep_xml(30_000);
-    assert!(body.len() < 256 * 1024, "the body fits the buffer: the parser is what is tested");
+    assert!(
+        body.len() < 256 * 1024,
+        "the body fits the buffer: the parser is what is tested"
+    );
     let up = Upstream::start(move |req| match req.path.as_str() {
         "/api/deep" => Reply::xml(500, "InternalServerError", &body),
         _ => Reply::json(200, "OK", r#"{"ok":true}"#),

@@ -11,19 +11,38 @@ use std::sync::OnceLock;
 use http::HeaderMap;
 use proptest::prelude::*;
 use serde_json::Value;
+use statusgate::config::schema::RawProfile;
 use statusgate::engine::body::{
     json_too_deep, parse_json_bounded, BodyDoc, JsonPath, Unreadable, XmlNode, XmlPath, MAX_BODY_DEPTH,
 };
 use statusgate::engine::matcher::{MediaPattern, PathGlob};
 use statusgate::engine::redact::Redaction;
 use statusgate::engine::response::decode;
+use statusgate::engine::response::{compose, CanonicalBody};
 use statusgate::engine::template::{Scope, Template};
-use statusgate::engine::{CanonicalProfile, Origin, ProblemBody, RequestFacts, UpstreamHead};
+use statusgate::engine::{
+    CanonicalProfile, CompiledProfile, Origin, ProblemBody, ProblemFormat, RequestFacts, UpstreamBody, UpstreamHead,
+};
 
 fn canonical() -> &'static CanonicalProfile {
     static C: OnceLock<CanonicalProfile> = OnceLock::new();
     C.get_or_init(|| {
         statusgate::snapshot::load_canonical(Path::new("embedded:rules/canonical.yaml")).expect("embedded canonical")
+    })
+}
+
+/// The shipped vendor profiles, compiled once.
+fn shipped() -> &'static Vec<CompiledProfile> {
+    static P: OnceLock<Vec<CompiledProfile>> = OnceLock::new();
+    P.get_or_init(|| {
+        ["veeam", "huawei-vpcep", "oracle-ords", "forgerock-crest"]
+            .iter()
+            .map(|name| {
+                let path = std::path::PathBuf::from(format!("embedded:rules/{name}.yaml"));
+                let raw: RawProfile = statusgate::config::load::load_file(&path).expect("shipped profile parses");
+                CompiledProfile::compile(&path, &raw, canonical(), 64 * 1024, 64).expect("shipped profile compiles")
+            })
+            .collect()
     })
 }
 
@@ -146,8 +165,7 @@ fn json_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(6, 48, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::vec(("\\PC{0,6}", inner), 0..6)
-                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            prop::collection::vec(("\\PC{0,6}", inner), 0..6).prop_map(|kv| Value::Object(kv.into_iter().collect())),
         ]
     })
 }
@@ -182,7 +200,11 @@ fn problem() -> impl Strategy<Value = ProblemBody> {
         prop::collection::vec((s(), json_value()), 0..4),
     )
         .prop_map(
-            |((type_uri, title, status, detail, instance), (up, vendor_code, request_id, vendor_rid, gw), extensions)| {
+            |(
+                (type_uri, title, status, detail, instance),
+                (up, vendor_code, request_id, vendor_rid, gw),
+                extensions,
+            )| {
                 ProblemBody {
                     type_uri,
                     title,
@@ -385,6 +407,39 @@ proptest! {
     ) {
         let (out, _) = Redaction::default().filter(&s);
         prop_assert!(!out.chars().any(|c| (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{7f}'), "{:?}", out);
+    }
+
+    #[test]
+    fn the_shipped_profiles_answer_any_upstream_response_with_a_well_formed_body(
+        which in 0usize..4,
+        status in 100u16..600,
+        method in prop::sample::select(vec!["GET", "POST", "PUT", "DELETE", "HEAD"]),
+        ct in prop::sample::select(vec!["application/json", "application/xml", "text/plain", ""]),
+        body in prop_oneof![any::<Vec<u8>>(), json_value().prop_map(|v| v.to_string().into_bytes()), xml_doc().prop_map(String::into_bytes)],
+        xml in any::<bool>(),
+    ) {
+        let profile = &shipped()[which];
+        let mut req_headers = HeaderMap::new();
+        req_headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        let mut up_headers = HeaderMap::new();
+        if !ct.is_empty() {
+            up_headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(ct));
+        }
+        let req = RequestFacts { method, path: "/api/x", headers: &req_headers, request_id: "r" };
+        let head = UpstreamHead { status, headers: &up_headers };
+        let ub = if profile.needs_body(&req, &head) { UpstreamBody::Read(&body) } else { UpstreamBody::NotRead };
+        let no_route_headers = Default::default();
+        let decision = profile.evaluate(canonical(), &no_route_headers, &req, &head, ub);
+        let format = if xml { ProblemFormat::Xml } else { ProblemFormat::Json };
+        let resp = compose(&decision, status, &up_headers, "r", format, method == "HEAD");
+        if let CanonicalBody::Replace(b) = resp.body {
+            let text = String::from_utf8(b).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            if xml {
+                xml_well_formed(&text).map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
+            } else {
+                serde_json::from_str::<Value>(&text).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            }
+        }
     }
 
     #[test]

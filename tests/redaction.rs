@@ -11,7 +11,10 @@ const DOTNET: &str = "System.NullReferenceException: Object reference not set to
 const JAVA: &str = "java.lang.IllegalStateException: Managed object is locked\n\tat org.forgerock.openidm.managed.ManagedObjectSet.update(ManagedObjectSet.java:812)\n\tat org.forgerock.json.resource.Router.handleUpdate(Router.java:301)\nCaused by: java.util.ConcurrentModificationException: busy\n\tat java.base/java.util.HashMap.forEach(HashMap.java:1337)\n\t... 42 more";
 
 fn xml_attr(s: &str) -> String {
-    quick_xml::escape::escape(s).replace('\r', "&#13;").replace('\n', "&#10;").replace('\t', "&#9;")
+    quick_xml::escape::escape(s)
+        .replace('\r', "&#13;")
+        .replace('\n', "&#10;")
+        .replace('\t', "&#9;")
 }
 
 fn gateway(up: &Upstream, prefix: &str) -> Gateway {
@@ -25,7 +28,16 @@ fn gateway(up: &Upstream, prefix: &str) -> Gateway {
 }
 
 fn assert_clean(detail: &str) {
-    for leak in ["System.", "java.lang.", "java.util.", " at ", "StackTrace", ".cs:line", ".java:", "more"] {
+    for leak in [
+        "System.",
+        "java.lang.",
+        "java.util.",
+        " at ",
+        "StackTrace",
+        ".cs:line",
+        ".java:",
+        "more",
+    ] {
         assert!(!detail.contains(leak), "`{leak}` leaked into {detail:?}");
     }
 }
@@ -57,7 +69,10 @@ fn stack_traces_in_veeam_and_crest_messages_never_reach_the_problem_detail() {
         let r = request(gw.port, "GET", path, &[], b"");
         assert_eq!(r.status, 500);
         let detail = r.json()["detail"].as_str().unwrap_or_default().to_owned();
-        assert_eq!(detail, "Object reference not set to an instance of an object.", "{path}");
+        assert_eq!(
+            detail, "Object reference not set to an instance of an object.",
+            "{path}"
+        );
         assert_clean(&detail);
     }
     let r = request(gw.port, "PUT", "/crest/openidm/managed/user/1", &[], b"{}");
@@ -65,8 +80,18 @@ fn stack_traces_in_veeam_and_crest_messages_never_reach_the_problem_detail() {
     let detail = r.json()["detail"].as_str().unwrap_or_default().to_owned();
     assert_eq!(detail, "Managed object is locked");
     assert_clean(&detail);
-    gw.expect_metric("statusgate_redactions_total", &[("route", "trace-veeam")], 2.0, "two Veeam details");
-    gw.expect_metric("statusgate_redactions_total", &[("route", "trace-crest")], 1.0, "one CREST detail");
+    gw.expect_metric(
+        "statusgate_redactions_total",
+        &[("route", "trace-veeam")],
+        2.0,
+        "two Veeam details",
+    );
+    gw.expect_metric(
+        "statusgate_redactions_total",
+        &[("route", "trace-crest")],
+        1.0,
+        "one CREST detail",
+    );
 }
 
 #[test]
@@ -81,7 +106,12 @@ fn an_ordinary_vendor_message_is_not_redacted() {
     let gw = gateway(&up, "plain");
     let r = request(gw.port, "GET", "/veeam/api/x", &[], b"");
     assert_eq!(r.json()["detail"], "There is an error in XML document (1, 1).");
-    gw.expect_metric("statusgate_redactions_total", &[("route", "plain-veeam")], 0.0, "nothing removed");
+    gw.expect_metric(
+        "statusgate_redactions_total",
+        &[("route", "plain-veeam")],
+        0.0,
+        "nothing removed",
+    );
 }
 
 #[test]
@@ -99,7 +129,9 @@ fn control_characters_in_a_vendor_message_leave_problem_xml_well_formed() {
     let text = r.text();
     // XML 1.0 section 2.2: no C0 control but tab, LF and CR, escaped or not.
     assert!(
-        !text.chars().any(|c| (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{7f}'),
+        !text
+            .chars()
+            .any(|c| (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{7f}'),
         "{text:?}"
     );
     assert!(!text.contains("&#1;") && !text.contains("&#x1;"), "{text:?}");

@@ -413,7 +413,10 @@ mod tests {
     #[test]
     fn invalid_utf8_in_json_is_read_lossily() {
         let doc = BodyDoc::new(b"{\"code\":\"E1\",\"msg\":\"a\xffb\"}");
-        assert_eq!(doc.json_text(&JsonPath::compile("code").unwrap()).as_deref(), Some("E1"));
+        assert_eq!(
+            doc.json_text(&JsonPath::compile("code").unwrap()).as_deref(),
+            Some("E1")
+        );
         assert_eq!(
             doc.json_text(&JsonPath::compile("msg").unwrap()).as_deref(),
             Some("a\u{fffd}b")

@@ -167,7 +167,8 @@ fn write_xml_member(out: &mut String, name: &str, v: &Value) {
 /// Drops what XML 1.0 cannot carry even escaped (C0 controls but tab, LF, CR; U+FFFE, U+FFFF)
 /// and DEL: whatever a member holds, the document stays well-formed.
 fn xml_chars(s: &str) -> std::borrow::Cow<'_, str> {
-    let bad = |c: char| (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{7f}' | '\u{fffe}' | '\u{ffff}');
+    let bad =
+        |c: char| (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{7f}' | '\u{fffe}' | '\u{ffff}');
     if s.contains(bad) {
         std::borrow::Cow::Owned(s.chars().filter(|&c| !bad(c)).collect())
     } else {

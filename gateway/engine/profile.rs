@@ -125,10 +125,7 @@ pub fn check_body_depth(file: &Path, raw: &Spanned<usize>, problems: &mut Vec<Co
     } else {
         problems.push(ConfigProblem::error(
             SourcePos::of(file, raw),
-            ProblemKind::Invalid(format!(
-                "body_depth {} is outside 1-{MAX_BODY_DEPTH}",
-                raw.value
-            )),
+            ProblemKind::Invalid(format!("body_depth {} is outside 1-{MAX_BODY_DEPTH}", raw.value)),
         ));
         DEFAULT_BODY_DEPTH
     }

@@ -45,6 +45,8 @@ pub const DEFAULT_REPLACEMENT: &str = "[redacted]";
 const QUALIFIED_TYPE: &str = r"(?:[A-Za-z_][\w$]*\.)+[\w$]*(?:Exception|Error|Throwable)";
 
 struct Builtin {
+    /// Any of the patterns below: one scan that lets ordinary messages through untouched.
+    any: Regex,
     /// Removed outright (step 1 and 2).
     remove: Vec<Regex>,
     /// Removed when the text held a Python traceback.
@@ -60,8 +62,7 @@ fn builtin() -> &'static Builtin {
         let re = |s: &str| Regex::new(s).unwrap_or_else(|e| panic!("builtin redaction pattern {s}: {e}"));
         // Ends a removed line: its line break, or the end of the text.
         const EOL: &str = r"[ \t]*(?:\r?\n|$)";
-        Builtin {
-            remove: vec![
+        let remove: Vec<Regex> = vec![
                 // Python.
                 re(&format!(r"(?m)^[ \t]*Traceback \(most recent call last\):{EOL}")),
                 re(&format!(
@@ -90,12 +91,21 @@ fn builtin() -> &'static Builtin {
                 re(r"(?:\r?\n)?[ \t]*(?:Caused by|Suppressed): [^\r\n]*"),
                 // A type name opening a line, with its colon: the message after it stays.
                 re(&format!(r"(?m)^[ \t]*{QUALIFIED_TYPE}:[ \t]*")),
-            ],
+        ];
+        let types = re(&format!(r"\b{QUALIFIED_TYPE}\b"));
+        let all: Vec<String> = remove
+            .iter()
+            .chain([&types])
+            .map(|r| format!("(?:{})", r.as_str()))
+            .collect();
+        Builtin {
+            any: re(&all.join("|")),
+            remove,
             python_names: re(
                 r"(?m)^[ \t]*[A-Za-z_][\w.]*(?:Error|Exception|Warning|Exit|Interrupt|StopIteration):[ \t]*",
             ),
             python_marker: re(r"Traceback \(most recent call last\):"),
-            types: re(&format!(r"\b{QUALIFIED_TYPE}\b")),
+            types,
         }
     })
 }
@@ -128,7 +138,11 @@ pub struct PatternError {
 
 impl Redaction {
     /// Compiles the operator's settings; every bad pattern is reported.
-    pub fn compile(builtin: bool, patterns: &[&str], replacement: Option<&str>) -> Result<Redaction, Vec<PatternError>> {
+    pub fn compile(
+        builtin: bool,
+        patterns: &[&str],
+        replacement: Option<&str>,
+    ) -> Result<Redaction, Vec<PatternError>> {
         let mut compiled = Vec::new();
         let mut errors = Vec::new();
         for (index, p) in patterns.iter().enumerate() {
@@ -161,7 +175,7 @@ impl Redaction {
                 redacted = true;
             }
         };
-        if self.builtin {
+        if self.builtin && builtin().any.is_match(s) {
             let b = builtin();
             let python = b.python_marker.is_match(s);
             for re in &b.remove {
@@ -269,10 +283,7 @@ mod tests {
             clean("Failed at Veeam.Backup.Foo.Bar() in C:\\x\\y.cs:line 12 today").0,
             "Failed today"
         );
-        assert_eq!(
-            clean("Failed in C:\\x\\y.cs:line 12").0,
-            "Failed"
-        );
+        assert_eq!(clean("Failed in C:\\x\\y.cs:line 12").0, "Failed");
         assert_eq!(
             clean("Exception of type 'System.OutOfMemoryException' was thrown.").0,
             "Exception of type '[redacted]' was thrown."
@@ -306,7 +317,10 @@ mod tests {
         let s = "panic: runtime error: invalid memory address or nil pointer dereference\n[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x4a2b3c]\n\ngoroutine 1 [running]:\nmain.(*Server).handle(0xc000010000, {0x0, 0x0})\n\t/src/app/server.go:42 +0x1d\nmain.main()\n\t/src/app/main.go:12 +0x25\ncreated by net/http.(*Server).Serve in goroutine 1\n\t/usr/local/go/src/net/http/server.go:3285 +0x4b4";
         assert_eq!(
             clean(s),
-            ("runtime error: invalid memory address or nil pointer dereference".into(), true)
+            (
+                "runtime error: invalid memory address or nil pointer dereference".into(),
+                true
+            )
         );
         assert_eq!(clean("failed at /src/app/x.go:12 +0x1d").0, "failed at");
     }
@@ -331,7 +345,10 @@ mod tests {
 
     #[test]
     fn control_characters_go_and_tab_lf_cr_stay() {
-        assert_eq!(clean("a\u{1}b\u{1b}[31mc\u{7f}\td\r\ne"), ("ab[31mc\td\r\ne".into(), false));
+        assert_eq!(
+            clean("a\u{1}b\u{1b}[31mc\u{7f}\td\r\ne"),
+            ("ab[31mc\td\r\ne".into(), false)
+        );
     }
 
     #[test]
