@@ -148,3 +148,33 @@ fn a_huawei_error_with_one_invalid_utf8_byte_still_maps_throttling_to_429() {
         "The number of requests exceeded the limit\u{fffd}. Please try later."
     );
 }
+
+#[test]
+fn a_body_depth_outside_one_to_one_hundred_is_a_positioned_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.yaml"), "vendor: x\nbody_depth: 0\n").unwrap();
+    let main = dir.path().join("statusgate.yaml");
+    std::fs::write(
+        &main,
+        "listen: 127.0.0.1:1\nlimits:\n  body_depth: 101\nupstreams: {u: {addrs: [127.0.0.1:2]}}\nroutes: [{name: r, upstream: u, profile: p.yaml}]\n",
+    )
+    .unwrap();
+    let problems: Vec<String> = statusgate::snapshot::load(&main)
+        .map(|_| ())
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.ends_with("statusgate.yaml:3:15: body_depth 101 is outside 1-100")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.ends_with("p.yaml:2:13: body_depth 0 is outside 1-100")),
+        "{problems:?}"
+    );
+}

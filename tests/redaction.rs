@@ -151,3 +151,50 @@ fn control_characters_in_a_vendor_message_leave_problem_xml_well_formed() {
     }
     assert_eq!(detail.as_deref(), Some("bell and [31mred, tab\tkept"));
 }
+
+#[test]
+fn operator_patterns_in_the_canonical_profile_replace_matches_in_every_upstream_member() {
+    let up = Upstream::start(|_| {
+        Reply::json(
+            409,
+            "Conflict",
+            r#"{"code":409,"reason":"Conflict","message":"token tok-0123456789abcdef leaked"}"#,
+        )
+    });
+    let canonical = std::fs::read_to_string(format!("{}/rules/canonical.yaml", env!("CARGO_MANIFEST_DIR")))
+        .unwrap()
+        .replace("  patterns: []", "  patterns: ['tok-[0-9a-f]{16}']")
+        .replace("  replacement: \"[redacted]\"", "  replacement: \"<token>\"");
+    let cfg = format!(
+        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\ncanonical: canonical.yaml\nupstreams:\n  up:\n    addrs: [{}]\nroutes:\n  - name: custom-crest\n    path_prefix: /\n    upstream: up\n    profile: {}\n",
+        up.addr(),
+        profile("forgerock-crest.yaml"),
+    );
+    let gw = Gateway::start(&cfg, &[("canonical.yaml", &canonical)]);
+    let r = request(gw.port, "PUT", "/openidm/managed/user/1", &[], b"{}");
+    assert_eq!(r.json()["detail"], "token <token> leaked");
+    gw.expect_metric("statusgate_redactions_total", &[("route", "custom-crest")], 1.0, "");
+}
+
+#[test]
+fn a_redaction_pattern_that_does_not_compile_is_a_positioned_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let canonical = std::fs::read_to_string(format!("{}/rules/canonical.yaml", env!("CARGO_MANIFEST_DIR")))
+        .unwrap()
+        .replace("  patterns: []", "  patterns:\n    - ok\n    - '(unclosed'");
+    std::fs::write(dir.path().join("canonical.yaml"), &canonical).unwrap();
+    let main = dir.path().join("statusgate.yaml");
+    std::fs::write(
+        &main,
+        "listen: 127.0.0.1:1\ncanonical: canonical.yaml\nupstreams: {u: {addrs: [127.0.0.1:2]}}\nroutes: [{name: r, upstream: u}]\n",
+    )
+    .unwrap();
+    let problems = statusgate::snapshot::load(&main).map(|_| ()).unwrap_err();
+    let line = canonical.lines().position(|l| l.contains("(unclosed")).unwrap() + 1;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let text = problems[0].to_string();
+    assert!(
+        text.contains(&format!("canonical.yaml:{line}:7: invalid regex:")),
+        "{text}"
+    );
+}
