@@ -178,3 +178,30 @@ fn a_body_depth_outside_one_to_one_hundred_is_a_positioned_problem() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn a_profile_body_depth_overrides_the_limit() {
+    let up = Upstream::start(|req| match req.path.as_str() {
+        "/flat" => Reply::json(500, "InternalServerError", r#"{"m":"flat"}"#),
+        _ => Reply::json(500, "InternalServerError", r#"{"m":"nested","x":{"y":{}}}"#),
+    });
+    let profile = "vendor: t\nbody_depth: 2\nrules:\n  - name: m\n    when: { status: 500, json: { /m: { exists: true } } }\n    then: { problem: { detail: \"${json:/m}\" } }\n";
+    let cfg = format!(
+        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\nlimits:\n  body_depth: 50\nupstreams:\n  up:\n    addrs: [{}]\nroutes:\n  - name: override\n    path_prefix: /\n    upstream: up\n    profile: p.yaml\n",
+        up.addr()
+    );
+    let gw = Gateway::start(&cfg, &[("p.yaml", profile)]);
+    assert_eq!(request(gw.port, "GET", "/flat", &[], b"").json()["detail"], "flat");
+    let r = request(gw.port, "GET", "/nested", &[], b"");
+    assert!(
+        r.json().get("detail").is_none(),
+        "three levels are over the profile's 2: {}",
+        r.text()
+    );
+    gw.expect_metric(
+        "statusgate_body_rewrites_skipped_total",
+        &[("route", "override"), ("reason", "too_deep")],
+        1.0,
+        "",
+    );
+}
