@@ -193,7 +193,7 @@ pub fn explain(snap: &Snapshot, args: &ExplainArgs) -> Result<String, String> {
         "# rule: {}\n",
         decision.rule.unwrap_or("(none: canonical defaults)")
     ));
-    if let UpstreamBody::Skipped(s) = ub {
+    if let Some(s) = decision.body_skip {
         text.push_str(&format!("# body not used: {}\n", s.name()));
     }
     text.push_str(&format!("HTTP/1.1 {} {}\n", resp.status, resp.reason));

@@ -8,8 +8,8 @@
 //! Cardinality is bounded by the configuration: per route at most 501 codes (100-599 and
 //! `other`) x 502 upstream codes (plus `none`) x 2 origins for responses (in practice the
 //! handful a vendor uses), one series per gateway failure kind (`GatewayFailure::ALL`, split
-//! into upstream and client failures) plus `after_header`, one series per rule, 3 skip reasons, 6 status
-//! classes; no path, client or address labels.
+//! into upstream and client failures) plus `after_header`, one series per rule, 4 skip reasons,
+//! one redaction counter, 6 status classes; no path, client or address labels.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -35,6 +35,7 @@ pub struct Metrics {
     pub upstream_connections: IntGaugeVec,
     pub rule_matches: IntCounterVec,
     pub body_skipped: IntCounterVec,
+    pub redactions: IntCounterVec,
     pub duration: HistogramVec,
     pub upstream_header: HistogramVec,
     pub in_flight: IntGauge,
@@ -97,8 +98,13 @@ impl Metrics {
             )?,
             body_skipped: register_int_counter_vec!(
                 "statusgate_body_rewrites_skipped_total",
-                "Bodies that rules wanted but could not read: over_cap, undecodable, unsupported_encoding.",
+                "Bodies that rules wanted but could not read: over_cap, undecodable, unsupported_encoding, too_deep.",
                 &["route", "reason"]
+            )?,
+            redactions: register_int_counter_vec!(
+                "statusgate_redactions_total",
+                "Problem members from upstream data that the redaction filter changed (stack traces, exception names).",
+                &["route"]
             )?,
             duration: register_histogram_vec!(
                 "statusgate_request_duration_seconds",
@@ -177,7 +183,8 @@ pub struct RouteMetrics {
     failures: Vec<IntCounter>,
     after_header: IntCounter,
     rules: Vec<IntCounter>,
-    skipped: [IntCounter; 3],
+    skipped: [IntCounter; BodySkip::ALL.len()],
+    redactions: IntCounter,
     duration: Vec<Histogram>,
     upstream_header: Histogram,
     /// (code, upstream code, origin) packed into a u32 -> its counter.
@@ -223,8 +230,8 @@ impl RouteMetrics {
                 .collect(),
             after_header: metrics.upstream_failures.with_label_values(&[route, "after_header"]),
             rules: Vec::new(),
-            skipped: ["over_cap", "undecodable", "unsupported_encoding"]
-                .map(|r| metrics.body_skipped.with_label_values(&[route, r])),
+            skipped: BodySkip::ALL.map(|r| metrics.body_skipped.with_label_values(&[route, r.name()])),
+            redactions: metrics.redactions.with_label_values(&[route]),
             duration: CLASSES
                 .iter()
                 .map(|c| metrics.duration.with_label_values(&[route, c]))
@@ -279,12 +286,10 @@ impl RouteMetrics {
             c.inc();
         }
         if let Some(s) = log.body_skip {
-            let i = match s {
-                BodySkip::OverCap => 0,
-                BodySkip::Undecodable => 1,
-                BodySkip::UnsupportedEncoding => 2,
-            };
-            self.skipped[i].inc();
+            self.skipped[s as usize].inc();
+        }
+        if log.redactions > 0 {
+            self.redactions.inc_by(u64::from(log.redactions));
         }
         let class = match log.status {
             100..=599 => (log.status / 100 - 1) as usize,

@@ -18,8 +18,10 @@ use crate::config::load::{load_file, parse_yaml, read_text, resolve, EMBEDDED_CA
 use crate::config::schema::{RawCanonical, RawConfig, RawProfile, RawUpstream};
 use crate::config::units::parse_duration;
 use crate::config::{ConfigProblem, ProblemKind, SourcePos};
+use crate::engine::body::DEFAULT_BODY_DEPTH;
 use crate::engine::canonical::{CanonicalStatus, GatewayFailure};
-use crate::engine::profile::{EnsureHeaders, DEFAULT_BODY_BUFFER};
+use crate::engine::profile::{check_body_depth, EnsureHeaders, DEFAULT_BODY_BUFFER};
+use crate::engine::redact::Redaction;
 use crate::engine::{CanonicalProfile, CompiledProfile};
 use crate::metrics::RouteMetrics;
 
@@ -263,6 +265,11 @@ pub fn load_next(main: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, V
         .body_buffer
         .as_ref()
         .map_or(DEFAULT_BODY_BUFFER, |b| b.value.0 as usize);
+    let body_depth = raw
+        .limits
+        .body_depth
+        .as_ref()
+        .map_or(DEFAULT_BODY_DEPTH, |d| check_body_depth(main, d, &mut l.problems));
     let limits = Limits {
         body_buffer,
         request_header: raw
@@ -326,7 +333,7 @@ pub fn load_next(main: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, V
                 if !profiles.contains_key(&path) {
                     let compiled = l.read::<RawProfile>(&path).and_then(|raw_profile| {
                         let canonical = canonical.as_ref()?;
-                        CompiledProfile::compile(&path, &raw_profile, canonical, body_buffer)
+                        CompiledProfile::compile(&path, &raw_profile, canonical, body_buffer, body_depth)
                             .map_err(|ps| l.problems.extend(ps))
                             .ok()
                             .map(Arc::new)
@@ -597,8 +604,18 @@ fn compile_canonical(file: &Path, raw: &RawCanonical, l: &mut Loader) -> Option<
             ),
         }
     }
-    (l.problems.len() == before)
-        .then(|| CanonicalProfile::new(statuses, raw.fallback.client.value, raw.fallback.server.value, gateway))
+    let r = &raw.redaction;
+    let patterns: Vec<&str> = r.patterns.iter().map(|p| p.value.as_str()).collect();
+    let redaction = Redaction::compile(r.builtin, &patterns, r.replacement.as_deref()).unwrap_or_else(|errors| {
+        for e in errors {
+            l.error(SourcePos::of(file, &r.patterns[e.index]), ProblemKind::Regex(e.message));
+        }
+        Redaction::default()
+    });
+    (l.problems.len() == before).then(|| {
+        CanonicalProfile::new(statuses, raw.fallback.client.value, raw.fallback.server.value, gateway)
+            .with_redaction(redaction)
+    })
 }
 
 /// Reads just the canonical profile (for `explain` without a full config).

@@ -182,9 +182,44 @@ pub fn read_text(path: &Path) -> Result<String, ConfigProblem> {
         .map_err(|e| ConfigProblem::error(SourcePos::file(path), ProblemKind::Unreadable(e.to_string())))
 }
 
+/// Largest config or rule file read, in bytes.
+pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The parser's budget: far above any real config (the shipped ones nest 8 levels and hold
+/// under 2,000 nodes) and far below what could exhaust the stack or memory. A deep file, an
+/// alias ("billion laughs") bomb or a flood of nodes stops the parse with a positioned problem.
+fn yaml_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = 32;
+    budget.flow_nesting_limit = 32;
+    budget.max_documents = 1;
+    budget.max_nodes = 100_000;
+    budget.max_events = 250_000;
+    budget.max_aliases = 1_000;
+    budget.max_anchors = 1_000;
+    budget.max_total_scalar_bytes = MAX_FILE_BYTES;
+    budget.max_merge_keys = 1_000;
+    budget.max_inclusion_depth = 0;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events = 100_000;
+    options.alias_limits.max_replay_stack_depth = 32;
+    options.alias_limits.max_alias_expansions_per_anchor = 100;
+    options
+}
+
 /// Parses YAML text into a raw type; a problem names the file, line and column.
 pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigProblem> {
-    serde_saphyr::from_str::<T>(text).map_err(|e| {
+    if text.len() > MAX_FILE_BYTES {
+        return Err(ConfigProblem::error(
+            SourcePos::file(path),
+            ProblemKind::Yaml(format!(
+                "file is {} bytes, larger than the {MAX_FILE_BYTES} bytes a config file may be",
+                text.len()
+            )),
+        ));
+    }
+    serde_saphyr::from_str_with_options::<T>(text, yaml_options()).map_err(|e| {
         let at = match e.location() {
             Some(loc) => SourcePos::at(path, &loc),
             None => SourcePos::file(path),
@@ -243,13 +278,56 @@ pub fn resolve(base: &Path, rel: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::schema::RawConfig;
+    use crate::config::schema::{RawConfig, RawProfile};
 
     #[test]
     fn yaml_errors_name_line_and_column() {
         let p = Path::new("gw.yaml");
         let err = parse_yaml::<RawConfig>(p, "listen: 127.0.0.1:1\nupstreams: {}\nroutes: []\nbogus: 1\n").unwrap_err();
         assert_eq!(err.to_string(), "gw.yaml:4:1: unknown field `bogus`, expected one of listen, tls_listen, admin, canonical, limits, log, server, upstreams, routes");
+    }
+
+    #[test]
+    fn a_deeply_nested_rule_file_is_a_positioned_problem_not_a_stack_overflow() {
+        let p = Path::new("rules.yaml");
+        let flow = format!("rules: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let err = parse_yaml::<RawProfile>(p, &flow).unwrap_err();
+        assert!(err.at.line >= 1, "{err}");
+        let mut block = String::from("rules:\n");
+        for i in 0..2_000 {
+            block.push_str(&" ".repeat(i * 2 + 2));
+            block.push_str("- a:\n");
+        }
+        let err = parse_yaml::<RawProfile>(p, &block).unwrap_err();
+        assert!(err.at.line >= 1, "{err}");
+    }
+
+    #[test]
+    fn an_alias_bomb_is_a_positioned_problem() {
+        let p = Path::new("rules.yaml");
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let prev = i - 1;
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
+            ));
+        }
+        bomb.push_str("rules: *a9\n");
+        // The schema refuses `a0` before any alias is replayed; a schema-less walk (every
+        // event, every replay) shows the parser's own budget stops the expansion.
+        let err = parse_yaml::<RawProfile>(p, &bomb).unwrap_err();
+        assert_eq!(err.at.line, 1, "{err}");
+        let started = std::time::Instant::now();
+        let err = parse_yaml::<serde::de::IgnoredAny>(p, &bomb).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert!(err.at.line >= 1, "{err}");
+    }
+
+    #[test]
+    fn a_file_over_the_size_limit_is_refused_before_parsing() {
+        let text = format!("vendor: x\ndescription: \"{}\"\n", "y".repeat(MAX_FILE_BYTES));
+        let err = parse_yaml::<RawProfile>(Path::new("big.yaml"), &text).unwrap_err();
+        assert!(err.to_string().starts_with("big.yaml: file is"), "{err}");
     }
 
     #[test]

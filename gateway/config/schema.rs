@@ -90,6 +90,8 @@ pub struct RawTlsListener {
 pub struct RawLimits {
     /// Largest upstream body buffered for matching (default 64KiB).
     pub body_buffer: Option<Spanned<ByteSize>>,
+    /// Deepest nesting of a buffered JSON/XML body the readers parse (default 64, at most 100).
+    pub body_depth: Option<Spanned<usize>>,
     /// Largest request header block accepted from a client (default 32KiB) before a 431.
     pub request_header: Option<Spanned<ByteSize>>,
     /// Largest request body accepted from a client (default 10MiB) before a 413.
@@ -191,6 +193,9 @@ pub struct RawCanonical {
     /// Problem types of the errors the gateway answers itself, by failure kind.
     #[serde(default)]
     pub gateway_problems: BTreeMap<String, Spanned<RawProblemType>>,
+    /// The filter applied to every problem member rendered from upstream data.
+    #[serde(default)]
+    pub redaction: RawRedaction,
 }
 
 #[derive(Debug, Deserialize)]
@@ -229,6 +234,8 @@ pub struct RawProfile {
     pub description: Option<String>,
     /// Overrides `limits.body_buffer` for this profile.
     pub body_buffer: Option<Spanned<ByteSize>>,
+    /// Overrides `limits.body_depth` for this profile.
+    pub body_depth: Option<Spanned<usize>>,
     /// Response header carrying the vendor's own request id (kept as `vendor_request_id`).
     pub vendor_request_id_header: Option<String>,
     #[serde(default)]
@@ -517,5 +524,29 @@ impl<'de> Deserialize<'de> for ByteSize {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// `redaction:` in the canonical profile (engine/redact.rs says what the builtin set removes).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedaction {
+    /// The builtin stack-trace and exception-name filter (default true).
+    #[serde(default = "yes")]
+    pub builtin: bool,
+    /// More regexes; each match is replaced by `replacement`.
+    #[serde(default)]
+    pub patterns: Vec<Spanned<String>>,
+    /// What replaced text becomes (default `[redacted]`).
+    pub replacement: Option<String>,
+}
+
+impl Default for RawRedaction {
+    fn default() -> Self {
+        RawRedaction {
+            builtin: true,
+            patterns: Vec::new(),
+            replacement: None,
+        }
     }
 }

@@ -5,12 +5,38 @@
 //! first, then without regard to ASCII case (vendors disagree on `Message` vs `message`).
 //! `null` counts as absent. XML: `Error/@Message`, `Error/Message`, `*/Href`; namespaces and
 //! prefixes are ignored and names compare without regard to ASCII case.
+//!
+//! Both readers are bounded by construction: the body is already capped in size
+//! (`body_buffer`), and nesting is capped in depth (`body_depth`, at most `MAX_BODY_DEPTH`).
+//! XML stops at the first element past the limit; JSON is pre-scanned (strings and escapes
+//! understood) before serde_json sees it. A JSON body that is not valid UTF-8 is read after a
+//! lossy decode (each invalid sequence becomes U+FFFD), so one bad byte does not hide the error
+//! code next to it.
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
 
 use quick_xml::events::Event;
 use serde_json::Value;
+
+use super::BodySkip;
+
+/// Default nesting limit of the body readers (`limits.body_depth`).
+pub const DEFAULT_BODY_DEPTH: usize = 64;
+
+/// The largest `body_depth` accepted: under serde_json's own recursion limit (128), so one
+/// limit means the same for both readers, and small enough that dropping a tree this deep
+/// never comes near a thread's stack.
+pub const MAX_BODY_DEPTH: usize = 100;
+
+/// Why a reader produced no document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Nested deeper than the limit.
+    TooDeep,
+    /// Not well-formed (or not this format at all).
+    Malformed,
+}
 
 /// A compiled JSON path: the list of keys / indices.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,25 +121,38 @@ pub struct XmlNode {
 }
 
 impl XmlNode {
-    /// Parses a document; `None` if it is not well-formed XML with one root element.
+    /// Parses a document with the default depth limit; `None` if it is not well-formed XML
+    /// with one root element, or nests deeper than `DEFAULT_BODY_DEPTH`.
     pub fn parse(bytes: &[u8]) -> Option<XmlNode> {
+        Self::parse_bounded(bytes, DEFAULT_BODY_DEPTH).ok()
+    }
+
+    /// Parses a document whose elements nest at most `depth` levels (the root is level 1;
+    /// `depth` is capped at `MAX_BODY_DEPTH`). Stops at the first element past the limit.
+    pub fn parse_bounded(bytes: &[u8], depth: usize) -> Result<XmlNode, Unreadable> {
+        let depth = depth.min(MAX_BODY_DEPTH);
         let mut reader = quick_xml::Reader::from_reader(bytes);
         reader.config_mut().trim_text(true);
         let mut stack: Vec<XmlNode> = Vec::new();
         let mut root = None;
         let mut buf = Vec::new();
+        let bad = Unreadable::Malformed;
         loop {
-            match reader.read_event_into(&mut buf).ok()? {
-                Event::Start(e) => stack.push(Self::open(&e)?),
+            let event = reader.read_event_into(&mut buf).map_err(|_| bad)?;
+            if matches!(event, Event::Start(_) | Event::Empty(_)) && stack.len() >= depth {
+                return Err(Unreadable::TooDeep);
+            }
+            match event {
+                Event::Start(e) => stack.push(Self::open(&e).ok_or(bad)?),
                 Event::Empty(e) => {
-                    let node = Self::open(&e)?;
+                    let node = Self::open(&e).ok_or(bad)?;
                     match stack.last_mut() {
                         Some(parent) => parent.children.push(node),
                         None => root = Some(node),
                     }
                 }
                 Event::End(_) => {
-                    let node = stack.pop()?;
+                    let node = stack.pop().ok_or(bad)?;
                     match stack.last_mut() {
                         Some(parent) => parent.children.push(node),
                         None => root = Some(node),
@@ -134,7 +173,9 @@ impl XmlNode {
                 Event::GeneralRef(r) => {
                     if let Some(top) = stack.last_mut() {
                         let name = String::from_utf8_lossy(r.as_ref()).into_owned();
-                        let text = quick_xml::escape::unescape(&format!("&{name};")).ok()?.into_owned();
+                        let text = quick_xml::escape::unescape(&format!("&{name};"))
+                            .map_err(|_| bad)?
+                            .into_owned();
                         top.text.push_str(&text);
                     }
                 }
@@ -144,9 +185,9 @@ impl XmlNode {
             buf.clear();
         }
         if !stack.is_empty() {
-            return None;
+            return Err(bad);
         }
-        root
+        root.ok_or(bad)
     }
 
     fn open(e: &quick_xml::events::BytesStart<'_>) -> Option<XmlNode> {
@@ -191,17 +232,63 @@ impl XmlNode {
     }
 }
 
+/// Whether a JSON text nests arrays and objects deeper than `limit` (the outermost is level
+/// 1). Brackets inside strings do not count. Linear, no allocation.
+pub fn json_too_deep(bytes: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Reads JSON with nesting at most `depth` (capped at `MAX_BODY_DEPTH`); invalid UTF-8 is
+/// decoded lossily first.
+pub fn parse_json_bounded(bytes: &[u8], depth: usize) -> Result<Value, Unreadable> {
+    let text = String::from_utf8_lossy(bytes);
+    if json_too_deep(text.as_bytes(), depth.min(MAX_BODY_DEPTH)) {
+        return Err(Unreadable::TooDeep);
+    }
+    serde_json::from_str(&text).map_err(|_| Unreadable::Malformed)
+}
+
 /// A body, with its JSON and XML readings computed on first use.
 pub struct BodyDoc<'a> {
     bytes: &'a [u8],
-    json: OnceCell<Option<Value>>,
-    xml: OnceCell<Option<XmlNode>>,
+    depth: usize,
+    json: OnceCell<Result<Value, Unreadable>>,
+    xml: OnceCell<Result<XmlNode, Unreadable>>,
 }
 
 impl<'a> BodyDoc<'a> {
+    /// A body read with the default depth limit.
     pub fn new(bytes: &'a [u8]) -> Self {
+        Self::with_depth(bytes, DEFAULT_BODY_DEPTH)
+    }
+
+    pub fn with_depth(bytes: &'a [u8], depth: usize) -> Self {
         BodyDoc {
             bytes,
+            depth,
             json: OnceCell::new(),
             xml: OnceCell::new(),
         }
@@ -209,12 +296,24 @@ impl<'a> BodyDoc<'a> {
 
     pub fn json(&self) -> Option<&Value> {
         self.json
-            .get_or_init(|| serde_json::from_slice(self.bytes).ok())
+            .get_or_init(|| parse_json_bounded(self.bytes, self.depth))
             .as_ref()
+            .ok()
     }
 
     pub fn xml(&self) -> Option<&XmlNode> {
-        self.xml.get_or_init(|| XmlNode::parse(self.bytes)).as_ref()
+        self.xml
+            .get_or_init(|| XmlNode::parse_bounded(self.bytes, self.depth))
+            .as_ref()
+            .ok()
+    }
+
+    /// `TooDeep` if a reader that was used stopped at the depth limit.
+    pub fn skip(&self) -> Option<BodySkip> {
+        let deep = |r: Option<Unreadable>| r == Some(Unreadable::TooDeep);
+        (deep(self.json.get().and_then(|r| r.as_ref().err().copied()))
+            || deep(self.xml.get().and_then(|r| r.as_ref().err().copied())))
+        .then_some(BodySkip::TooDeep)
     }
 
     pub fn json_value(&self, path: &JsonPath) -> Option<&Value> {
@@ -276,5 +375,51 @@ mod tests {
         assert_eq!(doc.xml_text(&XmlPath::compile("Task/@Href").unwrap()), None);
         assert!(XmlPath::compile("Error/@a/b").is_err());
         assert!(BodyDoc::new(b"<a><b></a>").xml().is_none());
+    }
+
+    #[test]
+    fn xml_deeper_than_the_limit_is_too_deep_and_at_the_limit_is_read() {
+        let doc = |n: usize| format!("{}{}", "<a>".repeat(n), "</a>".repeat(n));
+        assert!(XmlNode::parse_bounded(doc(3).as_bytes(), 3).is_ok());
+        assert_eq!(
+            XmlNode::parse_bounded(doc(4).as_bytes(), 3).unwrap_err(),
+            Unreadable::TooDeep
+        );
+        assert_eq!(
+            XmlNode::parse_bounded(b"<a><a><a/></a></a>", 2).unwrap_err(),
+            Unreadable::TooDeep,
+            "an empty element is a level too"
+        );
+        let deep = doc(30_000);
+        let body = BodyDoc::new(deep.as_bytes());
+        assert!(body.xml().is_none());
+        assert_eq!(body.skip(), Some(BodySkip::TooDeep));
+    }
+
+    #[test]
+    fn json_depth_is_checked_outside_strings_only() {
+        assert!(!json_too_deep(br#"{"a":"[[[[[[\"[[["}"#, 1));
+        assert!(json_too_deep(br#"{"a":[[1]]}"#, 2));
+        assert!(!json_too_deep(br#"{"a":[[1]]}"#, 3));
+        let deep = "[".repeat(30_000);
+        let body = BodyDoc::new(deep.as_bytes());
+        assert!(body.json().is_none());
+        assert_eq!(body.skip(), Some(BodySkip::TooDeep));
+        let malformed = BodyDoc::new(b"{nope");
+        assert!(malformed.json().is_none());
+        assert_eq!(malformed.skip(), None, "malformed is not too deep");
+    }
+
+    #[test]
+    fn invalid_utf8_in_json_is_read_lossily() {
+        let doc = BodyDoc::new(b"{\"code\":\"E1\",\"msg\":\"a\xffb\"}");
+        assert_eq!(
+            doc.json_text(&JsonPath::compile("code").unwrap()).as_deref(),
+            Some("E1")
+        );
+        assert_eq!(
+            doc.json_text(&JsonPath::compile("msg").unwrap()).as_deref(),
+            Some("a\u{fffd}b")
+        );
     }
 }

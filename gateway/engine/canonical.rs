@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use super::problem::{Origin, ProblemBody};
+use super::redact::Redaction;
 
 /// A status's canonical description.
 #[derive(Debug, Clone)]
@@ -188,6 +189,8 @@ pub struct CanonicalProfile {
     fallback_4xx: u16,
     fallback_5xx: u16,
     gateway: HashMap<GatewayFailure, (String, String)>,
+    /// The filter every upstream-derived problem member passes (`redaction:`).
+    redaction: Redaction,
 }
 
 /// Reason phrase for any status, by RFC 9110 (or "Unknown").
@@ -210,7 +213,18 @@ impl CanonicalProfile {
             fallback_4xx,
             fallback_5xx,
             gateway,
+            redaction: Redaction::default(),
         }
+    }
+
+    /// Sets the redaction filter (the builtin one by default).
+    pub fn with_redaction(mut self, redaction: Redaction) -> Self {
+        self.redaction = redaction;
+        self
+    }
+
+    pub fn redaction(&self) -> &Redaction {
+        &self.redaction
     }
 
     pub fn contains(&self, status: u16) -> bool {

@@ -11,6 +11,7 @@ pub mod examples;
 pub mod matcher;
 pub mod problem;
 pub mod profile;
+pub mod redact;
 pub mod response;
 pub mod template;
 
@@ -42,14 +43,25 @@ pub enum BodySkip {
     OverCap,
     Undecodable,
     UnsupportedEncoding,
+    /// Nested deeper than the profile's `body_depth`: not parsed past the limit.
+    TooDeep,
 }
 
 impl BodySkip {
+    /// Every reason, in the order of its index (`self as usize`).
+    pub const ALL: [BodySkip; 4] = [
+        BodySkip::OverCap,
+        BodySkip::Undecodable,
+        BodySkip::UnsupportedEncoding,
+        BodySkip::TooDeep,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             BodySkip::OverCap => "over_cap",
             BodySkip::Undecodable => "undecodable",
             BodySkip::UnsupportedEncoding => "unsupported_encoding",
+            BodySkip::TooDeep => "too_deep",
         }
     }
 }
@@ -89,6 +101,11 @@ pub struct Decision<'p> {
     pub rule_index: Option<usize>,
     pub headers: Vec<HeaderEdit>,
     pub body: BodyPlan,
+    /// Why a body that rules wanted was not used: the caller's skip, or one the readers hit
+    /// (`TooDeep`).
+    pub body_skip: Option<BodySkip>,
+    /// How many problem members the redaction filter changed (`statusgate_redactions_total`).
+    pub redactions: u32,
 }
 
 /// Makes a header value from text that may come from an upstream: control characters

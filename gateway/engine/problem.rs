@@ -145,7 +145,7 @@ fn write_xml_member(out: &mut String, name: &str, v: &Value) {
     out.push_str(&tag);
     out.push('>');
     match v {
-        Value::String(s) => out.push_str(&quick_xml::escape::escape(s.as_str())),
+        Value::String(s) => out.push_str(&quick_xml::escape::escape(&*xml_chars(s))),
         Value::Array(items) => {
             for i in items {
                 write_xml_member(out, "i", i);
@@ -162,6 +162,18 @@ fn write_xml_member(out: &mut String, name: &str, v: &Value) {
     out.push_str("</");
     out.push_str(&tag);
     out.push('>');
+}
+
+/// Drops what XML 1.0 cannot carry even escaped (C0 controls but tab, LF, CR; U+FFFE, U+FFFF)
+/// and DEL: whatever a member holds, the document stays well-formed.
+fn xml_chars(s: &str) -> std::borrow::Cow<'_, str> {
+    let bad =
+        |c: char| (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{7f}' | '\u{fffe}' | '\u{ffff}');
+    if s.contains(bad) {
+        std::borrow::Cow::Owned(s.chars().filter(|&c| !bad(c)).collect())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
 }
 
 /// The members the body always defines; an extension may not override them.

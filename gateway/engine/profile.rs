@@ -9,7 +9,7 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue};
 use serde_saphyr::Spanned;
 
-use super::body::{BodyDoc, JsonPath, XmlPath};
+use super::body::{BodyDoc, JsonPath, XmlPath, DEFAULT_BODY_DEPTH, MAX_BODY_DEPTH};
 use super::canonical::CanonicalProfile;
 use super::matcher::{Matcher, MediaPattern, PathGlob, StatusSet};
 use super::problem::{Origin, ProblemBody};
@@ -112,8 +112,23 @@ pub struct CompiledProfile {
     /// For each status 100..=599, the indices of the rules that may match it, in order.
     by_status: Vec<Box<[u32]>>,
     pub body_buffer: usize,
+    /// Nesting limit of the body readers (`body_depth`).
+    pub body_depth: usize,
     vendor_request_id_header: HeaderName,
     pub ensure: EnsureHeaders,
+}
+
+/// Checks a `body_depth` setting: 1 to `MAX_BODY_DEPTH`.
+pub fn check_body_depth(file: &Path, raw: &Spanned<usize>, problems: &mut Vec<ConfigProblem>) -> usize {
+    if (1..=MAX_BODY_DEPTH).contains(&raw.value) {
+        raw.value
+    } else {
+        problems.push(ConfigProblem::error(
+            SourcePos::of(file, raw),
+            ProblemKind::Invalid(format!("body_depth {} is outside 1-{MAX_BODY_DEPTH}", raw.value)),
+        ));
+        DEFAULT_BODY_DEPTH
+    }
 }
 
 impl CompiledProfile {
@@ -154,6 +169,7 @@ impl CompiledProfile {
             rules,
             by_status,
             body_buffer,
+            body_depth: DEFAULT_BODY_DEPTH,
             vendor_request_id_header: vendor_request_id_header.unwrap_or(HeaderName::from_static("x-request-id")),
             ensure,
         }
@@ -183,8 +199,13 @@ impl CompiledProfile {
         raw: &RawProfile,
         canonical: &CanonicalProfile,
         default_body_buffer: usize,
+        default_body_depth: usize,
     ) -> Result<CompiledProfile, Vec<ConfigProblem>> {
         let mut problems = Vec::new();
+        let body_depth = raw
+            .body_depth
+            .as_ref()
+            .map_or(default_body_depth, |d| check_body_depth(file, d, &mut problems));
         let mut rules = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for rule in &raw.rules {
@@ -219,7 +240,7 @@ impl CompiledProfile {
             .body_buffer
             .as_ref()
             .map_or(default_body_buffer, |b| b.value.0 as usize);
-        let profile = Self::build(
+        let mut profile = Self::build(
             file.display().to_string(),
             raw.vendor.clone(),
             rules,
@@ -227,6 +248,7 @@ impl CompiledProfile {
             vendor_header,
             ensure,
         );
+        profile.body_depth = body_depth;
         let failures = super::examples::check_all(file, &profile, canonical, &raw.examples);
         if !failures.is_empty() {
             return Err(failures);
@@ -264,13 +286,13 @@ impl CompiledProfile {
         route_ensure: &'p EnsureHeaders,
         req: &RequestFacts<'_>,
         head: &UpstreamHead<'_>,
-        body: UpstreamBody<'_>,
+        body_in: UpstreamBody<'_>,
     ) -> Decision<'p> {
-        let bytes = match body {
+        let bytes = match body_in {
             UpstreamBody::Read(b) => Some(b),
             _ => None,
         };
-        let doc = bytes.map(BodyDoc::new);
+        let doc = bytes.map(|b| BodyDoc::with_depth(b, self.body_depth));
         let matched_index = self.candidates(head.status).iter().map(|&i| i as usize).find(|&i| {
             let r = &self.rules[i];
             r.head_matches(req, head) && (!r.body_conditions || doc.as_ref().is_some_and(|d| r.body_matches(d)))
@@ -300,10 +322,17 @@ impl CompiledProfile {
             }
         }
         let keep = matched.is_some_and(|r| r.action.keep_body);
+        let mut redactions = 0;
         let body = if status < 400 || keep {
             BodyPlan::Passthrough
         } else {
-            BodyPlan::Problem(Box::new(self.problem(canonical, matched, &scope, status)))
+            let mut p = self.problem(canonical, matched, &scope, status);
+            redactions = canonical.redaction().problem(&mut p);
+            BodyPlan::Problem(Box::new(p))
+        };
+        let body_skip = match body_in {
+            UpstreamBody::Skipped(s) => Some(s),
+            _ => doc.as_ref().and_then(BodyDoc::skip),
         };
         Decision {
             status,
@@ -312,6 +341,8 @@ impl CompiledProfile {
             rule_index: matched_index,
             headers,
             body,
+            body_skip,
+            redactions,
         }
     }
 

@@ -449,10 +449,8 @@ impl Exchange<'_> {
                 self.format,
                 bodyless,
             );
-            let skipped = match body {
-                UpstreamBody::Skipped(s) => Some(s),
-                _ => None,
-            };
+            let skipped = decision.body_skip;
+            self.log.redactions = decision.redactions;
             (
                 to_pingora(resp.status, resp.reason, resp.headers),
                 resp.body,

@@ -45,6 +45,7 @@ pub struct RequestLog {
     pub origin: Origin,
     pub failure: Option<GatewayFailure>,
     pub body_skip: Option<BodySkip>,
+    pub redactions: u32,
     pub failed_after_header: bool,
     /// The underlying error of a gateway-made failure, for the log.
     pub error: Option<String>,
@@ -66,6 +67,7 @@ impl RequestLog {
             origin: Origin::Upstream,
             failure: None,
             body_skip: None,
+            redactions: 0,
             failed_after_header: false,
             error: None,
             upstream_header_after: None,
