@@ -14,7 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod emulators;
-pub mod engine;
+pub use statusgate_engine as engine;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;

@@ -3,6 +3,6 @@
 
 pub mod load;
 pub mod schema;
-pub mod units;
+pub use statusgate_engine::units;
 
 pub use load::{ConfigProblem, ProblemKind, Severity, SourcePos};

@@ -3,7 +3,7 @@
 
 use regex::Regex;
 
-use crate::config::schema::ValueMatch;
+use crate::spec::ValueMatch;
 
 /// A compiled value matcher. `None` input means "absent".
 #[derive(Debug, Clone)]

@@ -274,7 +274,7 @@ mod tests {
         assert!(x.contains(r#"<problem xmlns="urn:ietf:rfc:7807">"#));
         assert!(x.contains("<detail>slow &lt;down&gt; &amp; retry</detail>"));
         assert!(x.contains("<failed><i><p>x</p></i></failed>"));
-        assert!(crate::engine::body::XmlNode::parse(x.as_bytes()).is_some());
+        assert!(crate::body::XmlNode::parse(x.as_bytes()).is_some());
     }
 
     #[test]

@@ -374,7 +374,7 @@ mod tests {
             vendor_code: Some("E\u{1}1".into()),
             request_id: "r".into(),
             vendor_request_id: None,
-            origin: crate::engine::Origin::Upstream,
+            origin: crate::Origin::Upstream,
             extensions: vec![(
                 "causes".into(),
                 serde_json::json!([{"m": "at a.B.c(B.java:1)"}, {"m": "System.IO.IOException: y"}]),

@@ -7,13 +7,17 @@
 
 pub mod body;
 pub mod canonical;
+pub mod diagnostics;
 pub mod examples;
 pub mod matcher;
 pub mod problem;
 pub mod profile;
 pub mod redact;
 pub mod response;
+pub mod spec;
 pub mod template;
+pub mod units;
+pub mod yaml;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
