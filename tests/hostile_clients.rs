@@ -209,6 +209,34 @@ fn a_header_trickled_one_byte_at_a_time_is_cut_off_at_the_header_deadline_with_4
 }
 
 #[test]
+fn a_second_request_trickled_on_a_kept_alive_connection_is_cut_off_at_the_header_deadline() {
+    let up = echo();
+    let gw = Gateway::start(
+        &config("slowloris-reused", "  client_header_timeout: 1s", &[("up", &up)], ""),
+        &[],
+    );
+    let s = connect(gw.port);
+    (&s).write_all(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    assert_eq!(read_response(&mut r, false).unwrap().text(), "/first");
+    // Idle for longer than the header deadline: that is keep-alive time, not header time.
+    std::thread::sleep(Duration::from_millis(1500));
+    let writer = s.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        for b in b"GET /second HTTP/1.1\r\nHost: a\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n" {
+            if (&writer).write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let resp = read_response(&mut r, false).expect("a 408 for the trickled second request");
+    assert_problem(&resp, 408, "client-header-timeout");
+    trickle.join().unwrap();
+    assert_eq!(up.requests().len(), 1);
+}
+
+#[test]
 fn a_request_body_that_stops_arriving_gets_408_and_a_closed_connection() {
     let up = echo();
     let gw = Gateway::start(

@@ -262,13 +262,63 @@ pub fn json_too_deep(bytes: &[u8], limit: usize) -> bool {
 }
 
 /// Reads JSON with nesting at most `depth` (capped at `MAX_BODY_DEPTH`); invalid UTF-8 is
-/// decoded lossily first.
+/// decoded lossily. serde_json itself stops at 128 levels (below any stack limit), so the bytes
+/// are parsed first and the depth checked on the value; the byte scan and the lossy decode run
+/// only when the parse fails (the common path stays one pass).
 pub fn parse_json_bounded(bytes: &[u8], depth: usize) -> Result<Value, Unreadable> {
-    let text = String::from_utf8_lossy(bytes);
-    if json_too_deep(text.as_bytes(), depth.min(MAX_BODY_DEPTH)) {
-        return Err(Unreadable::TooDeep);
+    let limit = depth.min(MAX_BODY_DEPTH);
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(v) if value_too_deep(&v, limit) => Err(Unreadable::TooDeep),
+        Ok(v) => Ok(v),
+        Err(_) if json_too_deep(bytes, limit) => Err(Unreadable::TooDeep),
+        Err(_) if std::str::from_utf8(bytes).is_err() => {
+            serde_json::from_str(&String::from_utf8_lossy(bytes)).map_err(|_| Unreadable::Malformed)
+        }
+        Err(_) => Err(Unreadable::Malformed),
     }
-    serde_json::from_str(&text).map_err(|_| Unreadable::Malformed)
+}
+
+/// Whether a parsed value nests arrays and objects deeper than `limit` (the outermost is level
+/// 1, as in `json_too_deep`). Iterative, and allocation-free for flat values (the common
+/// error body is one object of scalars).
+fn value_too_deep(v: &Value, limit: usize) -> bool {
+    fn is_container(v: &Value) -> bool {
+        matches!(v, Value::Array(_) | Value::Object(_))
+    }
+    if !is_container(v) {
+        return false;
+    }
+    if limit == 0 {
+        return true;
+    }
+    let mut stack: Vec<(&Value, usize)> = Vec::new();
+    if visit(v, 1, limit, &mut stack) {
+        return true;
+    }
+    while let Some((child, level)) = stack.pop() {
+        if visit(child, level, limit, &mut stack) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Queues `v`'s container children; true as soon as one would be deeper than `limit`.
+fn visit<'v>(v: &'v Value, level: usize, limit: usize, stack: &mut Vec<(&'v Value, usize)>) -> bool {
+    let children: &mut dyn Iterator<Item = &'v Value> = match v {
+        Value::Array(a) => &mut a.iter(),
+        Value::Object(o) => &mut o.values(),
+        _ => return false,
+    };
+    for child in children {
+        if matches!(child, Value::Array(_) | Value::Object(_)) {
+            if level + 1 > limit {
+                return true;
+            }
+            stack.push((child, level + 1));
+        }
+    }
+    false
 }
 
 /// A body, with its JSON and XML readings computed on first use.

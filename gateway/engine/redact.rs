@@ -175,7 +175,7 @@ impl Redaction {
                 redacted = true;
             }
         };
-        if self.builtin && builtin().any.is_match(s) {
+        if self.builtin && may_match_builtin(s) && builtin().any.is_match(s) {
             let b = builtin();
             let python = b.python_marker.is_match(s);
             for re in &b.remove {
@@ -249,10 +249,25 @@ impl Redaction {
     }
 }
 
+/// A necessary condition for the builtin patterns, cheaper than the regex for the short
+/// codes and ids that fill most problem members: every builtin pattern needs a space or tab,
+/// except a qualified type name (`Exception`, `Error`, `Throwable`), a Go file position
+/// (`.go:`) and `--->`.
+fn may_match_builtin(s: &str) -> bool {
+    let b = s.as_bytes();
+    memchr::memchr2(b' ', b'\t', b).is_some()
+        || ["Exception", "Error", "Throwable", ".go:", "--->"]
+            .iter()
+            .any(|lit| memchr::memmem::find(b, lit.as_bytes()).is_some())
+}
+
 /// Removes C0 controls other than tab, LF and CR, and DEL.
 pub fn strip_controls(s: &str) -> Cow<'_, str> {
     let bad = |c: char| (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{7f}';
-    if s.contains(bad) {
+    // Controls are ASCII, and no byte of a multi-byte UTF-8 sequence is below 0x80: a byte
+    // scan (vectorized) finds them exactly.
+    let bad_byte = |b: u8| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0x7f;
+    if s.bytes().any(bad_byte) {
         Cow::Owned(s.chars().filter(|&c| !bad(c)).collect())
     } else {
         Cow::Borrowed(s)
@@ -262,6 +277,19 @@ pub fn strip_controls(s: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn members_without_blanks_are_still_filtered_where_a_pattern_needs_no_blank() {
+        assert_eq!(clean("EndPoint.0022"), ("EndPoint.0022".to_owned(), false));
+        for s in [
+            "System.NullReferenceException",
+            "com.x.BadThingError",
+            "main.go:12",
+            "x--->y",
+        ] {
+            assert!(clean(s).1, "{s}");
+        }
+    }
 
     fn clean(s: &str) -> (String, bool) {
         let (t, r) = Redaction::default().filter(s);

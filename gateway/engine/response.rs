@@ -71,8 +71,11 @@ pub fn compose<'p>(
     bodyless: bool,
 ) -> CanonicalResponse<'p> {
     let mut headers = HeaderMap::with_capacity(upstream.len() + 4);
+    // A replaced body takes none of the upstream's representation fields: they are left out
+    // here rather than removed afterwards (one hash per field saved on the error path).
+    let replacing = matches!(decision.body, BodyPlan::Problem(_));
     for (name, value) in upstream.iter() {
-        if !is_hop_by_hop(name) && name != X_REQUEST_ID {
+        if !is_hop_by_hop(name) && name != X_REQUEST_ID && !(replacing && REPRESENTATION.contains(name)) {
             headers.append(name.clone(), value.clone());
         }
     }
@@ -99,7 +102,13 @@ pub fn compose<'p>(
         headers.insert(X_REQUEST_ID, v);
     }
     let body = match &decision.body {
-        BodyPlan::Problem(p) => replace_with_problem(&mut headers, p, format, bodyless),
+        BodyPlan::Problem(p) => {
+            let edits_representation = decision.headers.iter().any(|e| match e {
+                HeaderEdit::Set(n, _) | HeaderEdit::Append(n, _) => REPRESENTATION.contains(n),
+                HeaderEdit::Remove(_) => false,
+            });
+            replace_with_problem(&mut headers, edits_representation, p, format, bodyless)
+        }
         BodyPlan::Passthrough if bodyless => CanonicalBody::None,
         BodyPlan::Passthrough => {
             if !headers.contains_key(header::CONTENT_LENGTH) && !headers.contains_key(header::TRANSFER_ENCODING) {
@@ -119,12 +128,16 @@ pub fn compose<'p>(
 
 fn replace_with_problem(
     headers: &mut HeaderMap,
+    edits_representation: bool,
     p: &ProblemBody,
     format: ProblemFormat,
     bodyless: bool,
 ) -> CanonicalBody {
-    for h in &REPRESENTATION {
-        headers.remove(h);
+    // Only a rule's own header edits can have brought representation fields back.
+    if edits_representation {
+        for h in &REPRESENTATION {
+            headers.remove(h);
+        }
     }
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
     if bodyless {
@@ -203,6 +216,62 @@ pub fn decode<'b>(content_encoding: Option<&str>, body: &'b [u8], cap: usize) ->
 mod tests {
     use super::*;
     use std::io::Write;
+
+    fn problem_decision(headers: Vec<HeaderEdit>) -> Decision<'static> {
+        Decision {
+            status: 429,
+            reason: "Too Many Requests",
+            rule: Some("r"),
+            rule_index: Some(0),
+            headers,
+            body: BodyPlan::Problem(Box::new(ProblemBody {
+                type_uri: "about:blank".into(),
+                title: "Too Many Requests".into(),
+                status: 429,
+                detail: None,
+                instance: None,
+                upstream_status: Some(400),
+                vendor_code: None,
+                request_id: "r1".into(),
+                vendor_request_id: None,
+                origin: super::super::Origin::Upstream,
+                extensions: Vec::new(),
+            })),
+            body_skip: None,
+            redactions: 0,
+        }
+    }
+
+    #[test]
+    fn a_replaced_body_keeps_no_representation_field_whether_upstream_or_rule_set() {
+        let mut up = HeaderMap::new();
+        for (k, v) in [
+            ("content-type", "application/json"),
+            ("content-length", "80"),
+            ("content-encoding", "gzip"),
+            ("etag", "\"v1\""),
+            ("x-vendor", "kept"),
+        ] {
+            up.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        let set_language = vec![HeaderEdit::Set(
+            header::CONTENT_LANGUAGE,
+            HeaderValue::from_static("de"),
+        )];
+        for edits in [Vec::new(), set_language] {
+            let d = problem_decision(edits);
+            let r = compose(&d, 400, &up, "r1", ProblemFormat::Json, false);
+            assert_eq!(r.headers.get(header::CONTENT_TYPE).unwrap(), "application/problem+json");
+            let CanonicalBody::Replace(body) = &r.body else {
+                panic!("replaced")
+            };
+            assert_eq!(r.headers.get(header::CONTENT_LENGTH).unwrap(), &body.len().to_string());
+            for gone in [header::CONTENT_ENCODING, header::ETAG, header::CONTENT_LANGUAGE] {
+                assert!(r.headers.get(&gone).is_none(), "{gone}");
+            }
+            assert_eq!(r.headers.get("x-vendor").unwrap(), "kept");
+        }
+    }
 
     #[test]
     fn decodes_gzip_and_deflate_with_a_cap() {

@@ -32,6 +32,14 @@ pub struct AtCapacity;
 /// One client connection's place on its listener.
 pub struct ClientSlot(Arc<Listener>);
 
+/// What a client connection carries from one request to the next (pingora's connection user
+/// context): its place on the listener, and whether the next request's whole header is already
+/// read (then no header deadline is needed: nothing is left to wait for).
+pub struct ClientConnection {
+    pub slot: ClientSlot,
+    pub header_ready: bool,
+}
+
 impl Drop for ClientSlot {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::Relaxed);

@@ -173,18 +173,23 @@ impl HttpServerApp for GatewayApp {
     ) -> Option<ReusedHttpStream> {
         let started = Instant::now();
         let snap = self.snapshots.current();
-        // The connection's slot under `limits.client_connections`, carried from request to
+        // The connection's place under `limits.client_connections`, carried from request to
         // request; `None` on a connection's first request.
-        let slot = session
+        let conn = session
             .take_connection_user_context()
-            .and_then(|c| c.downcast::<connections::ClientSlot>().ok());
+            .and_then(|c| c.downcast::<connections::ClientConnection>().ok());
         // The whole header within `client_header_timeout` (a per-read timeout would let a
         // client trickle one byte at a time forever). On a reused connection the next request's
-        // first bytes are already here (see `keep_alive`), so the clock runs from them.
-        let read = tokio::select! {
-            biased;
-            r = fast_timeout(snap.limits.client_header_timeout, session.read_request()) => r,
-            _ = wait_shutdown(shutdown) => return None,
+        // first bytes are already here (see `keep_alive`), so the clock runs from them; when
+        // they hold the whole header there is nothing to wait for and no timer to arm.
+        let read = if conn.as_ref().is_some_and(|c| c.header_ready) {
+            Ok(session.read_request().await)
+        } else {
+            tokio::select! {
+                biased;
+                r = fast_timeout(snap.limits.client_header_timeout, session.read_request()) => r,
+                _ = wait_shutdown(shutdown) => return None,
+            }
         };
         match read {
             Ok(Ok(true)) => {}
@@ -211,13 +216,16 @@ impl HttpServerApp for GatewayApp {
         // Pipelined requests are answered one after the other, in order (RFC 9112 section 9.3.2).
         session.set_pipelining_enabled(true);
 
-        let slot = match slot {
-            Some(s) => Some(s),
+        let conn = match conn {
+            Some(c) => c,
             None => match self
                 .listeners
                 .admit(session.server_addr(), snap.limits.client_connections)
             {
-                Ok(s) => Some(Box::new(s)),
+                Ok(slot) => Box::new(connections::ClientConnection {
+                    slot,
+                    header_ready: false,
+                }),
                 Err(connections::AtCapacity) => {
                     self.refuse(&mut session, &snap, started, GatewayFailure::ClientConnectionLimit)
                         .await;
@@ -255,12 +263,9 @@ impl HttpServerApp for GatewayApp {
         if ending == Ending::Close {
             return None;
         }
-        let mut settings = HttpPersistentSettings::for_session(&session);
-        if let Some(slot) = slot {
-            settings.set_user_context(slot);
-        }
+        let settings = HttpPersistentSettings::for_session(&session);
         let reusable = session.finish().await.ok()??;
-        keep_alive(reusable, settings, snap.limits.client_keepalive_timeout, shutdown).await
+        keep_alive(reusable, settings, conn, snap.limits.client_keepalive_timeout, shutdown).await
     }
 }
 
@@ -270,6 +275,7 @@ impl HttpServerApp for GatewayApp {
 async fn keep_alive(
     reusable: pingora::protocols::http::server::ReusableHttpStream,
     mut settings: HttpPersistentSettings,
+    mut conn: Box<connections::ClientConnection>,
     idle: Duration,
     shutdown: &ShutdownWatch,
 ) -> Option<ReusedHttpStream> {
@@ -288,8 +294,17 @@ async fn keep_alive(
             }
         }
     };
+    conn.header_ready = header_complete(&prefix);
     settings.set_pipelined_prefix(prefix);
+    settings.set_user_context(conn);
     Some(ReusedHttpStream::new(stream, Some(settings)))
+}
+
+/// Whether `buf` holds a whole header block (its blank line). A bare-LF header is not
+/// recognized here and simply gets the deadline.
+fn header_complete(buf: &[u8]) -> bool {
+    // A bodyless request ends with its blank line: checked first, in constant time.
+    buf.ends_with(b"\r\n\r\n") || memchr::memmem::find(buf, b"\r\n\r\n").is_some()
 }
 
 async fn wait_shutdown(shutdown: &ShutdownWatch) {
