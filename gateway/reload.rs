@@ -52,7 +52,9 @@ impl Serving {
 
     /// The name of the route at `index` (`-` for none).
     pub fn route_name(&self, index: Option<usize>) -> &str {
-        index.and_then(|i| self.snapshot.routes.get(i)).map_or("-", |r| &*r.name)
+        index
+            .and_then(|i| self.snapshot.routes.get(i))
+            .map_or("-", |r| &*r.name)
     }
 }
 

@@ -606,3 +606,63 @@ fn compile_canonical(file: &Path, raw: &RawCanonical, l: &mut Loader) -> Option<
             .with_redaction(redaction)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boot() -> BootSettings {
+        BootSettings {
+            listen: vec!["127.0.0.1:8080".to_owned()],
+            tls_listen: Vec::new(),
+            admin: "127.0.0.1:9090".to_owned(),
+            log_format: "text".to_owned(),
+            log_filter: "info".to_owned(),
+            threads: 2,
+            grace_period: Duration::from_secs(5),
+            watch_config: true,
+            work_stealing: true,
+            upgrade_sock: PathBuf::from("/tmp/u.sock"),
+        }
+    }
+
+    #[test]
+    fn boot_settings_name_each_changed_setting_and_nothing_else() {
+        let running = boot();
+        assert!(boot().changed_from(&running).is_empty());
+        let next = BootSettings {
+            threads: 4,
+            log_filter: "debug".to_owned(),
+            grace_period: Duration::ZERO,
+            work_stealing: false,
+            upgrade_sock: PathBuf::from("/tmp/v.sock"),
+            watch_config: false,
+            ..boot()
+        };
+        assert_eq!(
+            next.changed_from(&running),
+            [
+                "log.filter",
+                "server.threads",
+                "server.grace_period",
+                "server.watch_config",
+                "server.work_stealing",
+                "server.upgrade_sock"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_shipped_canonical_profile_names_a_problem_type_for_every_failure_kind() {
+        let path = Path::new(EMBEDDED_CANONICAL);
+        let text = read_text(path).expect("embedded canonical");
+        let raw: RawCanonical = parse_yaml(path, &text).expect("embedded canonical parses");
+        for f in GatewayFailure::ALL {
+            assert!(
+                raw.gateway_problems.contains_key(f.name()),
+                "{} has no gateway_problems entry",
+                f.name()
+            );
+        }
+    }
+}

@@ -46,13 +46,21 @@ fn a_renamed_route_loses_its_old_series_and_gets_new_ones_on_reload() {
     rewrite(&gw, "name: accept-old", "name: accept-new");
     assert_eq!(reload(&gw)["outcome"], "applied");
     let text = scrape(&gw);
-    assert!(!text.contains("route=\"accept-old\""), "the gone route's series are removed:\n{text}");
+    assert!(
+        !text.contains("route=\"accept-old\""),
+        "the gone route's series are removed:\n{text}"
+    );
     assert!(
         text.contains("statusgate_rule_matches_total{route=\"accept-new\",rule=\"teapot\"} 0"),
         "the new route's series exist from its acceptance:\n{text}"
     );
     assert_eq!(request(gw.port, "GET", "/", &[], b"").status, 409);
-    gw.expect_metric("statusgate_responses_total", &[("route", "accept-new")], 1.0, "counted on the new route");
+    gw.expect_metric(
+        "statusgate_responses_total",
+        &[("route", "accept-new")],
+        1.0,
+        "counted on the new route",
+    );
 }
 
 #[test]
@@ -65,8 +73,14 @@ fn a_rejected_reload_that_names_a_new_route_leaves_no_series_behind() {
     rewrite(&gw, "    addrs: [", "    connect_timeout: soon\n    addrs: [");
     assert_eq!(reload(&gw)["outcome"], "rejected");
     let text = scrape(&gw);
-    assert!(!text.contains("accept-rejected"), "no series of a rejected snapshot:\n{text}");
-    assert!(text.contains("route=\"accept-kept\""), "the serving route keeps its series");
+    assert!(
+        !text.contains("accept-rejected"),
+        "no series of a rejected snapshot:\n{text}"
+    );
+    assert!(
+        text.contains("route=\"accept-kept\""),
+        "the serving route keeps its series"
+    );
 }
 
 #[test]
@@ -81,12 +95,19 @@ fn a_reload_that_changes_threads_and_log_format_applies_the_rules_and_names_both
     assert_eq!(r["outcome"], "applied", "{r}");
     let note = r["restart_needed"].as_str().expect("a restart note");
     assert!(note.contains("server.threads") && note.contains("log.format"), "{note}");
-    assert!(!note.contains("listen") && !note.contains("grace_period"), "only what changed: {note}");
+    assert!(
+        !note.contains("listen") && !note.contains("grace_period"),
+        "only what changed: {note}"
+    );
     assert!(!note.contains('{'), "words, not a Debug dump: {note}");
     assert_eq!(
         gw.admin_get("/-/config").json()["restart_needed"].as_str(),
         Some(note),
         "/-/config says the same"
     );
-    assert_eq!(request(gw.port, "GET", "/", &[], b"").status, 429, "the new rules serve");
+    assert_eq!(
+        request(gw.port, "GET", "/", &[], b"").status,
+        429,
+        "the new rules serve"
+    );
 }

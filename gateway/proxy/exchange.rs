@@ -45,8 +45,9 @@ const HTTP: HeaderValue = HeaderValue::from_static("http");
 const HTTPS: HeaderValue = HeaderValue::from_static("https");
 static EMPTY: LazyLock<HeaderMap> = LazyLock::new(HeaderMap::new);
 
-/// Why sending the request or reading the response header stopped (`rescue` decides the rest).
-enum SendError {
+/// Where sending the request or reading the response header stopped, with pingora's error: not a
+/// failure kind (the failure table, `rescue`, decides that).
+enum SendStop {
     Upstream(Box<Error>),
     Deadline,
     TooLarge,
@@ -216,11 +217,11 @@ impl Exchange<'_> {
             let mut body_sent = false;
             match self.send(&mut up, req, group, &mut body_sent).await {
                 Ok(()) => break (up, peer),
-                Err(SendError::Upstream(_)) if reused && !body_sent && !retried => retried = true,
-                Err(SendError::Upstream(e)) => return self.rescue(Trouble::Send { error: &e, body_sent }).await,
-                Err(SendError::Deadline) => return self.rescue(Trouble::ResponseDeadline { body_sent }).await,
-                Err(SendError::TooLarge) => return self.rescue(Trouble::RequestBodyTooLarge).await,
-                Err(SendError::ClientBody(e)) => return self.rescue(Trouble::ClientBody(&e)).await,
+                Err(SendStop::Upstream(_)) if reused && !body_sent && !retried => retried = true,
+                Err(SendStop::Upstream(e)) => return self.rescue(Trouble::Send { error: &e, body_sent }).await,
+                Err(SendStop::Deadline) => return self.rescue(Trouble::ResponseDeadline { body_sent }).await,
+                Err(SendStop::TooLarge) => return self.rescue(Trouble::RequestBodyTooLarge).await,
+                Err(SendStop::ClientBody(e)) => return self.rescue(Trouble::ClientBody(&e)).await,
             }
         };
         self.log.upstream_header_after = Some(self.log.started.elapsed());
@@ -315,14 +316,14 @@ impl Exchange<'_> {
         req: RequestHeader,
         group: &UpstreamGroup,
         body_sent: &mut bool,
-    ) -> Result<(), SendError> {
+    ) -> Result<(), SendStop> {
         // Per-read and per-write inactivity: pingora-proxy copies these from the peer; the
         // exchange drives the session itself, so it sets them.
         up.set_write_timeout(Some(group.def.write_timeout));
         up.set_read_timeout(None);
         up.write_request_header(Box::new(req))
             .await
-            .map_err(SendError::Upstream)?;
+            .map_err(SendStop::Upstream)?;
         let limit = self.snap.limits.request_body;
         let mut total = 0u64;
         loop {
@@ -330,16 +331,16 @@ impl Exchange<'_> {
                 Ok(Some(chunk)) => {
                     total += chunk.len() as u64;
                     if total > limit {
-                        return Err(SendError::TooLarge);
+                        return Err(SendStop::TooLarge);
                     }
                     *body_sent = true;
-                    up.write_request_body(chunk, false).await.map_err(SendError::Upstream)?;
+                    up.write_request_body(chunk, false).await.map_err(SendStop::Upstream)?;
                 }
                 Ok(None) => break,
-                Err(e) => return Err(SendError::ClientBody(e)),
+                Err(e) => return Err(SendStop::ClientBody(e)),
             }
         }
-        up.finish_request_body().await.map_err(SendError::Upstream)?;
+        up.finish_request_body().await.map_err(SendStop::Upstream)?;
         // The response deadline: the whole header, informational responses included. pingora's
         // timer wheel (10 ms resolution) instead of a tokio timer: no eventfd write per request.
         let read = async {
@@ -355,8 +356,8 @@ impl Exchange<'_> {
         up.set_read_timeout(Some(group.def.body_timeout));
         match read {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(SendError::Upstream(e)),
-            Err(_) => Err(SendError::Deadline),
+            Ok(Err(e)) => Err(SendStop::Upstream(e)),
+            Err(_) => Err(SendStop::Deadline),
         }
     }
 

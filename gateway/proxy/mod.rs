@@ -150,7 +150,8 @@ impl HttpServerApp for GatewayApp {
                 // Not HTTP: answer a canonical 400 (431 when the header block is too large),
                 // unless the client is simply gone.
                 if rescue::rescue(Trouble::UnreadableHeader(&e)) != rescue::Rescue::HangUp {
-                    self.refuse(&mut session, &snap, started, Trouble::UnreadableHeader(&e)).await;
+                    self.refuse(&mut session, &snap, started, Trouble::UnreadableHeader(&e))
+                        .await;
                 }
                 return None;
             }

@@ -44,9 +44,14 @@ pub enum Trouble<'e> {
     /// Connecting to an address failed (the last one tried, when it blames the address).
     Connect(&'e Error),
     /// Writing the request or reading the response header failed.
-    Send { error: &'e Error, body_sent: bool },
+    Send {
+        error: &'e Error,
+        body_sent: bool,
+    },
     /// No response header within `response_timeout`.
-    ResponseDeadline { body_sent: bool },
+    ResponseDeadline {
+        body_sent: bool,
+    },
     /// The request body grew past `limits.request_body`.
     RequestBodyTooLarge,
     /// Reading the client's request body failed.
@@ -228,18 +233,27 @@ mod tests {
             rescue(Trouble::UnreadableHeader(&Error::new(ErrorType::InvalidHTTPHeader))),
             answer(GatewayFailure::BadRequest, false)
         );
-        assert_eq!(rescue(Trouble::UnreadableHeader(&Error::new(ErrorType::ReadError))), Rescue::HangUp);
+        assert_eq!(
+            rescue(Trouble::UnreadableHeader(&Error::new(ErrorType::ReadError))),
+            Rescue::HangUp
+        );
     }
 
     #[test]
     fn a_request_body_half_sent_upstream_closes_the_client_connection_and_one_not_sent_keeps_it() {
         let e = Error::new(ErrorType::ConnectionClosed);
         assert_eq!(
-            rescue(Trouble::Send { error: &e, body_sent: true }),
+            rescue(Trouble::Send {
+                error: &e,
+                body_sent: true
+            }),
             answer(GatewayFailure::UpstreamClosed, false)
         );
         assert_eq!(
-            rescue(Trouble::Send { error: &e, body_sent: false }),
+            rescue(Trouble::Send {
+                error: &e,
+                body_sent: false
+            }),
             answer(GatewayFailure::UpstreamClosed, true)
         );
     }
@@ -247,15 +261,27 @@ mod tests {
     #[test]
     fn a_bad_chunk_is_a_400_a_stalled_body_a_408_and_a_reset_a_hang_up() {
         let chunk = Error::new(ErrorType::Custom("InvalidChunk"));
-        assert_eq!(rescue(Trouble::ClientBody(&chunk)), answer(GatewayFailure::BadRequest, false));
+        assert_eq!(
+            rescue(Trouble::ClientBody(&chunk)),
+            answer(GatewayFailure::BadRequest, false)
+        );
         let slow = Error::new(ErrorType::ReadTimedout);
-        assert_eq!(rescue(Trouble::ClientBody(&slow)), answer(GatewayFailure::ClientBodyTimeout, false));
-        assert_eq!(rescue(Trouble::ClientBody(&Error::new(ErrorType::ReadError))), Rescue::HangUp);
+        assert_eq!(
+            rescue(Trouble::ClientBody(&slow)),
+            answer(GatewayFailure::ClientBodyTimeout, false)
+        );
+        assert_eq!(
+            rescue(Trouble::ClientBody(&Error::new(ErrorType::ReadError))),
+            Rescue::HangUp
+        );
     }
 
     #[test]
     fn a_body_read_timeout_is_the_upstream_body_timeout() {
         let e = Error::new(ErrorType::ReadTimedout);
-        assert_eq!(rescue(Trouble::Body(&e)), answer(GatewayFailure::UpstreamBodyTimeout, true));
+        assert_eq!(
+            rescue(Trouble::Body(&e)),
+            answer(GatewayFailure::UpstreamBodyTimeout, true)
+        );
     }
 }

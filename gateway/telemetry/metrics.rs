@@ -21,8 +21,8 @@ use prometheus::{
     Gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
-use crate::engine::{BodySkip, GatewayFailure, Origin};
 use super::outcome::Outcome;
+use crate::engine::{BodySkip, GatewayFailure, Origin};
 
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
@@ -171,7 +171,11 @@ impl Metrics {
     /// Resolves the series of a snapshot that is being accepted, `routes` in snapshot order
     /// (name, rule names in profile order), and removes the series of `previous` that name a
     /// route or a route's rule the new snapshot no longer has.
-    pub fn accept<'a, R>(self: &Arc<Self>, routes: impl IntoIterator<Item = (&'a str, R)>, previous: Option<&SnapshotSeries>) -> SnapshotSeries
+    pub fn accept<'a, R>(
+        self: &Arc<Self>,
+        routes: impl IntoIterator<Item = (&'a str, R)>,
+        previous: Option<&SnapshotSeries>,
+    ) -> SnapshotSeries
     where
         R: Iterator<Item = &'a str>,
     {
@@ -331,9 +335,16 @@ impl RouteMetrics {
             let _ = m.duration.remove_label_values(&[route, c]);
         }
         let _ = m.upstream_header.remove_label_values(&[route]);
-        let keys: Vec<u32> = self.responses.read().map_or_else(|_| Vec::new(), |r| r.keys().copied().collect());
+        let keys: Vec<u32> = self
+            .responses
+            .read()
+            .map_or_else(|_| Vec::new(), |r| r.keys().copied().collect());
         for key in keys {
-            let origin = if key & 1 == 1 { Origin::Gateway } else { Origin::Upstream };
+            let origin = if key & 1 == 1 {
+                Origin::Gateway
+            } else {
+                Origin::Upstream
+            };
             let _ = m.responses.remove_label_values(&[
                 route,
                 &code_label(key >> 16),
@@ -376,7 +387,8 @@ impl RouteMetrics {
         if let Some(c) = log
             .body_skip
             .and_then(|s| BodySkip::ALL.iter().position(|r| *r == s))
-            .and_then(|i| self.skipped.get(i)) {
+            .and_then(|i| self.skipped.get(i))
+        {
             c.inc();
         }
         if log.redactions > 0 {
