@@ -43,6 +43,12 @@ impl Serving {
             previous.map(|p| &p.series),
         );
         let balancers = Balancers::carry(&snapshot, previous.map(|p| (&p.snapshot, &p.balancers)));
+        // A group that is gone takes its connection gauge with it.
+        for name in previous.iter().flat_map(|p| p.snapshot.upstreams.keys()) {
+            if !snapshot.upstreams.contains_key(name) {
+                let _ = metrics::global().upstream_connections.remove_label_values(&[name]);
+            }
+        }
         Serving {
             snapshot,
             series,
