@@ -1,8 +1,8 @@
 //! What the metrics cost per request (criterion): recording one finished request with
 //! `RouteMetrics::record` (the response counter found by its packed key, the failure, rule and
 //! skip counters, the duration histogram with its clock read, the upstream header histogram)
-//! against doing nothing with the same request log; for an upstream-answered response that a rule
-//! rewrote and for a gateway-made 502. Also `Metrics::record` (which picks the route), a request
+//! against doing nothing with the same request outcome; for an upstream-answered response that a
+//! rule rewrote and for a gateway-made 502. Also `SnapshotSeries::record` (which picks the route), a request
 //! that matched no route, and the upstream-answered case on two threads at once (both cores
 //! incrementing the same counters).
 
@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use statusgate::engine::{GatewayFailure, Origin};
-use statusgate::metrics::{self, RouteMetrics};
-use statusgate::proxy::RequestLog;
+use statusgate::telemetry::metrics::{self, RouteMetrics};
+use statusgate::telemetry::outcome::Outcome as RequestLog;
 
 fn route() -> Arc<RouteMetrics> {
     Arc::new(RouteMetrics::new(metrics::global(), "bench").with_rules(["throttled", "validation"].into_iter()))
 }
 
-fn log(route: Option<Arc<RouteMetrics>>) -> RequestLog {
+fn log(route: Option<usize>) -> RequestLog {
     let mut log = RequestLog::new(Instant::now(), "bench-1".to_owned());
     log.route = route;
     log.upstream_addr = Some("127.0.0.1:18003".parse().unwrap());
@@ -27,7 +27,7 @@ fn log(route: Option<Arc<RouteMetrics>>) -> RequestLog {
 }
 
 /// A vendor 400 that rule 0 turned into 429.
-fn upstream_answered(route: Option<Arc<RouteMetrics>>) -> RequestLog {
+fn upstream_answered(route: Option<usize>) -> RequestLog {
     RequestLog {
         upstream_status: Some(400),
         status: 429,
@@ -39,7 +39,7 @@ fn upstream_answered(route: Option<Arc<RouteMetrics>>) -> RequestLog {
 }
 
 /// The upstream refused the connection: 502, origin gateway.
-fn gateway_failure(route: Option<Arc<RouteMetrics>>) -> RequestLog {
+fn gateway_failure(route: Option<usize>) -> RequestLog {
     RequestLog {
         upstream_addr: None,
         status: 502,
@@ -68,9 +68,10 @@ fn bench_record(c: &mut Criterion) {
         b.iter(|| route.record(black_box(&failed)))
     });
 
-    let routed = upstream_answered(Some(route.clone()));
-    g.bench_function("Metrics::record/upstream_answered", |b| {
-        b.iter(|| m.record(black_box(&routed)))
+    let series = m.accept([("bench", ["throttled", "validation"].into_iter())], None);
+    let routed = upstream_answered(Some(0));
+    g.bench_function("SnapshotSeries::record/upstream_answered", |b| {
+        b.iter(|| series.record(black_box(&routed)))
     });
     let no_route = RequestLog {
         status: 404,
@@ -78,9 +79,9 @@ fn bench_record(c: &mut Criterion) {
         failure: Some(GatewayFailure::NoRoute),
         ..log(None)
     };
-    m.record(&no_route);
-    g.bench_function("Metrics::record/no_route", |b| {
-        b.iter(|| m.record(black_box(&no_route)))
+    series.record(&no_route);
+    g.bench_function("SnapshotSeries::record/no_route", |b| {
+        b.iter(|| series.record(black_box(&no_route)))
     });
 
     // Two threads recording the same series: the time per record on each thread.

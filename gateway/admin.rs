@@ -398,7 +398,7 @@ impl ServeHttp for AdminApp {
         let _ = session.drain_request_body().await;
         let snap = self.snapshots.current();
         let safe = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if !safe && cross_site(session, &snap.admin) {
+        if !safe && cross_site(session, &snap.boot.admin) {
             return reply(
                 StatusCode::FORBIDDEN,
                 "text/plain",

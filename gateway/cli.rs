@@ -233,13 +233,13 @@ pub fn main() -> i32 {
         Command::Run { config, upgrade } => {
             let path = config.path();
             let Ok(snap) = load_reporting(&path) else { return 1 };
-            let _log_guard = crate::access_log::init(&snap.log_format, &snap.log_filter);
+            let _log_guard = crate::telemetry::access_log::init(&snap.boot.log_format, &snap.boot.log_filter);
             crate::server::raise_fd_limit();
             let handle = Arc::new(SnapshotHandle::new(&path, snap));
             match crate::server::build(handle.clone(), upgrade) {
                 Ok(built) => {
                     let s = handle.current();
-                    tracing::info!(config = %path.display(), version = %s.version, listen = ?s.listen, admin = %s.admin, "statusgate starting");
+                    tracing::info!(config = %path.display(), version = %s.version, listen = ?s.boot.listen, admin = %s.boot.admin, "statusgate starting");
                     // `run` (unlike `run_forever`) returns after a graceful shutdown, so the log
                     // guard below flushes the last lines before the process exits.
                     built.server.run(pingora::server::RunArgs::default());

@@ -67,7 +67,7 @@ pub fn run() -> i32 {
     let Ok(snap) = crate::cli::load_reporting(path) else {
         return 1;
     };
-    let _log_guard = crate::access_log::init(&snap.log_format, &snap.log_filter);
+    let _log_guard = crate::telemetry::access_log::init(&snap.boot.log_format, &snap.boot.log_filter);
     let handle = Arc::new(SnapshotHandle::new(path, snap));
     let mut built = match crate::server::build(handle, false) {
         Ok(b) => b,

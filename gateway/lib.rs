@@ -4,20 +4,21 @@
 //! - `engine`: the pure rule engine (compiled rules -> canonical decision);
 //! - `snapshot`: load + validate + compile the whole configuration into one immutable value;
 //! - `reload`: the live snapshot behind arc-swap and the reload path; `watch`: file triggers;
-//! - `proxy`: the pingora glue (routing, upstream exchange, gateway-made errors);
-//! - `admin`, `metrics`, `access_log`: operations; `server`: assembling pingora's server;
+//! - `proxy`: the pingora glue (upstream exchange, the failure table `rescue`, the upstream
+//!   groups' runtime state `balancer`);
+//! - `telemetry`: a request's `outcome` and what reads it, `metrics` and `access_log`;
+//! - `admin`: operations; `server`: assembling pingora's server;
 //! - `cli`: `run`, `check`, `explain`.
 
-pub mod access_log;
 pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod emulators;
 pub use statusgate_engine as engine;
-pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod server;
 pub mod snapshot;
+pub mod telemetry;
 pub mod watch;

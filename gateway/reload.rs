@@ -1,6 +1,10 @@
-//! The live configuration: one compiled `Snapshot` behind `arc-swap`. A request takes the
-//! snapshot once and finishes on it; a reload runs the start-up path (`snapshot::load`) and
-//! swaps only on success, so a bad edit never replaces a good configuration.
+//! The live configuration: one accepted snapshot (`Serving`: the compiled `Snapshot` with its
+//! metric series and its upstream groups' runtime state) behind `arc-swap`. A request takes it
+//! once and finishes on it; a reload runs the start-up path (`snapshot::load`) and swaps only on
+//! success, so a bad edit never replaces a good configuration. Accepting a snapshot is the one
+//! place that resolves its metric series (removing those of routes that are gone) and carries
+//! the balancers of unchanged groups over; a rejected reload leaves no trace. Boot-only
+//! settings a reload changes are reported as `restart_needed`, by name.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -9,7 +13,56 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 
 use crate::config::ConfigProblem;
-use crate::snapshot::{self, Snapshot};
+use crate::proxy::balancer::Balancers;
+use crate::snapshot::{self, BootSettings, Snapshot};
+use crate::telemetry::metrics::{self, SnapshotSeries};
+
+/// An accepted snapshot: the definitions and what serving them needs at run time.
+#[derive(Debug)]
+pub struct Serving {
+    pub snapshot: Snapshot,
+    /// The routes' metric series, indexed like `snapshot.routes`.
+    pub series: SnapshotSeries,
+    /// The upstream groups' runtime state, indexed by `UpstreamGroup::index`.
+    pub balancers: Balancers,
+}
+
+impl std::ops::Deref for Serving {
+    type Target = Snapshot;
+
+    fn deref(&self) -> &Snapshot {
+        &self.snapshot
+    }
+}
+
+impl Serving {
+    /// Accepts `snapshot`: resolves its series and balancers (carrying over `previous`'s).
+    fn accept(snapshot: Snapshot, previous: Option<&Serving>) -> Serving {
+        let series = metrics::global().accept(
+            snapshot.routes.iter().map(|r| (&*r.name, r.profile.rule_names())),
+            previous.map(|p| &p.series),
+        );
+        let balancers = Balancers::carry(&snapshot, previous.map(|p| (&p.snapshot, &p.balancers)));
+        // A group that is gone takes its connection gauge with it.
+        for name in previous.iter().flat_map(|p| p.snapshot.upstreams.keys()) {
+            if !snapshot.upstreams.contains_key(name) {
+                let _ = metrics::global().upstream_connections.remove_label_values(&[name]);
+            }
+        }
+        Serving {
+            snapshot,
+            series,
+            balancers,
+        }
+    }
+
+    /// The name of the route at `index` (`-` for none).
+    pub fn route_name(&self, index: Option<usize>) -> &str {
+        index
+            .and_then(|i| self.snapshot.routes.get(i))
+            .map_or("-", |r| &*r.name)
+    }
+}
 
 /// The last failed reload, kept for `GET /-/config`.
 #[derive(Debug, Clone)]
@@ -30,22 +83,22 @@ pub enum ReloadOutcome {
 
 pub struct SnapshotHandle {
     path: PathBuf,
-    current: ArcSwap<Snapshot>,
+    current: ArcSwap<Serving>,
     last_error: Mutex<Option<ReloadFailure>>,
-    /// The listener addresses bound at start: a reload cannot rebind them.
-    bound: Listeners,
+    /// The boot-only settings the process started with: a reload cannot change them.
+    boot: BootSettings,
     reload_lock: tokio::sync::Mutex<()>,
 }
 
 impl SnapshotHandle {
     pub fn new(path: &Path, first: Snapshot) -> Self {
-        crate::metrics::global().config_loaded(&first.version, first.loaded_at);
-        let bound = Listeners::of(&first);
+        metrics::global().config_loaded(&first.version, first.loaded_at);
+        let boot = first.boot.clone();
         SnapshotHandle {
             path: path.to_path_buf(),
-            current: ArcSwap::from_pointee(first),
+            current: ArcSwap::from_pointee(Serving::accept(first, None)),
             last_error: Mutex::new(None),
-            bound,
+            boot,
             reload_lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -54,21 +107,26 @@ impl SnapshotHandle {
         &self.path
     }
 
-    pub fn current(&self) -> Arc<Snapshot> {
+    pub fn current(&self) -> Arc<Serving> {
         self.current.load_full()
     }
 
+    /// The boot-only settings the process runs with.
+    pub fn boot(&self) -> &BootSettings {
+        &self.boot
+    }
+
     fn restart_needed_for(&self, snap: &Snapshot) -> Option<String> {
-        let want = Listeners::of(snap);
-        (want != self.bound).then(|| {
+        let changed = snap.boot.changed_from(&self.boot);
+        (!changed.is_empty()).then(|| {
             format!(
-                "listener addresses changed ({:?} -> {:?}): they take effect only after a restart or a graceful upgrade (SIGQUIT, then `statusgate run --upgrade`); the old addresses keep serving the new rules",
-                self.bound, want
+                "changed settings that need a restart: {}. They take effect only after a restart or a graceful upgrade (SIGQUIT, then `statusgate run --upgrade`); until then the running values stay and the rest of the new configuration (routes, rules, upstreams, limits) serves",
+                changed.join(", ")
             )
         })
     }
 
-    /// Set when the serving configuration names listeners other than those bound.
+    /// Set when the serving configuration changes boot-only settings the process started with.
     pub fn restart_needed(&self) -> Option<String> {
         self.restart_needed_for(&self.current.load())
     }
@@ -82,8 +140,7 @@ impl SnapshotHandle {
     pub async fn reload(&self) -> (ReloadOutcome, Vec<ConfigProblem>) {
         let _one_at_a_time = self.reload_lock.lock().await;
         let path = self.path.clone();
-        let previous = self.current.load_full();
-        let result = tokio::task::spawn_blocking(move || snapshot::load_next(&path, Some(&previous)))
+        let result = tokio::task::spawn_blocking(move || snapshot::load(&path))
             .await
             .unwrap_or_else(|e| {
                 Err(vec![crate::config::ConfigProblem::error(
@@ -93,7 +150,7 @@ impl SnapshotHandle {
             });
         match result {
             Ok(next) => {
-                let metrics = crate::metrics::global();
+                let metrics = metrics::global();
                 if next.version == self.current.load().version {
                     metrics.reloads.with_label_values(&["unchanged"]).inc();
                     return (ReloadOutcome::Unchanged, Vec::new());
@@ -107,14 +164,15 @@ impl SnapshotHandle {
                     tracing::warn!(problem = %w, "configuration warning");
                 }
                 tracing::info!(version = %next.version, "configuration reloaded");
-                self.current.store(Arc::new(next));
+                let serving = Serving::accept(next, Some(&self.current.load()));
+                self.current.store(Arc::new(serving));
                 if let Ok(mut g) = self.last_error.lock() {
                     *g = None;
                 }
                 (ReloadOutcome::Applied, Vec::new())
             }
             Err(problems) => {
-                crate::metrics::global().reloads.with_label_values(&["rejected"]).inc();
+                metrics::global().reloads.with_label_values(&["rejected"]).inc();
                 for p in &problems {
                     tracing::error!(problem = %p, "reload rejected; the previous configuration keeps serving");
                 }
@@ -149,24 +207,6 @@ impl pingora::services::background::BackgroundService for SighupReload {
                 }
                 _ = shutdown.changed() => return,
             }
-        }
-    }
-}
-
-/// The addresses a snapshot listens on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Listeners {
-    plain: Vec<String>,
-    tls: Vec<String>,
-    admin: String,
-}
-
-impl Listeners {
-    fn of(s: &Snapshot) -> Self {
-        Listeners {
-            plain: s.listen.clone(),
-            tls: s.tls_listen.iter().map(|t| t.addr.clone()).collect(),
-            admin: s.admin.clone(),
         }
     }
 }

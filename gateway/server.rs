@@ -36,11 +36,11 @@ pub struct Built {
 pub fn build(handle: Arc<SnapshotHandle>, upgrade: bool) -> pingora::Result<Built> {
     let snap = handle.current();
     let conf = ServerConf {
-        threads: snap.threads,
-        work_stealing: snap.work_stealing,
-        grace_period_seconds: Some(snap.grace_period.as_secs()),
+        threads: snap.boot.threads,
+        work_stealing: snap.boot.work_stealing,
+        grace_period_seconds: Some(snap.boot.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(2),
-        upgrade_sock: snap.upgrade_sock.to_string_lossy().into_owned(),
+        upgrade_sock: snap.boot.upgrade_sock.to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
     let opt = Opt {
@@ -51,12 +51,12 @@ pub fn build(handle: Arc<SnapshotHandle>, upgrade: bool) -> pingora::Result<Buil
     server.bootstrap();
 
     let handle_for_hup = handle.clone();
-    let app = GatewayApp::new(handle.clone(), crate::metrics::global());
+    let app = GatewayApp::new(handle.clone(), crate::telemetry::metrics::global());
     let mut gateway = Service::new("statusgate".to_owned(), app);
-    for addr in &snap.listen {
+    for addr in &snap.boot.listen {
         gateway.add_listener(ListenerConfig::tcp(addr.as_str()).l4_buffer(CLIENT_BUFFERS));
     }
-    for t in &snap.tls_listen {
+    for t in &snap.boot.tls_listen {
         let tls = TlsSettings::intermediate(&t.cert.to_string_lossy(), &t.key.to_string_lossy())?;
         gateway.add_listener(ListenerConfig::tcp(t.addr.as_str()).tls(tls).l4_buffer(CLIENT_BUFFERS));
     }
@@ -70,14 +70,14 @@ pub fn build(handle: Arc<SnapshotHandle>, upgrade: bool) -> pingora::Result<Buil
             ready: ready.clone(),
         }),
     );
-    admin.add_tcp(&snap.admin);
+    admin.add_tcp(&snap.boot.admin);
     server.add_service(admin);
     server.add_service(background_service("readiness", Readiness(ready.clone())));
     server.add_service(background_service(
         "sighup-reload",
         crate::reload::SighupReload(handle_for_hup.clone()),
     ));
-    if snap.watch_config {
+    if snap.boot.watch_config {
         let watcher = crate::watch::ConfigWatcher {
             handle: handle_for_hup,
             debounce: std::time::Duration::from_millis(100),

@@ -7,14 +7,13 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use pingora::upstreams::peer::HttpPeer;
 use serde_saphyr::Spanned;
 
-use crate::config::load::{load_file, parse_yaml, read_text, resolve, EMBEDDED_CANONICAL};
+use crate::config::load::{parse_yaml, read_text, resolve, EMBEDDED_CANONICAL};
 use crate::config::schema::{RawCanonical, RawConfig, RawProfile, RawUpstream};
 use crate::config::units::parse_duration;
 use crate::config::{ConfigProblem, ProblemKind, SourcePos};
@@ -23,7 +22,6 @@ use crate::engine::canonical::{CanonicalStatus, GatewayFailure};
 use crate::engine::profile::{check_body_depth, EnsureHeaders, DEFAULT_BODY_BUFFER};
 use crate::engine::redact::Redaction;
 use crate::engine::{CanonicalProfile, CompiledProfile};
-use crate::metrics::RouteMetrics;
 
 /// One upstream address with its pingora peer (timeouts, TLS, SNI), built once per snapshot.
 #[derive(Debug)]
@@ -32,11 +30,12 @@ pub struct UpstreamPeer {
     pub peer: HttpPeer,
 }
 
-#[derive(Debug)]
-pub struct UpstreamGroup {
-    pub name: String,
+/// Everything that defines an upstream group, compiled. Groups with equal definitions (same
+/// name too) keep their runtime state (passive health, connection count: the proxy's
+/// `balancer`) across a reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamDef {
     pub addrs: Vec<SocketAddr>,
-    pub peers: Vec<UpstreamPeer>,
     /// SNI and whether to verify the certificate, when TLS is on.
     pub tls: Option<(String, bool)>,
     pub connect_timeout: Duration,
@@ -48,49 +47,23 @@ pub struct UpstreamGroup {
     pub write_timeout: Duration,
     /// Total time for buffering a body a rule needs.
     pub body_deadline: Duration,
-    /// Connections in use right now, and the cap (`None`: unlimited).
+    /// The cap on connections in use (`None`: unlimited).
     pub max_connections: Option<u32>,
-    pub connections: AtomicUsize,
     /// How long an address that refused or timed out a connection is skipped.
     pub fail_timeout: Duration,
     /// Host header sent upstream instead of the client's.
     pub host_header: Option<http::HeaderValue>,
-    next: AtomicUsize,
-    /// Per address: until when (ms since `epoch`) it is skipped.
-    down_until: Vec<AtomicU64>,
-    epoch: Instant,
-    /// Everything that defines the group; equal definitions share one group across reloads.
-    definition: String,
 }
 
-impl UpstreamGroup {
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    /// Round robin over the addresses that have not failed within `fail_timeout`;
-    /// `None` when every address is down.
-    pub fn pick(&self) -> Option<&UpstreamPeer> {
-        let n = self.peers.len();
-        let now = self.now_ms();
-        for _ in 0..n {
-            let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
-            if self.down_until[i].load(Ordering::Relaxed) <= now {
-                return Some(&self.peers[i]);
-            }
-        }
-        None
-    }
-
-    /// Takes an address out of rotation for `fail_timeout` (passive health checking).
-    pub fn mark_down(&self, addr: SocketAddr) {
-        let until = self.now_ms() + self.fail_timeout.as_millis() as u64;
-        for (a, d) in self.addrs.iter().zip(&self.down_until) {
-            if *a == addr {
-                d.store(until, Ordering::Relaxed);
-            }
-        }
-    }
+/// An upstream group as a snapshot holds it: immutable (its runtime state is the proxy's).
+#[derive(Debug)]
+pub struct UpstreamGroup {
+    pub name: String,
+    /// Position in the snapshot's groups (sorted by name): the proxy's balancers index by it.
+    pub index: usize,
+    pub def: UpstreamDef,
+    /// One per address, in the order of `def.addrs`.
+    pub peers: Vec<UpstreamPeer>,
 }
 
 #[derive(Debug)]
@@ -103,8 +76,6 @@ pub struct Route {
     pub upstream: Arc<UpstreamGroup>,
     pub profile: Arc<CompiledProfile>,
     pub ensure: EnsureHeaders,
-    /// This route's metric series, resolved once.
-    pub metrics: Arc<RouteMetrics>,
 }
 
 impl Route {
@@ -148,11 +119,51 @@ pub struct Limits {
     pub client_connections: Option<u32>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsListener {
     pub addr: String,
     pub cert: PathBuf,
     pub key: PathBuf,
+}
+
+/// The settings that take effect only at start (a reload cannot change them in a running
+/// process): one comparable value, so a reload can say which of them it could not apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootSettings {
+    pub listen: Vec<String>,
+    pub tls_listen: Vec<TlsListener>,
+    /// The admin listener's address.
+    pub admin: String,
+    pub log_format: String,
+    pub log_filter: String,
+    pub threads: usize,
+    pub grace_period: Duration,
+    pub watch_config: bool,
+    pub work_stealing: bool,
+    pub upgrade_sock: PathBuf,
+}
+
+impl BootSettings {
+    /// The settings that differ from `running`, by their names in the configuration file.
+    pub fn changed_from(&self, running: &BootSettings) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut check = |differs: bool, name: &'static str| {
+            if differs {
+                out.push(name);
+            }
+        };
+        check(self.listen != running.listen, "listen");
+        check(self.tls_listen != running.tls_listen, "tls_listen");
+        check(self.admin != running.admin, "admin address");
+        check(self.log_format != running.log_format, "log.format");
+        check(self.log_filter != running.log_filter, "log.filter");
+        check(self.threads != running.threads, "server.threads");
+        check(self.grace_period != running.grace_period, "server.grace_period");
+        check(self.watch_config != running.watch_config, "server.watch_config");
+        check(self.work_stealing != running.work_stealing, "server.work_stealing");
+        check(self.upgrade_sock != running.upgrade_sock, "server.upgrade_sock");
+        out
+    }
 }
 
 /// One immutable, fully compiled configuration.
@@ -162,28 +173,21 @@ pub struct Snapshot {
     pub version: String,
     pub loaded_at: SystemTime,
     pub files: Vec<PathBuf>,
-    pub listen: Vec<String>,
-    pub tls_listen: Vec<TlsListener>,
-    pub admin: String,
+    /// Listeners, logging and server lifecycle: read at start only.
+    pub boot: BootSettings,
     /// The admin listener's bearer token and what it protects.
     pub admin_auth: crate::admin::AdminAuth,
     pub canonical: CanonicalProfile,
     pub upstreams: HashMap<String, Arc<UpstreamGroup>>,
     pub routes: Vec<Route>,
     pub limits: Limits,
-    pub log_format: String,
-    pub log_filter: String,
-    pub threads: usize,
-    pub grace_period: Duration,
-    pub watch_config: bool,
-    pub work_stealing: bool,
-    pub upgrade_sock: PathBuf,
     pub warnings: Vec<ConfigProblem>,
 }
 
 impl Snapshot {
-    pub fn route_for(&self, host: Option<&str>, path: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| r.matches(host, path))
+    /// The first route that matches, with its index in `routes`.
+    pub fn route_for(&self, host: Option<&str>, path: &str) -> Option<(usize, &Route)> {
+        self.routes.iter().enumerate().find(|(_, r)| r.matches(host, path))
     }
 }
 
@@ -234,14 +238,9 @@ impl Loader {
 }
 
 /// Loads and compiles everything reachable from the main config file. Collects all problems.
+/// Pure definitions: no metric is registered and no runtime state is made here (both happen
+/// when the live handle accepts the snapshot).
 pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
-    load_next(main, None)
-}
-
-/// Like `load`, keeping the upstream groups of `previous` whose definition did not change, so
-/// their passive health state (and, through the shared connector, their pooled connections)
-/// survive a reload.
-pub fn load_next(main: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, Vec<ConfigProblem>> {
     let mut l = Loader {
         files: Vec::new(),
         hasher: DefaultHasher::new(),
@@ -285,13 +284,9 @@ pub fn load_next(main: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, V
     };
 
     let mut upstreams = HashMap::new();
-    for (name, up) in &raw.upstreams {
-        let group = compile_upstream(main, name, up, &mut l);
-        let kept = previous
-            .and_then(|p| p.upstreams.get(name))
-            .filter(|old| old.definition == group.definition)
-            .cloned();
-        upstreams.insert(name.clone(), kept.unwrap_or_else(|| Arc::new(group)));
+    for (index, (name, up)) in raw.upstreams.iter().enumerate() {
+        let group = compile_upstream(main, name, index, up, &mut l);
+        upstreams.insert(name.clone(), Arc::new(group));
     }
 
     let mut profiles: HashMap<PathBuf, Option<Arc<CompiledProfile>>> = HashMap::new();
@@ -350,9 +345,6 @@ pub fn load_next(main: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, V
                 host: rv.host.as_ref().map(|h| h.value.to_ascii_lowercase()),
                 path_prefix: prefix,
                 strip_prefix: rv.strip_prefix,
-                metrics: Arc::new(
-                    RouteMetrics::new(crate::metrics::global(), &rv.name.value).with_rules(profile.rule_names()),
-                ),
                 upstream,
                 profile,
                 ensure,
@@ -406,27 +398,29 @@ pub fn load_next(main: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, V
         version: format!("{:016x}", l.hasher.finish()),
         loaded_at: SystemTime::now(),
         files: l.files,
-        listen: raw.listen.value.0.clone(),
-        tls_listen,
-        admin: admin.addr,
+        boot: BootSettings {
+            listen: raw.listen.value.0.clone(),
+            tls_listen,
+            admin: admin.addr,
+            log_format,
+            log_filter: raw.log.filter.as_ref().map_or("info".to_owned(), |f| f.value.clone()),
+            threads: raw.server.threads.as_ref().map_or_else(
+                || std::thread::available_parallelism().map_or(1, |n| n.get()),
+                |t| t.value.max(1),
+            ),
+            grace_period,
+            watch_config: raw.server.watch_config.unwrap_or(true),
+            work_stealing: raw.server.work_stealing.unwrap_or(true),
+            upgrade_sock: raw.server.upgrade_sock.as_ref().map_or_else(
+                || PathBuf::from("/tmp/statusgate_upgrade.sock"),
+                |s| resolve(main, &s.value),
+            ),
+        },
         admin_auth: admin.auth,
         canonical,
         upstreams,
         routes,
         limits,
-        log_format,
-        log_filter: raw.log.filter.as_ref().map_or("info".to_owned(), |f| f.value.clone()),
-        threads: raw.server.threads.as_ref().map_or_else(
-            || std::thread::available_parallelism().map_or(1, |n| n.get()),
-            |t| t.value.max(1),
-        ),
-        grace_period,
-        watch_config: raw.server.watch_config.unwrap_or(true),
-        work_stealing: raw.server.work_stealing.unwrap_or(true),
-        upgrade_sock: raw.server.upgrade_sock.as_ref().map_or_else(
-            || PathBuf::from("/tmp/statusgate_upgrade.sock"),
-            |s| resolve(main, &s.value),
-        ),
         warnings,
     })
 }
@@ -467,7 +461,7 @@ fn check_addr(file: &Path, a: &Spanned<String>, l: &mut Loader) {
     }
 }
 
-fn compile_upstream(file: &Path, name: &str, up: &Spanned<RawUpstream>, l: &mut Loader) -> UpstreamGroup {
+fn compile_upstream(file: &Path, name: &str, index: usize, up: &Spanned<RawUpstream>, l: &mut Loader) -> UpstreamGroup {
     let u = &up.value;
     let mut addrs = Vec::new();
     for a in &u.addrs {
@@ -493,9 +487,6 @@ fn compile_upstream(file: &Path, name: &str, up: &Spanned<RawUpstream>, l: &mut 
             .map_err(|_| l.error(SourcePos::of(file, h), ProblemKind::Header(h.value.clone())))
             .ok()
     });
-    let definition = format!(
-        "{addrs:?} {tls:?} {connect_timeout:?} {response_timeout:?} {idle_timeout:?} {body_timeout:?} {fail_timeout:?} {host_header:?} {write_timeout:?} {body_deadline:?} {max_connections:?}"
-    );
     let peers = addrs
         .iter()
         .map(|&addr| UpstreamPeer {
@@ -512,23 +503,21 @@ fn compile_upstream(file: &Path, name: &str, up: &Spanned<RawUpstream>, l: &mut 
         .collect();
     UpstreamGroup {
         name: name.to_owned(),
-        addrs: addrs.clone(),
+        index,
+        def: UpstreamDef {
+            addrs,
+            tls,
+            connect_timeout,
+            response_timeout,
+            idle_timeout,
+            body_timeout,
+            write_timeout,
+            body_deadline,
+            max_connections,
+            fail_timeout,
+            host_header,
+        },
         peers,
-        tls,
-        connect_timeout,
-        response_timeout,
-        idle_timeout,
-        body_timeout,
-        write_timeout,
-        body_deadline,
-        max_connections,
-        connections: AtomicUsize::new(0),
-        fail_timeout,
-        host_header,
-        next: AtomicUsize::new(0),
-        down_until: addrs.iter().map(|_| AtomicU64::new(0)).collect(),
-        epoch: Instant::now(),
-        definition,
     }
 }
 
@@ -618,13 +607,62 @@ fn compile_canonical(file: &Path, raw: &RawCanonical, l: &mut Loader) -> Option<
     })
 }
 
-/// Reads just the canonical profile (for `explain` without a full config).
-pub fn load_canonical(path: &Path) -> Result<CanonicalProfile, Vec<ConfigProblem>> {
-    let mut l = Loader {
-        files: Vec::new(),
-        hasher: DefaultHasher::new(),
-        problems: Vec::new(),
-    };
-    let raw: RawCanonical = load_file(path).map_err(|p| vec![p])?;
-    compile_canonical(path, &raw, &mut l).ok_or(l.problems)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boot() -> BootSettings {
+        BootSettings {
+            listen: vec!["127.0.0.1:8080".to_owned()],
+            tls_listen: Vec::new(),
+            admin: "127.0.0.1:9090".to_owned(),
+            log_format: "text".to_owned(),
+            log_filter: "info".to_owned(),
+            threads: 2,
+            grace_period: Duration::from_secs(5),
+            watch_config: true,
+            work_stealing: true,
+            upgrade_sock: PathBuf::from("/tmp/u.sock"),
+        }
+    }
+
+    #[test]
+    fn boot_settings_name_each_changed_setting_and_nothing_else() {
+        let running = boot();
+        assert!(boot().changed_from(&running).is_empty());
+        let next = BootSettings {
+            threads: 4,
+            log_filter: "debug".to_owned(),
+            grace_period: Duration::ZERO,
+            work_stealing: false,
+            upgrade_sock: PathBuf::from("/tmp/v.sock"),
+            watch_config: false,
+            ..boot()
+        };
+        assert_eq!(
+            next.changed_from(&running),
+            [
+                "log.filter",
+                "server.threads",
+                "server.grace_period",
+                "server.watch_config",
+                "server.work_stealing",
+                "server.upgrade_sock"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_shipped_canonical_profile_names_a_problem_type_for_every_failure_kind() {
+        let path = Path::new(EMBEDDED_CANONICAL);
+        let text = read_text(path).expect("embedded canonical");
+        let raw: RawCanonical = parse_yaml(path, &text).expect("embedded canonical parses");
+        for f in GatewayFailure::ALL {
+            assert!(
+                raw.gateway_problems.contains_key(f.name()),
+                "{} has no gateway_problems entry",
+                f.name()
+            );
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! The reload triggers besides `POST /-/reload`: file changes and SIGHUP.
+//! The file-change reload trigger (the others: `POST /-/reload` in `admin`, SIGHUP in `reload`).
 //!
 //! Files: the directories holding the loaded files are watched (not the files: editors save by
 //! rename and Kubernetes swaps a `..data` symlink, both of which replace the inode), but only

@@ -5,7 +5,6 @@
 //! 256 cases per property by default (the whole set runs in seconds in debug); `scripts/fuzz`
 //! runs them in release with `PROPTEST_CASES` (default 1,000,000).
 
-use std::path::Path;
 use std::sync::OnceLock;
 
 use http::HeaderMap;
@@ -27,7 +26,15 @@ use statusgate::engine::{
 fn canonical() -> &'static CanonicalProfile {
     static C: OnceLock<CanonicalProfile> = OnceLock::new();
     C.get_or_init(|| {
-        statusgate::snapshot::load_canonical(Path::new("embedded:rules/canonical.yaml")).expect("embedded canonical")
+        // The embedded canonical profile, through the loader (a config with no profile).
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("statusgate.yaml");
+        std::fs::write(
+            &main,
+            "listen: 127.0.0.1:1\nupstreams: {u: {addrs: [127.0.0.1:2]}}\nroutes: [{name: c, upstream: u}]\n",
+        )
+        .unwrap();
+        statusgate::snapshot::load(&main).expect("embedded canonical").canonical
     })
 }
 

@@ -1,5 +1,6 @@
-//! Reading configuration: the raw YAML schema, units, and the loader that turns files into raw
-//! values or positioned problems. Meaning (compilation) lives in `crate::snapshot`.
+//! Reading configuration: the raw YAML schema, units, and the reader that turns files into raw
+//! values or positioned problems. Nothing here gives them meaning: `crate::snapshot` assembles
+//! the snapshot, the engine compiles profiles.
 
 pub mod load;
 pub mod schema;

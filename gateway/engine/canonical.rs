@@ -14,172 +14,122 @@ pub struct CanonicalStatus {
     pub title: String,
 }
 
-/// Errors the gateway answers itself (never produced by a rule).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum GatewayFailure {
+/// Whose doing a gateway-made failure is: the metric it is counted in
+/// (`statusgate_upstream_failures_total` or `statusgate_client_failures_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    Upstream,
+    Client,
+}
+
+/// Defines `GatewayFailure` from one table: each row is a variant, its stable name (config,
+/// metrics, logs), its status, whose doing it is, and its default problem detail. `ALL`, the
+/// names, the statuses and the default problem types (`urn:statusgate:problem:<name>`) all come
+/// from these rows, so adding a kind is one row here plus its row in the proxy's failure table.
+macro_rules! gateway_failures {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal, $status:literal, $blame:ident, $detail:literal;)+) => {
+        /// Errors the gateway answers itself (never produced by a rule).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum GatewayFailure {
+            $($(#[$doc])* $variant,)+
+        }
+
+        impl GatewayFailure {
+            /// Every kind, in declaration order (`index`).
+            pub const ALL: [GatewayFailure; [$(stringify!($variant)),+].len()] = [$(Self::$variant),+];
+
+            /// Stable name, used in config (`gateway_problems`), metrics and logs.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)+
+                }
+            }
+
+            pub fn status(self) -> u16 {
+                match self {
+                    $(Self::$variant => $status,)+
+                }
+            }
+
+            /// Whose doing the failure is.
+            pub fn blame(self) -> Blame {
+                match self {
+                    $(Self::$variant => Blame::$blame,)+
+                }
+            }
+
+            fn default_detail(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $detail,)+
+                }
+            }
+        }
+    };
+}
+
+gateway_failures! {
     /// Connection refused or no route to the upstream.
-    UpstreamRefused,
+    UpstreamRefused = "upstream_refused", 502, Upstream, "The upstream refused the connection.";
     /// Connection reset while sending or reading.
-    UpstreamReset,
+    UpstreamReset = "upstream_reset", 502, Upstream, "The upstream connection was reset.";
     /// Connection closed before a complete response header.
-    UpstreamClosed,
+    UpstreamClosed = "upstream_closed", 502, Upstream, "The upstream closed the connection before a complete response.";
     /// The upstream's response was not valid HTTP.
-    InvalidResponse,
+    InvalidResponse = "invalid_response", 502, Upstream, "The upstream sent an invalid HTTP response.";
     /// TLS handshake or certificate failure.
-    Tls,
-    ConnectTimeout,
+    Tls = "tls", 502, Upstream, "The TLS handshake with the upstream failed.";
+    ConnectTimeout = "connect_timeout", 504, Upstream, "Connecting to the upstream timed out.";
     /// No response header before the route's response deadline.
-    ResponseTimeout,
+    ResponseTimeout = "response_timeout", 504, Upstream, "The upstream did not answer in time.";
     /// The route's upstream group has no usable address.
-    NoUpstream,
-    NoRoute,
-    BadRequest,
-    RequestTooLarge,
-    HeaderTooLarge,
+    NoUpstream = "no_upstream", 503, Upstream, "No upstream address is available for this route.";
+    NoRoute = "no_route", 404, Client, "No route matches this request.";
+    BadRequest = "bad_request", 400, Client, "The request is not valid HTTP.";
+    RequestTooLarge = "request_too_large", 413, Client, "The request body is larger than the gateway accepts.";
+    HeaderTooLarge = "header_too_large", 431, Client, "The request header fields are larger than the gateway accepts.";
     /// The client sent a method the gateway refuses (CONNECT, `OPTIONS *`).
-    MethodNotAllowed,
+    MethodNotAllowed = "method_not_allowed", 405, Client, "The gateway does not forward this method.";
     /// The request target is ambiguous or climbs out of its route (`..` above the root,
     /// encoded separators, backslashes, NUL).
-    BadTarget,
+    BadTarget = "bad_target", 400, Client, "The request target is ambiguous or leaves its route.";
     /// The client did not send its whole request header in time (slowloris).
-    ClientHeaderTimeout,
+    ClientHeaderTimeout = "client_header_timeout", 408, Client, "The request header did not arrive in time.";
     /// The client stopped sending its request body.
-    ClientBodyTimeout,
+    ClientBodyTimeout = "client_body_timeout", 408, Client, "The request body stopped arriving.";
     /// The listener already serves its maximum of client connections.
-    ClientConnectionLimit,
+    ClientConnectionLimit = "client_connection_limit", 503, Client, "The gateway serves its maximum of connections; retry later.";
     /// The upstream stopped reading the request (a stalled upload).
-    UpstreamWriteTimeout,
+    UpstreamWriteTimeout = "upstream_write_timeout", 504, Upstream, "The upstream stopped reading the request.";
     /// The upstream stopped sending a body a rule needs.
-    UpstreamBodyTimeout,
+    UpstreamBodyTimeout = "upstream_body_timeout", 504, Upstream, "The upstream stopped sending its response body.";
     /// A body a rule needs did not arrive whole within the buffering deadline.
-    BodyDeadline,
+    BodyDeadline = "body_deadline", 504, Upstream, "The upstream's response body did not arrive in time.";
     /// The gateway ran out of file descriptors (EMFILE/ENFILE): its own trouble, not the
     /// upstream's, so the address stays in rotation.
-    FdExhausted,
+    FdExhausted = "fd_exhausted", 503, Upstream, "The gateway is out of connection resources; retry later.";
     /// The upstream group already holds its maximum of connections.
-    UpstreamConnectionLimit,
+    UpstreamConnectionLimit = "upstream_connection_limit", 503, Upstream, "The upstream's connection limit is reached; retry later.";
 }
 
 impl GatewayFailure {
-    pub const ALL: [GatewayFailure; 22] = [
-        Self::UpstreamRefused,
-        Self::UpstreamReset,
-        Self::UpstreamClosed,
-        Self::InvalidResponse,
-        Self::Tls,
-        Self::ConnectTimeout,
-        Self::ResponseTimeout,
-        Self::NoUpstream,
-        Self::NoRoute,
-        Self::BadRequest,
-        Self::RequestTooLarge,
-        Self::HeaderTooLarge,
-        Self::MethodNotAllowed,
-        Self::BadTarget,
-        Self::ClientHeaderTimeout,
-        Self::ClientBodyTimeout,
-        Self::ClientConnectionLimit,
-        Self::UpstreamWriteTimeout,
-        Self::UpstreamBodyTimeout,
-        Self::BodyDeadline,
-        Self::FdExhausted,
-        Self::UpstreamConnectionLimit,
-    ];
+    /// The kind's position in `ALL` (metrics index their series by it).
+    pub fn index(self) -> usize {
+        self as usize
+    }
 
     /// Whether the failure is the upstream's (or the path to it) rather than the client's:
     /// counted in `statusgate_upstream_failures_total`, else `statusgate_client_failures_total`.
     pub fn is_upstream(self) -> bool {
-        !matches!(
-            self,
-            Self::NoRoute
-                | Self::BadRequest
-                | Self::RequestTooLarge
-                | Self::HeaderTooLarge
-                | Self::MethodNotAllowed
-                | Self::BadTarget
-                | Self::ClientHeaderTimeout
-                | Self::ClientBodyTimeout
-                | Self::ClientConnectionLimit
-        )
-    }
-
-    pub fn status(self) -> u16 {
-        match self {
-            Self::UpstreamRefused | Self::UpstreamReset | Self::UpstreamClosed | Self::InvalidResponse | Self::Tls => {
-                502
-            }
-            Self::ConnectTimeout
-            | Self::ResponseTimeout
-            | Self::UpstreamWriteTimeout
-            | Self::UpstreamBodyTimeout
-            | Self::BodyDeadline => 504,
-            Self::NoUpstream | Self::FdExhausted | Self::UpstreamConnectionLimit | Self::ClientConnectionLimit => 503,
-            Self::NoRoute => 404,
-            Self::BadRequest | Self::BadTarget => 400,
-            Self::ClientHeaderTimeout | Self::ClientBodyTimeout => 408,
-            Self::RequestTooLarge => 413,
-            Self::HeaderTooLarge => 431,
-            Self::MethodNotAllowed => 405,
-        }
-    }
-
-    /// Stable name, used in config (`gateway_problems`), metrics and logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::UpstreamRefused => "upstream_refused",
-            Self::UpstreamReset => "upstream_reset",
-            Self::UpstreamClosed => "upstream_closed",
-            Self::InvalidResponse => "invalid_response",
-            Self::Tls => "tls",
-            Self::ConnectTimeout => "connect_timeout",
-            Self::ResponseTimeout => "response_timeout",
-            Self::NoUpstream => "no_upstream",
-            Self::NoRoute => "no_route",
-            Self::BadRequest => "bad_request",
-            Self::RequestTooLarge => "request_too_large",
-            Self::HeaderTooLarge => "header_too_large",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::BadTarget => "bad_target",
-            Self::ClientHeaderTimeout => "client_header_timeout",
-            Self::ClientBodyTimeout => "client_body_timeout",
-            Self::ClientConnectionLimit => "client_connection_limit",
-            Self::UpstreamWriteTimeout => "upstream_write_timeout",
-            Self::UpstreamBodyTimeout => "upstream_body_timeout",
-            Self::BodyDeadline => "body_deadline",
-            Self::FdExhausted => "fd_exhausted",
-            Self::UpstreamConnectionLimit => "upstream_connection_limit",
-        }
+        self.blame() == Blame::Upstream
     }
 
     pub fn from_name(s: &str) -> Option<GatewayFailure> {
         Self::ALL.into_iter().find(|f| f.name() == s)
     }
 
-    fn default_detail(self) -> &'static str {
-        match self {
-            Self::UpstreamRefused => "The upstream refused the connection.",
-            Self::UpstreamReset => "The upstream connection was reset.",
-            Self::UpstreamClosed => "The upstream closed the connection before a complete response.",
-            Self::InvalidResponse => "The upstream sent an invalid HTTP response.",
-            Self::Tls => "The TLS handshake with the upstream failed.",
-            Self::ConnectTimeout => "Connecting to the upstream timed out.",
-            Self::ResponseTimeout => "The upstream did not answer in time.",
-            Self::NoUpstream => "No upstream address is available for this route.",
-            Self::NoRoute => "No route matches this request.",
-            Self::BadRequest => "The request is not valid HTTP.",
-            Self::RequestTooLarge => "The request body is larger than the gateway accepts.",
-            Self::HeaderTooLarge => "The request header fields are larger than the gateway accepts.",
-            Self::MethodNotAllowed => "The gateway does not forward this method.",
-            Self::BadTarget => "The request target is ambiguous or leaves its route.",
-            Self::ClientHeaderTimeout => "The request header did not arrive in time.",
-            Self::ClientBodyTimeout => "The request body stopped arriving.",
-            Self::ClientConnectionLimit => "The gateway serves its maximum of connections; retry later.",
-            Self::UpstreamWriteTimeout => "The upstream stopped reading the request.",
-            Self::UpstreamBodyTimeout => "The upstream stopped sending its response body.",
-            Self::BodyDeadline => "The upstream's response body did not arrive in time.",
-            Self::FdExhausted => "The gateway is out of connection resources; retry later.",
-            Self::UpstreamConnectionLimit => "The upstream's connection limit is reached; retry later.",
-        }
+    /// The problem type used when the canonical profile's `gateway_problems` names none.
+    pub fn default_type(self) -> String {
+        format!("urn:statusgate:problem:{}", self.name().replace('_', "-"))
     }
 }
 
@@ -270,10 +220,7 @@ impl CanonicalProfile {
         let status = failure.status();
         let (type_uri, title) = match self.gateway.get(&failure) {
             Some((t, ti)) => (t.clone(), ti.clone()),
-            None => (
-                format!("urn:statusgate:problem:{}", failure.name().replace('_', "-")),
-                self.reason(status).to_owned(),
-            ),
+            None => (failure.default_type(), self.reason(status).to_owned()),
         };
         ProblemBody {
             type_uri,
@@ -296,9 +243,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_failure_kind_has_its_index_a_name_and_a_detail() {
+    fn every_failure_kind_has_its_index_a_name_a_detail_and_a_default_problem_type() {
         for (i, f) in GatewayFailure::ALL.into_iter().enumerate() {
-            assert_eq!(f as usize, i, "ALL is in declaration order (metrics index by it)");
+            assert_eq!(f.index(), i, "ALL is in declaration order (metrics index by it)");
+            assert!(!f.name().is_empty() && f.name().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            assert!(f.default_type().starts_with("urn:statusgate:problem:"));
             assert_eq!(GatewayFailure::from_name(f.name()), Some(f));
             assert!(!f.default_detail().is_empty());
             assert!((400..600).contains(&f.status()));

@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use pingora::protocols::l4::socket::SocketAddr;
 use prometheus::IntGauge;
 
-use crate::metrics::Metrics;
+use super::balancer::Balancer;
 use crate::snapshot::UpstreamGroup;
+use crate::telemetry::metrics::Metrics;
 
 struct Listener {
     open: AtomicUsize,
@@ -94,13 +95,13 @@ impl ListenerCounts {
 
 /// One exchange's use of an upstream group under `max_connections`.
 pub struct UpstreamSlot<'a> {
-    group: &'a UpstreamGroup,
+    balancer: &'a Balancer,
     gauge: IntGauge,
 }
 
 impl Drop for UpstreamSlot<'_> {
     fn drop(&mut self) {
-        self.group.connections.fetch_sub(1, Ordering::Relaxed);
+        self.balancer.connections.fetch_sub(1, Ordering::Relaxed);
         self.gauge.dec();
     }
 }
@@ -108,18 +109,19 @@ impl Drop for UpstreamSlot<'_> {
 /// Takes a connection place in `group`: `Ok(None)` when the group has no cap, `Err` when it is
 /// full.
 pub fn acquire_upstream<'a>(
-    group: &'a UpstreamGroup,
+    group: &UpstreamGroup,
+    balancer: &'a Balancer,
     metrics: &Metrics,
 ) -> Result<Option<UpstreamSlot<'a>>, AtCapacity> {
-    let Some(cap) = group.max_connections else {
+    let Some(cap) = group.def.max_connections else {
         return Ok(None);
     };
-    let before = group.connections.fetch_add(1, Ordering::Relaxed);
+    let before = balancer.connections.fetch_add(1, Ordering::Relaxed);
     if before >= cap as usize {
-        group.connections.fetch_sub(1, Ordering::Relaxed);
+        balancer.connections.fetch_sub(1, Ordering::Relaxed);
         return Err(AtCapacity);
     }
     let gauge = metrics.upstream_connections.with_label_values(&[&group.name]);
     gauge.inc();
-    Ok(Some(UpstreamSlot { group, gauge }))
+    Ok(Some(UpstreamSlot { balancer, gauge }))
 }

@@ -18,16 +18,17 @@ use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession as UpstreamSession;
 use pingora::protocols::http::ServerSession;
-use pingora::{Error, ErrorType};
+use pingora::Error;
 
 use super::connections::acquire_upstream;
-use super::failure::{classify, classify_body, marks_down};
+use super::rescue::{rescue, Rescue, Trouble};
 use super::respond::{to_pingora, X_REQUEST_ID};
 use super::target::normalize_path;
-use super::RequestLog;
 use crate::engine::response::{compose, compose_gateway, decode, CanonicalBody, HOP_BY_HOP};
 use crate::engine::{BodySkip, GatewayFailure, Origin, ProblemFormat, RequestFacts, UpstreamBody, UpstreamHead};
-use crate::snapshot::{Route, Snapshot, UpstreamGroup};
+use crate::reload::Serving;
+use crate::snapshot::{Route, UpstreamGroup};
+use crate::telemetry::outcome::Outcome;
 
 /// How a request ended, for connection reuse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,20 +45,20 @@ const HTTP: HeaderValue = HeaderValue::from_static("http");
 const HTTPS: HeaderValue = HeaderValue::from_static("https");
 static EMPTY: LazyLock<HeaderMap> = LazyLock::new(HeaderMap::new);
 
-enum SendError {
+/// Where sending the request or reading the response header stopped, with pingora's error: not a
+/// failure kind (the failure table, `rescue`, decides that).
+enum SendStop {
     Upstream(Box<Error>),
     Deadline,
-    ClientGone,
-    ClientTimeout,
-    BadClientBody,
     TooLarge,
+    ClientBody(Box<Error>),
 }
 
 pub struct Exchange<'a> {
     pub session: &'a mut ServerSession,
-    pub snap: &'a Snapshot,
+    pub snap: &'a Serving,
     pub connector: &'a Connector,
-    pub log: &'a mut RequestLog,
+    pub log: &'a mut Outcome,
     pub format: ProblemFormat,
     pub head_request: bool,
     /// The client speaks HTTP/1.0: no chunked responses.
@@ -65,14 +66,30 @@ pub struct Exchange<'a> {
 }
 
 impl Exchange<'_> {
-    /// Answers an upstream failure, keeping pingora's error text for the log line.
-    async fn fail_with(&mut self, failure: GatewayFailure, error: &Error, reusable: bool) -> Ending {
-        self.log.error = Some(error.to_string());
-        self.fail(failure, reusable).await
+    /// Answers what the failure table says about `trouble`, keeping pingora's error text (if
+    /// any) for the log line.
+    pub async fn rescue(&mut self, trouble: Trouble<'_>) -> Ending {
+        let error = match trouble {
+            Trouble::Connect(e)
+            | Trouble::Send { error: e, .. }
+            | Trouble::ClientBody(e)
+            | Trouble::Body(e)
+            | Trouble::UnreadableHeader(e) => Some(e),
+            _ => None,
+        };
+        match rescue(trouble) {
+            Rescue::HangUp => Ending::Close,
+            Rescue::Answer { failure, reuse } => {
+                if let Some(e) = error {
+                    self.log.error = Some(e.to_string());
+                }
+                self.answer(failure, reuse).await
+            }
+        }
     }
 
     /// Answers a failure with the canonical problem body.
-    pub async fn fail(&mut self, failure: GatewayFailure, reusable: bool) -> Ending {
+    async fn answer(&mut self, failure: GatewayFailure, reusable: bool) -> Ending {
         self.log.failure = Some(failure);
         self.log.origin = Origin::Gateway;
         self.log.status = failure.status();
@@ -123,41 +140,43 @@ impl Exchange<'_> {
                 Ok(p) => p,
                 Err(refusal) => {
                     self.log.error = Some(refusal.as_str().to_owned());
-                    return self.fail(GatewayFailure::BadTarget, false).await;
+                    return self.rescue(Trouble::BadTarget).await;
                 }
             };
             let path = &*path;
             match snap.route_for(host, path) {
-                None => Err((GatewayFailure::NoRoute, None)),
-                Some(route) => {
+                None => Err((Trouble::NoRoute, None)),
+                Some((index, route)) => {
                     let declared_len = req
                         .headers
                         .get(header::CONTENT_LENGTH)
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok());
                     if declared_len.is_some_and(|n| n > snap.limits.request_body) {
-                        Err((GatewayFailure::RequestTooLarge, Some(route)))
+                        Err((Trouble::DeclaredBodyTooLarge, Some(index)))
                     } else {
                         let upstream_path = route.upstream_path(path).into_owned();
                         self.upstream_request(req, &upstream_path, &route.upstream)
-                            .map(|r| (route, upstream_path, r))
-                            .map_err(|_| (GatewayFailure::BadRequest, Some(route)))
+                            .map(|r| (index, route, upstream_path, r))
+                            .map_err(|_| (Trouble::UnbuildableRequest, Some(index)))
                     }
                 }
             }
         };
-        let (route, upstream_path, upstream_req) = match planned {
+        let (index, route, upstream_path, upstream_req) = match planned {
             Ok(p) => p,
-            Err((failure, route)) => {
-                self.log.route = route.map(|r| r.metrics.clone());
-                // A request whose body was not read leaves the connection unusable.
-                return self.fail(failure, failure == GatewayFailure::NoRoute).await;
+            Err((trouble, index)) => {
+                self.log.route = index;
+                return self.rescue(trouble).await;
             }
         };
-        self.log.route = Some(route.metrics.clone());
+        self.log.route = Some(index);
         let group = &route.upstream;
-        let Ok(_slot) = acquire_upstream(group, &crate::metrics::global()) else {
-            return self.fail(GatewayFailure::UpstreamConnectionLimit, false).await;
+        let Some(balancer) = snap.balancers.of(group) else {
+            return self.rescue(Trouble::NoUpstream).await;
+        };
+        let Ok(_slot) = acquire_upstream(group, balancer, &crate::telemetry::metrics::global()) else {
+            return self.rescue(Trouble::UpstreamConnectionLimit).await;
         };
 
         // Connect (skipping addresses that recently failed, trying each at most once) and send;
@@ -167,24 +186,22 @@ impl Exchange<'_> {
         let mut retried = false;
         let mut next_req = Some(upstream_req);
         let (mut up, peer) = loop {
-            let Some(peer) = group.pick() else {
-                return self.fail(GatewayFailure::NoUpstream, true).await;
+            let Some(peer) = balancer.pick(group) else {
+                return self.rescue(Trouble::NoUpstream).await;
             };
             self.log.upstream_addr = Some(peer.addr);
             let (mut up, reused) = match self.connector.get_http_session(&peer.peer).await {
                 Ok(s) => s,
                 Err(e) => {
-                    let failure = classify(&e);
-                    if !marks_down(failure) {
-                        // The gateway's own trouble: no address is to blame.
-                        return self.fail_with(failure, &e, false).await;
+                    // The gateway's own trouble blames no address: answered at once.
+                    if rescue(Trouble::Connect(&e)).marks_down() {
+                        balancer.mark_down(peer.addr);
+                        connect_failures += 1;
+                        if connect_failures < group.peers.len() {
+                            continue;
+                        }
                     }
-                    group.mark_down(peer.addr);
-                    connect_failures += 1;
-                    if connect_failures < group.peers.len() {
-                        continue;
-                    }
-                    return self.fail_with(failure, &e, true).await;
+                    return self.rescue(Trouble::Connect(&e)).await;
                 }
             };
             let req = match next_req.take() {
@@ -193,27 +210,25 @@ impl Exchange<'_> {
                     let rebuilt = self.upstream_request(self.session.req_header(), &upstream_path, group);
                     match rebuilt {
                         Ok(r) => r,
-                        Err(_) => return self.fail(GatewayFailure::BadRequest, false).await,
+                        Err(_) => return self.rescue(Trouble::UnbuildableRequest).await,
                     }
                 }
             };
             let mut body_sent = false;
             match self.send(&mut up, req, group, &mut body_sent).await {
                 Ok(()) => break (up, peer),
-                Err(SendError::Upstream(_)) if reused && !body_sent && !retried => retried = true,
-                Err(SendError::Upstream(e)) => return self.fail_with(classify(&e), &e, !body_sent).await,
-                Err(SendError::Deadline) => return self.fail(GatewayFailure::ResponseTimeout, !body_sent).await,
-                Err(SendError::TooLarge) => return self.fail(GatewayFailure::RequestTooLarge, false).await,
-                Err(SendError::ClientGone) => return Ending::Close,
-                Err(SendError::ClientTimeout) => return self.fail(GatewayFailure::ClientBodyTimeout, false).await,
-                Err(SendError::BadClientBody) => return self.fail(GatewayFailure::BadRequest, false).await,
+                Err(SendStop::Upstream(_)) if reused && !body_sent && !retried => retried = true,
+                Err(SendStop::Upstream(e)) => return self.rescue(Trouble::Send { error: &e, body_sent }).await,
+                Err(SendStop::Deadline) => return self.rescue(Trouble::ResponseDeadline { body_sent }).await,
+                Err(SendStop::TooLarge) => return self.rescue(Trouble::RequestBodyTooLarge).await,
+                Err(SendStop::ClientBody(e)) => return self.rescue(Trouble::ClientBody(&e)).await,
             }
         };
         self.log.upstream_header_after = Some(self.log.started.elapsed());
         let ending = self.respond(&mut up, &upstream_path, route).await;
         if up.response_done() {
             self.connector
-                .release_http_session(up, &peer.peer, Some(group.idle_timeout))
+                .release_http_session(up, &peer.peer, Some(group.def.idle_timeout))
                 .await;
         }
         ending
@@ -263,7 +278,7 @@ impl Exchange<'_> {
             up.remove_header(&name);
         }
         up.insert_header(X_REQUEST_ID, self.log.request_id.as_str())?;
-        if let Some(host) = &group.host_header {
+        if let Some(host) = &group.def.host_header {
             up.insert_header(header::HOST, host.clone())?;
         }
         let tls = self.session.digest().is_some_and(|d| d.ssl_digest.is_some());
@@ -301,14 +316,14 @@ impl Exchange<'_> {
         req: RequestHeader,
         group: &UpstreamGroup,
         body_sent: &mut bool,
-    ) -> Result<(), SendError> {
+    ) -> Result<(), SendStop> {
         // Per-read and per-write inactivity: pingora-proxy copies these from the peer; the
         // exchange drives the session itself, so it sets them.
-        up.set_write_timeout(Some(group.write_timeout));
+        up.set_write_timeout(Some(group.def.write_timeout));
         up.set_read_timeout(None);
         up.write_request_header(Box::new(req))
             .await
-            .map_err(SendError::Upstream)?;
+            .map_err(SendStop::Upstream)?;
         let limit = self.snap.limits.request_body;
         let mut total = 0u64;
         loop {
@@ -316,28 +331,16 @@ impl Exchange<'_> {
                 Ok(Some(chunk)) => {
                     total += chunk.len() as u64;
                     if total > limit {
-                        return Err(SendError::TooLarge);
+                        return Err(SendStop::TooLarge);
                     }
                     *body_sent = true;
-                    up.write_request_body(chunk, false).await.map_err(SendError::Upstream)?;
+                    up.write_request_body(chunk, false).await.map_err(SendStop::Upstream)?;
                 }
                 Ok(None) => break,
-                // A malformed body (bad chunk framing) is the client's mistake: 400. Anything
-                // else (reset, timeout) means it is gone: nobody to answer.
-                Err(e)
-                    if matches!(
-                        e.etype(),
-                        // pingora-core's (crate-private) INVALID_CHUNK
-                        ErrorType::InvalidHTTPHeader | ErrorType::H1Error | ErrorType::Custom("InvalidChunk")
-                    ) =>
-                {
-                    return Err(SendError::BadClientBody)
-                }
-                Err(e) if matches!(e.etype(), ErrorType::ReadTimedout) => return Err(SendError::ClientTimeout),
-                Err(_) => return Err(SendError::ClientGone),
+                Err(e) => return Err(SendStop::ClientBody(e)),
             }
         }
-        up.finish_request_body().await.map_err(SendError::Upstream)?;
+        up.finish_request_body().await.map_err(SendStop::Upstream)?;
         // The response deadline: the whole header, informational responses included. pingora's
         // timer wheel (10 ms resolution) instead of a tokio timer: no eventfd write per request.
         let read = async {
@@ -349,18 +352,18 @@ impl Exchange<'_> {
                 }
             }
         };
-        let read = pingora::time::fast_timeout::fast_timeout(group.response_timeout, read).await;
-        up.set_read_timeout(Some(group.body_timeout));
+        let read = pingora::time::fast_timeout::fast_timeout(group.def.response_timeout, read).await;
+        up.set_read_timeout(Some(group.def.body_timeout));
         match read {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(SendError::Upstream(e)),
-            Err(_) => Err(SendError::Deadline),
+            Ok(Err(e)) => Err(SendStop::Upstream(e)),
+            Err(_) => Err(SendStop::Deadline),
         }
     }
 
     async fn respond(&mut self, up: &mut UpstreamSession, upstream_path: &str, route: &Route) -> Ending {
         let Some(status) = up.response_header().map(|h| h.status.as_u16()) else {
-            return self.fail(GatewayFailure::InvalidResponse, true).await;
+            return self.rescue(Trouble::NoResponseHeader).await;
         };
         self.log.upstream_status = Some(status);
         if status == 101 {
@@ -368,7 +371,7 @@ impl Exchange<'_> {
             // the client did not ask for; the upstream connection is not reused.
             self.log.error = Some("unsolicited 101 Switching Protocols".to_owned());
             up.shutdown().await;
-            return self.fail(GatewayFailure::InvalidResponse, true).await;
+            return self.rescue(Trouble::UnsolicitedSwitch).await;
         }
         let bodyless = self.head_request || status == 204 || status == 304;
         let profile = &route.profile;
@@ -403,16 +406,16 @@ impl Exchange<'_> {
                     }
                 }
             };
-            match pingora::time::fast_timeout::fast_timeout(route.upstream.body_deadline, read).await {
+            match pingora::time::fast_timeout::fast_timeout(route.upstream.def.body_deadline, read).await {
                 Ok(Ok(Some(s))) => skip = Some(s),
                 Ok(Ok(None)) => complete = true,
                 Ok(Err(e)) => {
                     up.shutdown().await;
-                    return self.fail_with(classify_body(&e), &e, true).await;
+                    return self.rescue(Trouble::Body(&e)).await;
                 }
                 Err(_) => {
                     up.shutdown().await;
-                    return self.fail(GatewayFailure::BodyDeadline, true).await;
+                    return self.rescue(Trouble::BodyDeadline).await;
                 }
             }
         }
@@ -475,7 +478,7 @@ impl Exchange<'_> {
         self.log.rule = rule;
         self.log.rule_index = rule_index;
         let Ok(header) = header else {
-            return self.fail(GatewayFailure::InvalidResponse, false).await;
+            return self.rescue(Trouble::UnwritableHeader).await;
         };
         if self.session.write_response_header(Box::new(header)).await.is_err() {
             return Ending::Close;

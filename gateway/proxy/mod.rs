@@ -1,14 +1,16 @@
 //! The pingora glue: `GatewayApp` is a pingora `HttpServerApp` that reads each request, takes
-//! the current snapshot once, hands the work to `exchange::Exchange`, then logs and counts.
+//! the serving snapshot once, hands the work to `exchange::Exchange`, and hands the request's
+//! `Outcome` to the metrics and the access log. `rescue` is the one failure table, `balancer`
+//! the upstream groups' runtime state.
 
+pub mod balancer;
 pub mod connections;
 pub mod exchange;
-pub mod failure;
 pub mod request_id;
+pub mod rescue;
 pub mod respond;
 pub mod target;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,58 +24,13 @@ use pingora::server::ShutdownWatch;
 use pingora::time::fast_timeout::fast_timeout;
 use tokio::io::AsyncReadExt;
 
-use crate::access_log;
-use crate::engine::{BodySkip, GatewayFailure, Origin, ProblemFormat};
-use crate::metrics::{Metrics, RouteMetrics};
-use crate::reload::SnapshotHandle;
-use crate::snapshot::Snapshot;
+use crate::engine::ProblemFormat;
+use crate::reload::{Serving, SnapshotHandle};
+use crate::telemetry::access_log;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::outcome::Outcome;
 use exchange::{Ending, Exchange};
-use failure as rescue;
-
-/// Everything known about one request when it is done: the access log line and the metrics.
-#[derive(Debug)]
-pub struct RequestLog {
-    pub started: Instant,
-    pub request_id: String,
-    /// The matched route's metrics (and name).
-    pub route: Option<Arc<RouteMetrics>>,
-    pub upstream_addr: Option<SocketAddr>,
-    pub upstream_status: Option<u16>,
-    pub status: u16,
-    pub rule: Option<String>,
-    pub rule_index: Option<usize>,
-    pub origin: Origin,
-    pub failure: Option<GatewayFailure>,
-    pub body_skip: Option<BodySkip>,
-    pub redactions: u32,
-    pub failed_after_header: bool,
-    /// The underlying error of a gateway-made failure, for the log.
-    pub error: Option<String>,
-    pub upstream_header_after: Option<Duration>,
-}
-
-impl RequestLog {
-    /// A request that has just started: nothing known yet but its id.
-    pub fn new(started: Instant, request_id: String) -> Self {
-        RequestLog {
-            started,
-            request_id,
-            route: None,
-            upstream_addr: None,
-            upstream_status: None,
-            status: 0,
-            rule: None,
-            rule_index: None,
-            origin: Origin::Upstream,
-            failure: None,
-            body_skip: None,
-            redactions: 0,
-            failed_after_header: false,
-            error: None,
-            upstream_header_after: None,
-        }
-    }
-}
+use rescue::Trouble;
 
 pub struct GatewayApp {
     snapshots: Arc<SnapshotHandle>,
@@ -92,15 +49,15 @@ impl GatewayApp {
         }
     }
 
-    fn finish(&self, log: &RequestLog, req: Option<&pingora::http::RequestHeader>) {
-        self.metrics.record(log);
-        access_log::emit(log, req);
+    fn finish(&self, serving: &Serving, log: &Outcome, req: Option<&pingora::http::RequestHeader>) {
+        serving.series.record(log);
+        access_log::emit(log, serving.route_name(log.route), req);
     }
 
     /// Answers a request that is refused before any routing (its header may be unreadable), and
     /// closes the connection.
-    async fn refuse(&self, session: &mut ServerSession, snap: &Snapshot, started: Instant, failure: GatewayFailure) {
-        let mut log = RequestLog::new(started, request_id::generate());
+    async fn refuse(&self, session: &mut ServerSession, snap: &Serving, started: Instant, trouble: Trouble<'_>) {
+        let mut log = Outcome::new(started, request_id::generate());
         let mut ex = Exchange {
             session,
             snap,
@@ -110,8 +67,8 @@ impl GatewayApp {
             head_request: false,
             http10: false,
         };
-        ex.fail(failure, false).await;
-        self.finish(&log, None);
+        ex.rescue(trouble).await;
+        self.finish(snap, &log, None);
     }
 }
 
@@ -132,11 +89,11 @@ struct Intake {
     format: ProblemFormat,
     head_request: bool,
     http10: bool,
-    /// A failure decided from the header alone.
-    refused: Option<GatewayFailure>,
+    /// A refusal decided from the header alone.
+    refused: Option<Trouble<'static>>,
 }
 
-fn intake(req: &pingora::http::RequestHeader, snap: &Snapshot) -> Intake {
+fn intake(req: &pingora::http::RequestHeader, snap: &Serving) -> Intake {
     let request_id = req
         .headers
         .get(respond::X_REQUEST_ID)
@@ -146,12 +103,12 @@ fn intake(req: &pingora::http::RequestHeader, snap: &Snapshot) -> Intake {
         .unwrap_or_else(request_id::generate);
     let format = ProblemFormat::negotiate(req.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let refused = if header_bytes(req) > snap.limits.request_header {
-        Some(GatewayFailure::HeaderTooLarge)
+        Some(Trouble::HeaderTooLarge)
     } else if req.version == http::Version::HTTP_11 && !req.headers.contains_key(header::HOST) {
         // RFC 9112 section 3.2: an HTTP/1.1 request without Host is answered 400.
-        Some(GatewayFailure::BadRequest)
+        Some(Trouble::MissingHost)
     } else if req.method == http::Method::CONNECT || !req.uri.path().starts_with('/') {
-        Some(GatewayFailure::MethodNotAllowed)
+        Some(Trouble::MethodRefused)
     } else {
         None
     };
@@ -195,14 +152,16 @@ impl HttpServerApp for GatewayApp {
             Ok(Ok(true)) => {}
             Ok(Ok(false)) => return None,
             Ok(Err(e)) => {
-                // Not HTTP: answer a canonical 400 (431 when the header block is too large).
-                if let Some(failure) = rescue::refusal(&e) {
-                    self.refuse(&mut session, &snap, started, failure).await;
+                // Not HTTP: answer a canonical 400 (431 when the header block is too large),
+                // unless the client is simply gone.
+                if rescue::rescue(Trouble::UnreadableHeader(&e)) != rescue::Rescue::HangUp {
+                    self.refuse(&mut session, &snap, started, Trouble::UnreadableHeader(&e))
+                        .await;
                 }
                 return None;
             }
             Err(_) => {
-                self.refuse(&mut session, &snap, started, GatewayFailure::ClientHeaderTimeout)
+                self.refuse(&mut session, &snap, started, Trouble::ClientHeaderTimeout)
                     .await;
                 return None;
             }
@@ -227,7 +186,7 @@ impl HttpServerApp for GatewayApp {
                     header_ready: false,
                 }),
                 Err(connections::AtCapacity) => {
-                    self.refuse(&mut session, &snap, started, GatewayFailure::ClientConnectionLimit)
+                    self.refuse(&mut session, &snap, started, Trouble::ClientConnectionLimit)
                         .await;
                     return None;
                 }
@@ -241,7 +200,7 @@ impl HttpServerApp for GatewayApp {
             http10,
             refused,
         } = intake(session.req_header(), &snap);
-        let mut log = RequestLog::new(started, request_id);
+        let mut log = Outcome::new(started, request_id);
         self.metrics.in_flight.inc();
         let ending = {
             let mut ex = Exchange {
@@ -254,12 +213,12 @@ impl HttpServerApp for GatewayApp {
                 http10,
             };
             match refused {
-                Some(f) => ex.fail(f, false).await,
+                Some(t) => ex.rescue(t).await,
                 None => ex.run().await,
             }
         };
         self.metrics.in_flight.dec();
-        self.finish(&log, Some(session.req_header()));
+        self.finish(&snap, &log, Some(session.req_header()));
         if ending == Ending::Close {
             return None;
         }

@@ -1,9 +1,11 @@
 //! Every metric statusgate exports, defined in one place and registered in prometheus's default
-//! registry (prometheus 0.14, the registry pingora-prometheus serves).
+//! registry (prometheus 0.14), served by the admin listener's `/metrics`.
 //!
 //! The hot path does no label hashing or formatting: each route's counters are resolved when
-//! its snapshot is compiled (`RouteMetrics`), and a (code, upstream code, origin) series is
-//! resolved once on first use and then found by a packed integer key.
+//! its snapshot is accepted (start or successful reload: `Metrics::accept`), the series of
+//! routes and rules that are gone are removed then, and a rejected reload touches nothing. A
+//! (code, upstream code, origin) series is resolved once on first use and then found by a
+//! packed integer key. Label sets of failures and skip reasons come from their enums' `ALL`.
 //!
 //! Cardinality is bounded by the configuration: per route at most 501 codes (100-599 and
 //! `other`) x 502 upstream codes (plus `none`) x 2 origins for responses (in practice the
@@ -19,8 +21,8 @@ use prometheus::{
     Gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
+use super::outcome::Outcome;
 use crate::engine::{BodySkip, GatewayFailure, Origin};
-use crate::proxy::RequestLog;
 
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
@@ -166,12 +168,59 @@ impl Metrics {
             .clone()
     }
 
-    pub fn record(self: &Arc<Self>, log: &RequestLog) {
-        let route = match &log.route {
-            Some(r) => r.clone(),
-            None => self.no_route(),
-        };
-        route.record(log);
+    /// Resolves the series of a snapshot that is being accepted, `routes` in snapshot order
+    /// (name, rule names in profile order), and removes the series of `previous` that name a
+    /// route or a route's rule the new snapshot no longer has.
+    pub fn accept<'a, R>(
+        self: &Arc<Self>,
+        routes: impl IntoIterator<Item = (&'a str, R)>,
+        previous: Option<&SnapshotSeries>,
+    ) -> SnapshotSeries
+    where
+        R: Iterator<Item = &'a str>,
+    {
+        let routes: Vec<Arc<RouteMetrics>> = routes
+            .into_iter()
+            .map(|(name, rules)| Arc::new(RouteMetrics::new(self.clone(), name).with_rules(rules)))
+            .collect();
+        for old in previous.map_or(&[][..], |p| &p.routes[..]) {
+            match routes.iter().find(|r| r.route == old.route) {
+                None => old.remove_series(),
+                Some(new) => {
+                    for rule in old.rule_names.iter().filter(|n| !new.rule_names.contains(n)) {
+                        let _ = self.rule_matches.remove_label_values(&[&old.route, rule]);
+                    }
+                }
+            }
+        }
+        SnapshotSeries {
+            routes,
+            no_route: self.no_route(),
+        }
+    }
+}
+
+/// The series of one accepted snapshot, indexed like its routes.
+pub struct SnapshotSeries {
+    routes: Vec<Arc<RouteMetrics>>,
+    no_route: Arc<RouteMetrics>,
+}
+
+impl std::fmt::Debug for SnapshotSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(&self.routes).finish()
+    }
+}
+
+impl SnapshotSeries {
+    /// The series of the route at `index` (`None` or out of range: `route="none"`).
+    pub fn route(&self, index: Option<usize>) -> &RouteMetrics {
+        index.and_then(|i| self.routes.get(i)).unwrap_or(&self.no_route)
+    }
+
+    /// Counts one finished request on its route's series.
+    pub fn record(&self, outcome: &Outcome) {
+        self.route(outcome.route).record(outcome);
     }
 }
 
@@ -179,10 +228,13 @@ impl Metrics {
 pub struct RouteMetrics {
     metrics: Arc<Metrics>,
     route: String,
-    /// Indexed like `GatewayFailure::ALL`.
+    /// Indexed by `GatewayFailure::index` (the order of `ALL`).
     failures: Vec<IntCounter>,
     after_header: IntCounter,
     rules: Vec<IntCounter>,
+    /// The rules' names, in profile order (to remove their series when they are gone).
+    rule_names: Vec<String>,
+    /// Indexed like `BodySkip::ALL`.
     skipped: [IntCounter; BodySkip::ALL.len()],
     redactions: IntCounter,
     duration: Vec<Histogram>,
@@ -230,6 +282,7 @@ impl RouteMetrics {
                 .collect(),
             after_header: metrics.upstream_failures.with_label_values(&[route, "after_header"]),
             rules: Vec::new(),
+            rule_names: Vec::new(),
             skipped: BodySkip::ALL.map(|r| metrics.body_skipped.with_label_values(&[route, r.name()])),
             redactions: metrics.redactions.with_label_values(&[route]),
             duration: CLASSES
@@ -249,10 +302,56 @@ impl RouteMetrics {
 
     /// Resolves the per-rule counters, in profile order.
     pub fn with_rules<'a>(mut self, names: impl Iterator<Item = &'a str>) -> Self {
-        self.rules = names
+        self.rule_names = names.map(str::to_owned).collect();
+        self.rules = self
+            .rule_names
+            .iter()
             .map(|n| self.metrics.rule_matches.with_label_values(&[&self.route, n]))
             .collect();
         self
+    }
+
+    /// Removes every series of this route from the registry (its route is gone).
+    fn remove_series(&self) {
+        let m = &self.metrics;
+        let route = self.route.as_str();
+        for f in GatewayFailure::ALL {
+            let vec = if f.is_upstream() {
+                &m.upstream_failures
+            } else {
+                &m.client_failures
+            };
+            let _ = vec.remove_label_values(&[route, f.name()]);
+        }
+        let _ = m.upstream_failures.remove_label_values(&[route, "after_header"]);
+        for rule in &self.rule_names {
+            let _ = m.rule_matches.remove_label_values(&[route, rule]);
+        }
+        for r in BodySkip::ALL {
+            let _ = m.body_skipped.remove_label_values(&[route, r.name()]);
+        }
+        let _ = m.redactions.remove_label_values(&[route]);
+        for c in CLASSES {
+            let _ = m.duration.remove_label_values(&[route, c]);
+        }
+        let _ = m.upstream_header.remove_label_values(&[route]);
+        let keys: Vec<u32> = self
+            .responses
+            .read()
+            .map_or_else(|_| Vec::new(), |r| r.keys().copied().collect());
+        for key in keys {
+            let origin = if key & 1 == 1 {
+                Origin::Gateway
+            } else {
+                Origin::Upstream
+            };
+            let _ = m.responses.remove_label_values(&[
+                route,
+                &code_label(key >> 16),
+                &code_label((key >> 1) & 0x7fff),
+                origin.as_str(),
+            ]);
+        }
     }
 
     fn response_counter(&self, status: u16, upstream: Option<u16>, origin: Origin) -> IntCounter {
@@ -273,11 +372,11 @@ impl RouteMetrics {
         c
     }
 
-    /// Counts one finished request (`Metrics::record` picks the route; public for the benches).
-    pub fn record(&self, log: &RequestLog) {
+    /// Counts one finished request (`SnapshotSeries::record` picks the route; public for the benches).
+    pub fn record(&self, log: &Outcome) {
         self.response_counter(log.status, log.upstream_status, log.origin).inc();
-        if let Some(f) = log.failure {
-            self.failures[f as usize].inc();
+        if let Some(c) = log.failure.and_then(|f| self.failures.get(f.index())) {
+            c.inc();
         }
         if log.failed_after_header {
             self.after_header.inc();
@@ -285,8 +384,12 @@ impl RouteMetrics {
         if let Some(c) = log.rule_index.and_then(|i| self.rules.get(i)) {
             c.inc();
         }
-        if let Some(s) = log.body_skip {
-            self.skipped[s as usize].inc();
+        if let Some(c) = log
+            .body_skip
+            .and_then(|s| BodySkip::ALL.iter().position(|r| *r == s))
+            .and_then(|i| self.skipped.get(i))
+        {
+            c.inc();
         }
         if log.redactions > 0 {
             self.redactions.inc_by(u64::from(log.redactions));

@@ -3,7 +3,7 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::proxy::RequestLog;
+use super::outcome::Outcome;
 
 /// Installs the global subscriber; `RUST_LOG` in the environment overrides `filter`.
 ///
@@ -27,9 +27,9 @@ pub fn init(format: &str, filter: &str) -> tracing_appender::non_blocking::Worke
     guard
 }
 
-/// One line per request; at WARN when the gateway answered an upstream failure itself (the
+/// One line per request (`route`: the matched route's name, `-` for none); at WARN when the gateway answered an upstream failure itself (the
 /// failure is logged once, here, with the request id and pingora's error text).
-pub fn emit(log: &RequestLog, req: Option<&pingora::http::RequestHeader>) {
+pub fn emit(log: &Outcome, route: &str, req: Option<&pingora::http::RequestHeader>) {
     let warn = log.failure.is_some_and(|f| f.status() >= 500) || log.failed_after_header;
     let level_enabled = if warn {
         tracing::enabled!(target: "statusgate::access", tracing::Level::WARN)
@@ -48,7 +48,7 @@ pub fn emit(log: &RequestLog, req: Option<&pingora::http::RequestHeader>) {
                 target: "statusgate::access",
                 $level,
                 request_id = %log.request_id,
-                route = log.route.as_ref().map_or("-", |r| r.name()),
+                route = route,
                 method = %method,
                 path = %path,
                 upstream = upstream.as_deref().unwrap_or("-"),
