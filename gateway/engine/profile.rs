@@ -15,8 +15,8 @@ use super::matcher::{Matcher, MediaPattern, PathGlob, StatusSet};
 use super::problem::{Origin, ProblemBody};
 use super::template::{Scope, Template};
 use super::{safe_header_value, BodyPlan, Decision, HeaderEdit, RequestFacts, UpstreamBody, UpstreamHead};
-use crate::spec::{RawProblem, RawProfile, RawRule, StatusSpec, ValueMatchSpec};
 use crate::diagnostics::{ConfigProblem, ProblemKind, SourcePos};
+use crate::spec::{RawProblem, RawProfile, RawRule, StatusSpec, ValueMatchSpec};
 
 /// Default cap on buffered upstream bodies.
 pub const DEFAULT_BODY_BUFFER: usize = 64 * 1024;
@@ -98,16 +98,11 @@ impl EnsureHeaders {
             .filter(move |(s, _, _)| *s == status)
             .map(|(_, n, v)| (n, v))
     }
-
-    pub fn names_for(&self, status: u16) -> Vec<String> {
-        self.for_status(status).map(|(n, _)| n.as_str().to_owned()).collect()
-    }
 }
 
 #[derive(Debug)]
 pub struct CompiledProfile {
     pub source: String,
-    pub vendor: Option<String>,
     rules: Vec<CompiledRule>,
     /// For each status 100..=599, the indices of the rules that may match it, in order.
     by_status: Vec<Box<[u32]>>,
@@ -134,19 +129,11 @@ pub fn check_body_depth(file: &Path, raw: &Spanned<usize>, problems: &mut Vec<Co
 impl CompiledProfile {
     /// A profile with no rules: only the canonical defaults apply.
     pub fn empty(body_buffer: usize) -> CompiledProfile {
-        Self::build(
-            "(none)".into(),
-            None,
-            Vec::new(),
-            body_buffer,
-            None,
-            EnsureHeaders::default(),
-        )
+        Self::build("(none)".into(), Vec::new(), body_buffer, None, EnsureHeaders::default())
     }
 
     fn build(
         source: String,
-        vendor: Option<String>,
         rules: Vec<CompiledRule>,
         body_buffer: usize,
         vendor_request_id_header: Option<HeaderName>,
@@ -165,7 +152,6 @@ impl CompiledProfile {
             .collect();
         CompiledProfile {
             source,
-            vendor,
             rules,
             by_status,
             body_buffer,
@@ -173,10 +159,6 @@ impl CompiledProfile {
             vendor_request_id_header: vendor_request_id_header.unwrap_or(HeaderName::from_static("x-request-id")),
             ensure,
         }
-    }
-
-    pub fn rule_count(&self) -> usize {
-        self.rules.len()
     }
 
     pub fn rule_names(&self) -> impl Iterator<Item = &str> {
@@ -240,19 +222,8 @@ impl CompiledProfile {
             .body_buffer
             .as_ref()
             .map_or(default_body_buffer, |b| b.value.0 as usize);
-        let mut profile = Self::build(
-            file.display().to_string(),
-            raw.vendor.clone(),
-            rules,
-            body_buffer,
-            vendor_header,
-            ensure,
-        );
+        let mut profile = Self::build(file.display().to_string(), rules, body_buffer, vendor_header, ensure);
         profile.body_depth = body_depth;
-        let failures = super::examples::check_all(file, &profile, canonical, &raw.examples);
-        if !failures.is_empty() {
-            return Err(failures);
-        }
         Ok(profile)
     }
 
