@@ -111,3 +111,271 @@ pub fn normalize<'p>(
     let response = compose(&decision, head.status, head.headers, facts.request_id, format, bodyless);
     Normalized { decision, response }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The proxy, `explain` and the examples gate agree: the proxy's read loop (chunks, the
+    //! cap on the raw bytes) is mirrored by `proxy_reads`, `explain` and the examples use
+    //! `RawBody::buffered`, and the examples gate is run on the same cases through `check_all`.
+
+    use std::collections::HashMap;
+    use std::io::Write;
+    use std::path::Path;
+
+    use http::{HeaderMap, HeaderValue};
+
+    use super::*;
+    use crate::canonical::CanonicalStatus;
+    use crate::examples;
+    use crate::response::CanonicalBody;
+    use crate::spec::RawProfile;
+
+    const CAP: usize = 64;
+    /// 49 bytes: under the cap decoded, over it once gzip's framing (stored) is added.
+    const THROTTLED: &str = r#"{"code":"slow","msg":"slow down, try again soon"}"#;
+
+    fn canonical() -> CanonicalProfile {
+        let statuses = [400u16, 429, 500, 502]
+            .into_iter()
+            .map(|s| {
+                let c = CanonicalStatus {
+                    reason: crate::canonical::standard_reason(s).to_owned(),
+                    type_uri: format!("urn:test:{s}"),
+                    title: format!("title {s}"),
+                };
+                (s, c)
+            })
+            .collect();
+        CanonicalProfile::new(statuses, 400, 500, HashMap::new())
+    }
+
+    fn profile_yaml(examples: &str) -> String {
+        format!(
+            "body_buffer: {CAP}\nrules:\n  - name: throttled\n    when:\n      status: 400\n      json: {{ /code: {{ equals: slow }} }}\n    then:\n      status: 429\n      problem: {{ detail: \"${{json:/msg}}\" }}\n{examples}"
+        )
+    }
+
+    fn compile(yaml: &str) -> (RawProfile, CompiledProfile) {
+        let path = Path::new("p.yaml");
+        let raw: RawProfile = crate::yaml::parse_yaml(path, yaml).expect("test profile parses");
+        let compiled = CompiledProfile::compile(path, &raw, &canonical(), 1 << 20, 64).expect("test profile compiles");
+        (raw, compiled)
+    }
+
+    fn gzip_stored(b: &[u8]) -> Vec<u8> {
+        let mut w = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+        w.write_all(b).unwrap();
+        w.finish().unwrap()
+    }
+
+    /// The proxy's loop in `respond()`: buffer chunks only when needed, stop past the cap.
+    fn proxy_reads(need: BodyNeed, raw: &[u8]) -> RawBody<'_> {
+        let BodyNeed::Buffer { cap } = need else {
+            return RawBody::NotRead;
+        };
+        let mut len = 0;
+        for chunk in raw.chunks(7) {
+            len += chunk.len();
+            if len > cap {
+                return RawBody::OverCap;
+            }
+        }
+        RawBody::Complete(raw)
+    }
+
+    struct Case {
+        name: &'static str,
+        method: &'static str,
+        status: u16,
+        encoding: Option<&'static str>,
+        body: Vec<u8>,
+        want_status: u16,
+        want_rule: Option<&'static str>,
+        want_skip: Option<BodySkip>,
+        want_no_body: bool,
+    }
+
+    /// (status, rule, skip, body) as the proxy and as explain compute them.
+    fn both_ways(
+        p: &CompiledProfile,
+        c: &CanonicalProfile,
+        case: &Case,
+    ) -> [(u16, Option<String>, Option<BodySkip>, CanonicalBody, HeaderMap); 2] {
+        let req_headers = HeaderMap::new();
+        let mut up_headers = HeaderMap::new();
+        up_headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(e) = case.encoding {
+            up_headers.insert(http::header::CONTENT_ENCODING, HeaderValue::from_static(e));
+        }
+        let facts = RequestFacts {
+            method: case.method,
+            path: "/",
+            headers: &req_headers,
+            request_id: "example",
+        };
+        let head = UpstreamHead {
+            status: case.status,
+            headers: &up_headers,
+        };
+        let ensure = EnsureHeaders::default();
+        let need = body_need(p, &facts, &head);
+        let run = |raw: RawBody<'_>| {
+            let n = normalize(p, c, &ensure, &facts, &head, raw, format_for(&facts));
+            (
+                n.response.status,
+                n.decision.rule.map(str::to_owned),
+                n.decision.body_skip,
+                n.response.body,
+                n.response.headers,
+            )
+        };
+        [
+            run(proxy_reads(need, &case.body)),
+            run(RawBody::buffered(need, &case.body)),
+        ]
+    }
+
+    fn cases() -> Vec<Case> {
+        let case = |name, method, status, encoding, body: Vec<u8>, want_status, want_rule, want_skip| Case {
+            name,
+            method,
+            status,
+            encoding,
+            body,
+            want_status,
+            want_rule,
+            want_skip,
+            want_no_body: method == "HEAD" || status == 204,
+        };
+        vec![
+            case(
+                "matches",
+                "GET",
+                400,
+                None,
+                THROTTLED.into(),
+                429,
+                Some("throttled"),
+                None,
+            ),
+            case(
+                "drift",
+                "GET",
+                400,
+                Some("gzip"),
+                gzip_stored(THROTTLED.as_bytes()),
+                400,
+                None,
+                Some(BodySkip::OverCap),
+            ),
+            case("bodyless", "GET", 204, None, Vec::new(), 204, None, None),
+            case("head", "HEAD", 400, None, THROTTLED.into(), 400, None, None),
+            case(
+                "over-cap",
+                "GET",
+                400,
+                None,
+                vec![b' '; CAP + 1],
+                400,
+                None,
+                Some(BodySkip::OverCap),
+            ),
+            case(
+                "undecodable",
+                "GET",
+                400,
+                Some("gzip"),
+                b"{\"code\":\"slow\"}".to_vec(),
+                400,
+                None,
+                Some(BodySkip::Undecodable),
+            ),
+        ]
+    }
+
+    fn example_yaml(case: &Case, rule: Option<&str>) -> String {
+        let body = String::from_utf8(match case.encoding {
+            Some(_) if case.name == "drift" => THROTTLED.as_bytes().to_vec(),
+            _ => case.body.clone(),
+        })
+        .unwrap();
+        let encoding = match (case.name, case.encoding) {
+            ("drift", Some(e)) => format!(", encoding: {e}"),
+            (_, Some(e)) => format!(", headers: {{ Content-Encoding: {e} }}"),
+            (_, None) => String::new(),
+        };
+        format!(
+            "  - name: {}\n    request: {{ method: {} }}\n    upstream: {{ status: {}, body: {:?}{encoding} }}\n    expect: {{ status: {}, rule: {} }}\n",
+            case.name,
+            case.method,
+            case.status,
+            body,
+            case.want_status,
+            rule.unwrap_or("none"),
+        )
+    }
+
+    #[test]
+    fn the_proxy_explain_and_the_examples_agree_on_every_body_case() {
+        let c = canonical();
+        let cases = cases();
+        let examples: String = cases.iter().map(|k| example_yaml(k, k.want_rule)).collect();
+        let (raw, p) = compile(&profile_yaml(&format!("examples:\n{examples}")));
+        for case in &cases {
+            let [proxy, explain] = both_ways(&p, &c, case);
+            assert_eq!(proxy, explain, "{}: proxy and explain differ", case.name);
+            assert_eq!(proxy.0, case.want_status, "{}", case.name);
+            assert_eq!(proxy.1.as_deref(), case.want_rule, "{}", case.name);
+            assert_eq!(proxy.2, case.want_skip, "{}", case.name);
+            assert_eq!(proxy.3 == CanonicalBody::None, case.want_no_body, "{}", case.name);
+        }
+        let problems = examples::check_all(Path::new("p.yaml"), &p, &c, &raw.examples);
+        assert!(problems.is_empty(), "the examples gate disagrees: {problems:?}");
+    }
+
+    #[test]
+    fn a_gzip_example_over_the_cap_raw_but_under_it_decoded_fails_if_it_expects_the_rule() {
+        let c = canonical();
+        let drift = cases().into_iter().find(|k| k.name == "drift").unwrap();
+        assert!(THROTTLED.len() <= CAP && drift.body.len() > CAP);
+        let (raw, p) = compile(&profile_yaml(&format!(
+            "examples:\n{}",
+            example_yaml(&drift, Some("throttled"))
+        )));
+        let problems = examples::check_all(Path::new("p.yaml"), &p, &c, &raw.examples);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(
+            problems[0].to_string(),
+            "p.yaml:11:11: example `drift` fails: rule `throttled` expected, `none` matched"
+        );
+    }
+
+    #[test]
+    fn a_complete_body_over_the_cap_is_over_cap_even_when_handed_whole() {
+        let c = canonical();
+        let (_, p) = compile(&profile_yaml(""));
+        let body = vec![b' '; CAP + 1];
+        let h = HeaderMap::new();
+        let facts = RequestFacts {
+            method: "GET",
+            path: "/",
+            headers: &h,
+            request_id: "r",
+        };
+        let head = UpstreamHead {
+            status: 400,
+            headers: &h,
+        };
+        let ensure = EnsureHeaders::default();
+        let n = normalize(
+            &p,
+            &c,
+            &ensure,
+            &facts,
+            &head,
+            RawBody::Complete(&body),
+            ProblemFormat::Json,
+        );
+        assert_eq!(n.decision.body_skip, Some(BodySkip::OverCap));
+    }
+}
