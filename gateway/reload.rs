@@ -11,11 +11,11 @@ use arc_swap::ArcSwap;
 use crate::config::ConfigProblem;
 use crate::snapshot::{self, Snapshot};
 
-/// The last failed reload, kept for `GET /-/config`.
+/// The last failed reload, kept for `GET /-/config`, with its typed, positioned problems.
 #[derive(Debug, Clone)]
 pub struct ReloadFailure {
     pub at: SystemTime,
-    pub problems: Vec<String>,
+    pub problems: Vec<ConfigProblem>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +121,7 @@ impl SnapshotHandle {
                 if let Ok(mut g) = self.last_error.lock() {
                     *g = Some(ReloadFailure {
                         at: SystemTime::now(),
-                        problems: problems.iter().map(ToString::to_string).collect(),
+                        problems: problems.clone(),
                     });
                 }
                 (ReloadOutcome::Rejected, problems)

@@ -5,6 +5,17 @@ use regex::Regex;
 
 use crate::spec::ValueMatch;
 
+/// Why a value matcher does not compile; each has its own message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MatcherError {
+    #[error("give exactly one of equals, one_of, regex, exists")]
+    NotExactlyOne,
+    #[error("one_of needs at least one value")]
+    EmptyOneOf,
+    #[error("invalid regex: {0}")]
+    Regex(String),
+}
+
 /// A compiled value matcher. `None` input means "absent".
 #[derive(Debug, Clone)]
 pub enum Matcher {
@@ -15,7 +26,7 @@ pub enum Matcher {
 }
 
 impl Matcher {
-    pub fn compile(raw: &ValueMatch) -> Result<Matcher, String> {
+    pub fn compile(raw: &ValueMatch) -> Result<Matcher, MatcherError> {
         let ops = [
             raw.equals.is_some(),
             raw.one_of.is_some(),
@@ -26,7 +37,7 @@ impl Matcher {
         .filter(|b| **b)
         .count();
         if ops != 1 {
-            return Err("give exactly one of equals, one_of, regex, exists".into());
+            return Err(MatcherError::NotExactlyOne);
         }
         if let Some(v) = &raw.equals {
             return Ok(Matcher::Equals {
@@ -36,7 +47,7 @@ impl Matcher {
         }
         if let Some(vs) = &raw.one_of {
             if vs.is_empty() {
-                return Err("one_of needs at least one value".into());
+                return Err(MatcherError::EmptyOneOf);
             }
             return Ok(Matcher::OneOf {
                 values: vs.clone(),
@@ -45,7 +56,9 @@ impl Matcher {
         }
         if let Some(r) = &raw.regex {
             let pattern = if raw.ignore_case { format!("(?i){r}") } else { r.clone() };
-            return Regex::new(&pattern).map(Matcher::Regex).map_err(|e| e.to_string());
+            return Regex::new(&pattern)
+                .map(Matcher::Regex)
+                .map_err(|e| MatcherError::Regex(e.to_string()));
         }
         Ok(Matcher::Exists(raw.exists.unwrap_or(true)))
     }

@@ -539,7 +539,7 @@ fn codes_list(canonical: &CanonicalProfile) -> String {
 
 fn matcher(file: &Path, m: &Spanned<ValueMatchSpec>, problems: &mut Vec<ConfigProblem>) -> Option<Matcher> {
     Matcher::compile(&m.value.0)
-        .map_err(|e| problems.push(ConfigProblem::error(SourcePos::of(file, m), ProblemKind::Regex(e))))
+        .map_err(|e| problems.push(ConfigProblem::error(SourcePos::of(file, m), ProblemKind::Matcher(e))))
         .ok()
 }
 
