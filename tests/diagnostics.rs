@@ -70,3 +70,28 @@ fn a_bad_regex_still_says_invalid_regex() {
     assert!(text.starts_with("5:22: invalid regex: regex parse error:"), "{text}");
     assert_eq!(kind, "regex");
 }
+
+#[test]
+fn template_body_path_glob_and_media_errors_each_have_their_own_kind() {
+    let (problems, _dir) = load_with_profile(
+        "rules:\n  - name: r\n    when:\n      status: 400\n      path: v1/*\n      content_type: json\n      json: { a..b: { exists: true } }\n    then:\n      status: 422\n      problem: { detail: \"${bogus}\" }\n",
+    );
+    let got: Vec<(u64, &str, String)> = problems
+        .iter()
+        .map(|p| (p.at.line, p.kind.name(), p.kind.to_string()))
+        .collect();
+    let want = [
+        (5, "path_glob", "invalid path: `v1/*` must start with /".to_owned()),
+        (6, "media_type", "`json` is not a media type like application/json".to_owned()),
+        (7, "body_path", "invalid path: `a..b` has an empty segment".to_owned()),
+        (
+            10,
+            "template",
+            "invalid template: unknown source `bogus`: use json:PATH, xml:PATH, header:NAME, req_header:NAME, status, method, path, request_id".to_owned(),
+        ),
+    ];
+    for w in &want {
+        assert!(got.contains(w), "{w:?} missing from {got:?}");
+    }
+    assert_eq!(got.len(), want.len(), "{got:?}");
+}

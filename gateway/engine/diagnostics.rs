@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde_saphyr::{Location, Spanned};
 
-use crate::matcher::MatcherError;
+use crate::body::BodyPathError;
+use crate::matcher::{GlobError, MatcherError, MediaError};
+use crate::template::TemplateError;
 
 /// Where a problem is: file and 1-based line and column (0 when unknown).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,9 +79,18 @@ pub enum ProblemKind {
     #[error("{0}")]
     Matcher(#[from] MatcherError),
     #[error("invalid template: {0}")]
-    Template(String),
+    Template(#[from] TemplateError),
     #[error("invalid path: {0}")]
     Path(String),
+    /// A `json:` / `xml:` body path.
+    #[error("invalid path: {0}")]
+    BodyPath(#[from] BodyPathError),
+    /// A rule's `path` glob.
+    #[error("invalid path: {0}")]
+    Glob(#[from] GlobError),
+    /// A `content_type` pattern.
+    #[error("{0}")]
+    Media(#[from] MediaError),
     #[error("invalid header `{0}`")]
     Header(String),
     #[error("status {0} is not in the canonical set ({1})")]
@@ -111,6 +122,9 @@ impl ProblemKind {
             ProblemKind::Matcher(MatcherError::Regex(_)) => "regex",
             ProblemKind::Template(_) => "template",
             ProblemKind::Path(_) => "path",
+            ProblemKind::BodyPath(_) => "body_path",
+            ProblemKind::Glob(_) => "path_glob",
+            ProblemKind::Media(_) => "media_type",
             ProblemKind::Header(_) => "header",
             ProblemKind::NotCanonical(..) => "not_canonical",
             ProblemKind::Status(_) => "status",

@@ -99,14 +99,28 @@ impl StatusSet {
     }
 }
 
+/// Why a path glob does not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GlobError {
+    #[error("`{0}` must start with /")]
+    NotAbsolute(String),
+    #[error("{0}")]
+    Regex(String),
+}
+
+/// A `content_type` pattern that is not a media type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a media type like application/json")]
+pub struct MediaError(pub String);
+
 /// `/v1/*/vpc-endpoints/**`: `*` is one segment, `**` is any remainder.
 #[derive(Debug, Clone)]
 pub struct PathGlob(Regex);
 
 impl PathGlob {
-    pub fn compile(glob: &str) -> Result<PathGlob, String> {
+    pub fn compile(glob: &str) -> Result<PathGlob, GlobError> {
         if !glob.starts_with('/') {
-            return Err(format!("`{glob}` must start with /"));
+            return Err(GlobError::NotAbsolute(glob.to_owned()));
         }
         let mut re = String::from("^");
         let mut rest = glob;
@@ -124,7 +138,9 @@ impl PathGlob {
             }
         }
         re.push('$');
-        Regex::new(&re).map(PathGlob).map_err(|e| e.to_string())
+        Regex::new(&re)
+            .map(PathGlob)
+            .map_err(|e| GlobError::Regex(e.to_string()))
     }
 
     pub fn matches(&self, path: &str) -> bool {
@@ -140,13 +156,13 @@ pub struct MediaPattern {
 }
 
 impl MediaPattern {
-    pub fn compile(p: &str) -> Result<MediaPattern, String> {
+    pub fn compile(p: &str) -> Result<MediaPattern, MediaError> {
         let p = p.trim().to_ascii_lowercase();
-        let (main, sub) = p
-            .split_once('/')
-            .ok_or_else(|| format!("`{p}` is not a media type like application/json"))?;
+        let Some((main, sub)) = p.split_once('/') else {
+            return Err(MediaError(p));
+        };
         if main.is_empty() || sub.is_empty() {
-            return Err(format!("`{p}` is not a media type like application/json"));
+            return Err(MediaError(p));
         }
         Ok(MediaPattern {
             main: main.into(),

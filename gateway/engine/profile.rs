@@ -9,7 +9,7 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue};
 use serde_saphyr::Spanned;
 
-use super::body::{BodyDoc, JsonPath, XmlPath, DEFAULT_BODY_DEPTH, MAX_BODY_DEPTH};
+use super::body::{BodyDoc, BodyPathError, JsonPath, XmlPath, DEFAULT_BODY_DEPTH, MAX_BODY_DEPTH};
 use super::canonical::CanonicalProfile;
 use super::matcher::{Matcher, MediaPattern, PathGlob, StatusSet};
 use super::problem::{Origin, ProblemBody};
@@ -442,7 +442,7 @@ fn compile_rule(
     let methods = w.method.as_ref().map(|m| m.value.0.clone()).unwrap_or_default();
     let path = w.path.as_ref().and_then(|p| {
         PathGlob::compile(&p.value)
-            .map_err(|e| problems.push(ConfigProblem::error(SourcePos::of(file, p), ProblemKind::Path(e))))
+            .map_err(|e| problems.push(ConfigProblem::error(SourcePos::of(file, p), ProblemKind::Glob(e))))
             .ok()
     });
     if let Some(p) = &w.path_prefix {
@@ -463,7 +463,7 @@ fn compile_rule(
                 .filter_map(|c| {
                     MediaPattern::compile(c)
                         .map_err(|e| {
-                            problems.push(ConfigProblem::error(SourcePos::of(file, ct), ProblemKind::Invalid(e)))
+                            problems.push(ConfigProblem::error(SourcePos::of(file, ct), ProblemKind::Media(e)))
                         })
                         .ok()
                 })
@@ -567,13 +567,13 @@ fn header_matchers(
 fn keyed_matchers<P>(
     file: &Path,
     raw: &BTreeMap<String, Spanned<ValueMatchSpec>>,
-    compile: fn(&str) -> Result<P, String>,
+    compile: fn(&str) -> Result<P, BodyPathError>,
     problems: &mut Vec<ConfigProblem>,
 ) -> Vec<(P, Matcher)> {
     raw.iter()
         .filter_map(|(path, m)| {
             let p = compile(path)
-                .map_err(|e| problems.push(ConfigProblem::error(SourcePos::of(file, m), ProblemKind::Path(e))))
+                .map_err(|e| problems.push(ConfigProblem::error(SourcePos::of(file, m), ProblemKind::BodyPath(e))))
                 .ok();
             let m = matcher(file, m, problems);
             Some((p?, m?))
