@@ -195,12 +195,11 @@ mod tests {
         want_no_body: bool,
     }
 
-    /// (status, rule, skip, body) as the proxy and as explain compute them.
-    fn both_ways(
-        p: &CompiledProfile,
-        c: &CanonicalProfile,
-        case: &Case,
-    ) -> [(u16, Option<String>, Option<BodySkip>, CanonicalBody, HeaderMap); 2] {
+    /// What a caller sees: status, rule, skip reason, body and headers.
+    type Seen = (u16, Option<String>, Option<BodySkip>, CanonicalBody, HeaderMap);
+
+    /// What the proxy and explain compute, in that order.
+    fn both_ways(p: &CompiledProfile, c: &CanonicalProfile, case: &Case) -> [Seen; 2] {
         let req_headers = HeaderMap::new();
         let mut up_headers = HeaderMap::new();
         up_headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
