@@ -1,6 +1,6 @@
 //! Composing the canonical response: status line, headers and body plan, from the upstream's
-//! header and the decision. Pure, so the proxy, `explain` and the profile examples all see the
-//! very same response.
+//! header and the decision; and decoding a body for matching. Pure: `pipeline::normalize`
+//! calls both for the proxy, `explain` and the profile examples alike.
 
 use std::borrow::Cow;
 use std::io::Read;
