@@ -178,3 +178,55 @@ pub fn check_all(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{canonical, compile};
+
+    const RULES: &str = "rules:\n  - name: throttled\n    when: { status: 400, json: { /code: slow } }\n    then:\n      status: 429\n      headers: { set: { Retry-After: \"1\" } }\n      problem: { detail: \"${json:/msg}\" }\n";
+
+    fn failures(examples: &str) -> Vec<String> {
+        let (raw, p) = compile(&format!("{RULES}examples:\n{examples}"));
+        check_all(Path::new("p.yaml"), &p, &canonical(), &raw.examples)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_matching_example_passes_with_its_headers_and_problem_members() {
+        let ok = failures(
+            "  - name: ok\n    upstream: { status: 400, body: '{\"code\":\"slow\",\"msg\":\"wait\"}' }\n    expect:\n      status: 429\n      rule: throttled\n      headers: { Retry-After: \"1\" }\n      problem: { status: 429, detail: wait, instance: null }\n      body_excludes: [code]\n",
+        );
+        assert_eq!(ok, Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_failing_example_lists_every_difference_at_its_name() {
+        let bad = failures(
+            "  - name: bad\n    upstream: { status: 400, body: '{\"code\":\"slow\",\"msg\":\"wait\"}' }\n    expect:\n      status: 400\n      headers: { Retry-After: \"2\" }\n      absent_headers: [Retry-After]\n      problem: { detail: other }\n      body_excludes: [wait]\n",
+        );
+        assert_eq!(
+            bad,
+            ["p.yaml:9:11: example `bad` fails: status 400 expected, got 429 (rule: throttled); header Retry-After: `2` expected, got `1`; header Retry-After must be absent; problem.detail: \"other\" expected, got \"wait\"; body must not contain `wait`"]
+        );
+    }
+
+    #[test]
+    fn an_unknown_example_encoding_fails_the_example() {
+        let bad = failures(
+            "  - name: br\n    upstream: { status: 400, body: x, encoding: br }\n    expect: { status: 400 }\n",
+        );
+        assert_eq!(
+            bad,
+            ["p.yaml:9:11: example `br` fails: unknown encoding `br` (gzip, deflate)"]
+        );
+    }
+
+    #[test]
+    fn a_passing_success_body_is_unchanged() {
+        let ok = failures("  - name: fine\n    upstream: { status: 200, body: '{}' }\n    expect: { status: 200, rule: none, body_unchanged: true }\n");
+        assert_eq!(ok, Vec::<String>::new());
+    }
+}

@@ -19,6 +19,8 @@ pub mod redact;
 pub mod response;
 pub mod spec;
 pub mod template;
+#[cfg(test)]
+mod testing;
 pub mod units;
 pub mod yaml;
 

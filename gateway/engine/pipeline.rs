@@ -118,48 +118,24 @@ mod tests {
     //! cap on the raw bytes) is mirrored by `proxy_reads`, `explain` and the examples use
     //! `RawBody::buffered`, and the examples gate is run on the same cases through `check_all`.
 
-    use std::collections::HashMap;
     use std::io::Write;
     use std::path::Path;
 
     use http::{HeaderMap, HeaderValue};
 
     use super::*;
-    use crate::canonical::CanonicalStatus;
     use crate::examples;
     use crate::response::CanonicalBody;
-    use crate::spec::RawProfile;
+    use crate::testing::{canonical, compile};
 
     const CAP: usize = 64;
     /// 49 bytes: under the cap decoded, over it once gzip's framing (stored) is added.
     const THROTTLED: &str = r#"{"code":"slow","msg":"slow down, try again soon"}"#;
 
-    fn canonical() -> CanonicalProfile {
-        let statuses = [400u16, 429, 500, 502]
-            .into_iter()
-            .map(|s| {
-                let c = CanonicalStatus {
-                    reason: crate::canonical::standard_reason(s).to_owned(),
-                    type_uri: format!("urn:test:{s}"),
-                    title: format!("title {s}"),
-                };
-                (s, c)
-            })
-            .collect();
-        CanonicalProfile::new(statuses, 400, 500, HashMap::new())
-    }
-
     fn profile_yaml(examples: &str) -> String {
         format!(
             "body_buffer: {CAP}\nrules:\n  - name: throttled\n    when:\n      status: 400\n      json: {{ /code: {{ equals: slow }} }}\n    then:\n      status: 429\n      problem: {{ detail: \"${{json:/msg}}\" }}\n{examples}"
         )
-    }
-
-    fn compile(yaml: &str) -> (RawProfile, CompiledProfile) {
-        let path = Path::new("p.yaml");
-        let raw: RawProfile = crate::yaml::parse_yaml(path, yaml).expect("test profile parses");
-        let compiled = CompiledProfile::compile(path, &raw, &canonical(), 1 << 20, 64).expect("test profile compiles");
-        (raw, compiled)
     }
 
     fn gzip_stored(b: &[u8]) -> Vec<u8> {

@@ -624,3 +624,144 @@ fn problem_template(file: &Path, raw: &RawProblem, problems: &mut Vec<ConfigProb
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue};
+
+    use super::*;
+    use crate::testing::{canonical, compile};
+    use crate::BodySkip;
+
+    const RULES: &str = "ensure_headers:\n  429: { Retry-After: \"5\" }\nrules:\n  - name: by-header\n    when: { status: 400, headers: { X-Kind: quota } }\n    then: { status: 429 }\n  - name: by-body\n    when: { status: 400, json: { /code: slow } }\n    then: { status: 429, headers: { set: { Retry-After: \"1\" } } }\n  - name: conflict-kept\n    when: { status: 409 }\n    then: { keep_body: true }\n";
+
+    fn eval<'p>(
+        p: &'p CompiledProfile,
+        c: &'p CanonicalProfile,
+        route: &'p EnsureHeaders,
+        status: u16,
+        headers: &HeaderMap,
+        body: UpstreamBody<'_>,
+    ) -> Decision<'p> {
+        let req = HeaderMap::new();
+        let facts = RequestFacts {
+            method: "GET",
+            path: "/",
+            headers: &req,
+            request_id: "r",
+        };
+        let head = UpstreamHead { status, headers };
+        p.evaluate(c, route, &facts, &head, body)
+    }
+
+    #[test]
+    fn the_body_is_needed_only_when_the_first_rule_whose_head_holds_reads_it() {
+        let (_, p) = compile(RULES);
+        let req = HeaderMap::new();
+        let facts = RequestFacts {
+            method: "GET",
+            path: "/",
+            headers: &req,
+            request_id: "r",
+        };
+        let mut quota = HeaderMap::new();
+        quota.insert("x-kind", HeaderValue::from_static("quota"));
+        let none = HeaderMap::new();
+        let need = |status, headers| p.needs_body(&facts, &UpstreamHead { status, headers });
+        assert!(!need(400, &quota), "by-header decides without the body");
+        assert!(need(400, &none), "by-body is the first candidate whose head holds");
+        assert!(!need(409, &none));
+        assert!(!need(200, &none), "no rule is indexed under 200");
+    }
+
+    #[test]
+    fn evaluate_picks_the_first_matching_rule_and_adds_missing_ensured_headers() {
+        let (_, p) = compile(RULES);
+        let c = canonical();
+        let route = EnsureHeaders::default();
+        let d = eval(
+            &p,
+            &c,
+            &route,
+            400,
+            &HeaderMap::new(),
+            UpstreamBody::Read(br#"{"code":"slow"}"#),
+        );
+        assert_eq!((d.status, d.rule, d.rule_index), (429, Some("by-body"), Some(1)));
+        let retry: Vec<_> = d
+            .headers
+            .iter()
+            .filter(|e| matches!(e, HeaderEdit::Set(n, _) if n == "retry-after"))
+            .collect();
+        assert_eq!(
+            retry.len(),
+            1,
+            "the rule's Retry-After wins over ensure_headers: {:?}",
+            d.headers
+        );
+        assert!(matches!(d.body, BodyPlan::Problem(_)));
+
+        let mut quota = HeaderMap::new();
+        quota.insert("x-kind", HeaderValue::from_static("quota"));
+        let d = eval(&p, &c, &route, 400, &quota, UpstreamBody::NotRead);
+        assert_eq!(d.rule, Some("by-header"));
+        assert_eq!(
+            d.headers,
+            [HeaderEdit::Set(
+                HeaderName::from_static("retry-after"),
+                HeaderValue::from_static("5")
+            )]
+        );
+    }
+
+    #[test]
+    fn without_a_rule_the_canonical_defaults_decide_and_skips_are_reported() {
+        let (_, p) = compile(RULES);
+        let c = canonical();
+        let route = EnsureHeaders::default();
+        let d = eval(&p, &c, &route, 418, &HeaderMap::new(), UpstreamBody::NotRead);
+        assert_eq!(
+            (d.status, d.rule),
+            (400, None),
+            "418 is outside the set: the 4xx fallback"
+        );
+        let d = eval(
+            &p,
+            &c,
+            &route,
+            400,
+            &HeaderMap::new(),
+            UpstreamBody::Skipped(BodySkip::OverCap),
+        );
+        assert_eq!((d.status, d.rule, d.body_skip), (400, None, Some(BodySkip::OverCap)));
+        let d = eval(&p, &c, &route, 409, &HeaderMap::new(), UpstreamBody::NotRead);
+        assert_eq!(
+            (d.status, d.rule, d.body.clone()),
+            (400, Some("conflict-kept"), BodyPlan::Passthrough),
+            "409 is outside the set and falls back, keep_body still keeps the body"
+        );
+        let d = eval(&p, &c, &route, 201, &HeaderMap::new(), UpstreamBody::NotRead);
+        assert_eq!((d.status, d.body), (201, BodyPlan::Passthrough));
+    }
+
+    #[test]
+    fn the_routes_ensured_headers_come_before_the_profiles() {
+        let (_, p) = compile(RULES);
+        let c = canonical();
+        let raw: BTreeMap<u16, BTreeMap<String, Spanned<String>>> =
+            crate::yaml::parse_yaml(Path::new("main.yaml"), "429: { Retry-After: \"9\" }").unwrap();
+        let mut problems = Vec::new();
+        let route = EnsureHeaders::compile(Path::new("main.yaml"), &raw, &mut problems);
+        assert!(problems.is_empty());
+        let mut quota = HeaderMap::new();
+        quota.insert("x-kind", HeaderValue::from_static("quota"));
+        let d = eval(&p, &c, &route, 400, &quota, UpstreamBody::NotRead);
+        assert_eq!(
+            d.headers,
+            [HeaderEdit::Set(
+                HeaderName::from_static("retry-after"),
+                HeaderValue::from_static("9")
+            )]
+        );
+    }
+}
