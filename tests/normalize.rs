@@ -390,6 +390,24 @@ fn a_gzip_body_over_the_cap_raw_is_answered_live_as_its_example_says() {
     let r = request(gw.port, "GET", "/", &[], b"");
     assert_eq!(r.status, 400, "live must match the example that passed at load");
     assert_eq!(r.header("x-upstream-status"), Some("400"));
+    // `explain` answers the same for the same bytes.
+    std::fs::write(gw.path("body.gz"), &stored).unwrap();
+    let snap = statusgate::snapshot::load(&gw.path("statusgate.yaml")).expect("config loads");
+    let args = statusgate::cli::ExplainArgs {
+        config: statusgate::cli::ConfigArg { config: None },
+        route: "drift".into(),
+        status: 400,
+        method: "GET".into(),
+        path: "/".into(),
+        headers: vec!["Content-Type: application/json".into(), "Content-Encoding: gzip".into()],
+        request_headers: Vec::new(),
+        body: Some(format!("@{}", gw.path("body.gz").display())),
+    };
+    let text = statusgate::cli::explain(&snap, &args).unwrap();
+    assert!(
+        text.contains("# body not used: over_cap\nHTTP/1.1 400 Bad Request\n"),
+        "{text}"
+    );
     gw.expect_metric(
         "statusgate_body_rewrites_skipped_total",
         &[("route", "drift"), ("reason", "over_cap")],
