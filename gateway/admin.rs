@@ -312,14 +312,37 @@ fn cross_site(session: &ServerSession, configured: &str) -> bool {
     !own.iter().any(|o| o.as_bytes().eq_ignore_ascii_case(origin))
 }
 
+/// Problems as machines read them: file, line, column, severity, a stable kind name, message.
+fn diagnostics(problems: &[ConfigProblem]) -> Vec<serde_json::Value> {
+    problems
+        .iter()
+        .map(|p| {
+            json!({
+                "file": p.at.file.display().to_string(),
+                "line": p.at.line,
+                "column": p.at.col,
+                "severity": match p.severity {
+                    crate::config::Severity::Error => "error",
+                    crate::config::Severity::Warning => "warning",
+                },
+                "kind": p.kind.name(),
+                "message": p.kind.to_string(),
+            })
+        })
+        .collect()
+}
+
 impl AdminApp {
     fn config(&self) -> serde_json::Value {
         let snap = self.snapshots.current();
         let secs = |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let last_error = self
-            .snapshots
-            .last_error()
-            .map(|e| json!({"at_unix": secs(e.at), "problems": e.problems}));
+        let last_error = self.snapshots.last_error().map(|e| {
+            json!({
+                "at_unix": secs(e.at),
+                "problems": e.problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "diagnostics": diagnostics(&e.problems),
+            })
+        });
         json!({
             "version": snap.version,
             "loaded_at_unix": secs(snap.loaded_at),
@@ -382,6 +405,7 @@ impl AdminApp {
                         "outcome": outcome,
                         "version": self.snapshots.current().version,
                         "problems": problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "diagnostics": diagnostics(&problems),
                         "restart_needed": self.snapshots.restart_needed(),
                     }),
                 )

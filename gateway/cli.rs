@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `explain`.
+//! The command line: `run`, `check`, `explain` (over `engine::pipeline`, the proxy's path).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,8 +7,9 @@ use clap::{Args, Parser, Subcommand};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::Severity;
-use crate::engine::response::{compose, decode, CanonicalBody};
-use crate::engine::{ProblemFormat, RequestFacts, UpstreamBody, UpstreamHead};
+use crate::engine::pipeline::{self, Normalized, RawBody};
+use crate::engine::response::CanonicalBody;
+use crate::engine::{RequestFacts, UpstreamHead};
 use crate::reload::SnapshotHandle;
 use crate::snapshot::{self, Snapshot};
 
@@ -163,31 +164,19 @@ pub fn explain(snap: &Snapshot, args: &ExplainArgs) -> Result<String, String> {
         status: args.status,
         headers: &resp_headers,
     };
-    let cap = route.profile.body_buffer;
-    let head_request = args.method.eq_ignore_ascii_case("HEAD");
-    let bodyless = head_request || args.status == 204 || args.status == 304;
-    let encoding = resp_headers
-        .get(http::header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok());
-    let decoded;
-    let ub = if bodyless || !route.profile.needs_body(&facts, &head) {
-        UpstreamBody::NotRead
-    } else if body.len() > cap {
-        UpstreamBody::Skipped(crate::engine::BodySkip::OverCap)
-    } else {
-        match decode(encoding, &body, cap) {
-            Ok(d) => {
-                decoded = d;
-                UpstreamBody::Read(&decoded)
-            }
-            Err(s) => UpstreamBody::Skipped(s),
-        }
-    };
-    let decision = route
-        .profile
-        .evaluate(&snap.canonical, &route.ensure, &facts, &head, ub);
-    let format = ProblemFormat::negotiate(req_headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let resp = compose(&decision, args.status, &resp_headers, request_id, format, bodyless);
+    let need = pipeline::body_need(&route.profile, &facts, &head);
+    let Normalized {
+        decision,
+        response: resp,
+    } = pipeline::normalize(
+        &route.profile,
+        &snap.canonical,
+        &route.ensure,
+        &facts,
+        &head,
+        RawBody::buffered(need, &body),
+        pipeline::format_for(&facts),
+    );
     let mut text = format!("# route: {}  profile: {}\n", route.name, route.profile.source);
     text.push_str(&format!(
         "# rule: {}\n",

@@ -64,11 +64,11 @@ impl Serving {
     }
 }
 
-/// The last failed reload, kept for `GET /-/config`.
+/// The last failed reload, kept for `GET /-/config`, with its typed, positioned problems.
 #[derive(Debug, Clone)]
 pub struct ReloadFailure {
     pub at: SystemTime,
-    pub problems: Vec<String>,
+    pub problems: Vec<ConfigProblem>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,7 +179,7 @@ impl SnapshotHandle {
                 if let Ok(mut g) = self.last_error.lock() {
                     *g = Some(ReloadFailure {
                         at: SystemTime::now(),
-                        problems: problems.iter().map(ToString::to_string).collect(),
+                        problems: problems.clone(),
                     });
                 }
                 (ReloadOutcome::Rejected, problems)

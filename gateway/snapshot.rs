@@ -19,6 +19,7 @@ use crate::config::units::parse_duration;
 use crate::config::{ConfigProblem, ProblemKind, SourcePos};
 use crate::engine::body::DEFAULT_BODY_DEPTH;
 use crate::engine::canonical::{CanonicalStatus, GatewayFailure};
+use crate::engine::examples;
 use crate::engine::profile::{check_body_depth, EnsureHeaders, DEFAULT_BODY_BUFFER};
 use crate::engine::redact::Redaction;
 use crate::engine::{CanonicalProfile, CompiledProfile};
@@ -328,10 +329,16 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
                 if !profiles.contains_key(&path) {
                     let compiled = l.read::<RawProfile>(&path).and_then(|raw_profile| {
                         let canonical = canonical.as_ref()?;
-                        CompiledProfile::compile(&path, &raw_profile, canonical, body_buffer, body_depth)
+                        let profile = CompiledProfile::compile(&path, &raw_profile, canonical, body_buffer, body_depth)
                             .map_err(|ps| l.problems.extend(ps))
-                            .ok()
-                            .map(Arc::new)
+                            .ok()?;
+                        // The reload gate: a profile whose examples fail is rejected.
+                        let failures = examples::check_all(&path, &profile, canonical, &raw_profile.examples);
+                        if !failures.is_empty() {
+                            l.problems.extend(failures);
+                            return None;
+                        }
+                        Some(Arc::new(profile))
                     });
                     profiles.insert(path.clone(), compiled);
                 }

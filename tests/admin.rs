@@ -533,3 +533,24 @@ fn a_kubernetes_secret_token_update_is_seen_by_the_watcher() {
     }
     assert_eq!(config_with(TOKEN), 401, "the old token no longer works");
 }
+
+#[test]
+fn a_rejected_reload_reports_file_line_column_kind_and_message_per_problem() {
+    let up = Upstream::start(|_| Reply::json(400, "BadRequest", "{}"));
+    let gw = gateway(&up);
+    std::fs::write(
+        gw.path("rules/vendor.yaml"),
+        "rules:\n  - name: v3\n    when: { status: 400, json: { /a: { one_of: [] } } }\n    then: { status: 422 }\n",
+    )
+    .unwrap();
+    let r = request(gw.admin, "POST", "/-/reload", &[], b"");
+    assert_eq!(r.status, 422);
+    let cfg = gw.admin_get("/-/config").json();
+    for d in [&r.json()["diagnostics"][0], &cfg["last_error"]["diagnostics"][0]] {
+        assert!(d["file"].as_str().unwrap().ends_with("rules/vendor.yaml"), "{d}");
+        assert_eq!((d["line"].as_u64(), d["column"].as_u64()), (Some(3), Some(38)), "{d}");
+        assert_eq!(d["severity"], "error");
+        assert_eq!(d["kind"], "matcher_empty_one_of");
+        assert_eq!(d["message"], "one_of needs at least one value");
+    }
+}

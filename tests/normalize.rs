@@ -354,3 +354,64 @@ fn missing_challenges_are_supplied_and_the_route_wins_over_the_profile() {
     let r = request(gw.port, "DELETE", "/verb", &[], b"");
     assert_eq!((r.status, r.header("allow")), (405, Some("GET")));
 }
+
+/// The drift case of issue 10: a gzip body over the cap raw but under it decoded. The example
+/// (run by the loader through the live pipeline) and the live answer agree: over the cap, the
+/// body rule does not fire.
+#[test]
+fn a_gzip_body_over_the_cap_raw_is_answered_live_as_its_example_says() {
+    const ERR: &str = r#"{"error_code":"EndPoint.0022","error_msg":"slow down"}"#;
+    let stored = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+        e.write_all(ERR.as_bytes()).unwrap();
+        e.finish().unwrap()
+    };
+    assert!(
+        ERR.len() <= 64 && stored.len() > 64,
+        "the case needs raw > cap >= decoded"
+    );
+    let profile = format!(
+        "body_buffer: 64\n{PROFILE}examples:\n  - name: gzip-over-cap-raw\n    upstream:\n      status: 400\n      headers: {{ Content-Type: application/json }}\n      encoding: gzip\n      body: '{ERR}'\n    expect: {{ status: 400, rule: none }}\n"
+    );
+    let body = stored.clone();
+    let up = Upstream::start(move |_| {
+        Reply::new(
+            400,
+            "Bad Request",
+            &[("Content-Type", "application/json"), ("Content-Encoding", "gzip")],
+            &body,
+        )
+    });
+    let cfg = format!(
+        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\nupstreams:\n  up:\n    addrs: [{}]\nroutes:\n  - name: drift\n    path_prefix: /\n    upstream: up\n    profile: profile.yaml\n",
+        up.addr()
+    );
+    let gw = Gateway::start(&cfg, &[("profile.yaml", &profile)]);
+    let r = request(gw.port, "GET", "/", &[], b"");
+    assert_eq!(r.status, 400, "live must match the example that passed at load");
+    assert_eq!(r.header("x-upstream-status"), Some("400"));
+    // `explain` answers the same for the same bytes.
+    std::fs::write(gw.path("body.gz"), &stored).unwrap();
+    let snap = statusgate::snapshot::load(&gw.path("statusgate.yaml")).expect("config loads");
+    let args = statusgate::cli::ExplainArgs {
+        config: statusgate::cli::ConfigArg { config: None },
+        route: "drift".into(),
+        status: 400,
+        method: "GET".into(),
+        path: "/".into(),
+        headers: vec!["Content-Type: application/json".into(), "Content-Encoding: gzip".into()],
+        request_headers: Vec::new(),
+        body: Some(format!("@{}", gw.path("body.gz").display())),
+    };
+    let text = statusgate::cli::explain(&snap, &args).unwrap();
+    assert!(
+        text.contains("# body not used: over_cap\nHTTP/1.1 400 Bad Request\n"),
+        "{text}"
+    );
+    gw.expect_metric(
+        "statusgate_body_rewrites_skipped_total",
+        &[("route", "drift"), ("reason", "over_cap")],
+        1.0,
+        "",
+    );
+}

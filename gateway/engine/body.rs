@@ -38,15 +38,28 @@ pub enum Unreadable {
     Malformed,
 }
 
+/// Why a JSON or XML path does not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyPathError {
+    #[error("empty JSON path")]
+    EmptyJson,
+    #[error("`{0}` has an empty segment")]
+    EmptySegment(String),
+    #[error("`{0}`: an @attribute may only end the path")]
+    AttributeNotLast(String),
+    #[error("`{0}` names no element")]
+    NoElement(String),
+}
+
 /// A compiled JSON path: the list of keys / indices.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonPath(Vec<String>);
 
 impl JsonPath {
-    pub fn compile(s: &str) -> Result<JsonPath, String> {
+    pub fn compile(s: &str) -> Result<JsonPath, BodyPathError> {
         let s = s.trim();
         if s.is_empty() {
-            return Err("empty JSON path".into());
+            return Err(BodyPathError::EmptyJson);
         }
         let parts: Vec<String> = if let Some(p) = s.strip_prefix('/') {
             p.split('/').map(|t| t.replace("~1", "/").replace("~0", "~")).collect()
@@ -54,7 +67,7 @@ impl JsonPath {
             s.split('.').map(str::to_owned).collect()
         };
         if parts.iter().any(String::is_empty) {
-            return Err(format!("`{s}` has an empty segment"));
+            return Err(BodyPathError::EmptySegment(s.to_owned()));
         }
         Ok(JsonPath(parts))
     }
@@ -83,17 +96,17 @@ pub struct XmlPath {
 }
 
 impl XmlPath {
-    pub fn compile(s: &str) -> Result<XmlPath, String> {
+    pub fn compile(s: &str) -> Result<XmlPath, BodyPathError> {
         let s = s.trim().trim_start_matches('/');
         let mut elements: Vec<String> = Vec::new();
         let mut attribute = None;
         for (i, seg) in s.split('/').enumerate() {
             if seg.is_empty() {
-                return Err(format!("`{s}` has an empty segment"));
+                return Err(BodyPathError::EmptySegment(s.to_owned()));
             }
             if let Some(a) = seg.strip_prefix('@') {
                 if i != s.split('/').count() - 1 || a.is_empty() {
-                    return Err(format!("`{s}`: an @attribute may only end the path"));
+                    return Err(BodyPathError::AttributeNotLast(s.to_owned()));
                 }
                 attribute = Some(local(a).to_owned());
             } else {
@@ -101,7 +114,7 @@ impl XmlPath {
             }
         }
         if elements.is_empty() {
-            return Err(format!("`{s}` names no element"));
+            return Err(BodyPathError::NoElement(s.to_owned()));
         }
         Ok(XmlPath { elements, attribute })
     }

@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 
 use serde_saphyr::{Location, Spanned};
 
+use crate::body::BodyPathError;
+use crate::matcher::{GlobError, MatcherError, MediaError};
+use crate::template::TemplateError;
+
 /// Where a problem is: file and 1-based line and column (0 when unknown).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourcePos {
@@ -71,10 +75,22 @@ pub enum ProblemKind {
     Duplicate(String),
     #[error("invalid regex: {0}")]
     Regex(String),
+    /// A value condition (`equals`, `one_of`, `regex`, `exists`) that does not compile.
+    #[error("{0}")]
+    Matcher(#[from] MatcherError),
     #[error("invalid template: {0}")]
-    Template(String),
+    Template(#[from] TemplateError),
     #[error("invalid path: {0}")]
     Path(String),
+    /// A `json:` / `xml:` body path.
+    #[error("invalid path: {0}")]
+    BodyPath(#[from] BodyPathError),
+    /// A rule's `path` glob.
+    #[error("invalid path: {0}")]
+    Glob(#[from] GlobError),
+    /// A `content_type` pattern.
+    #[error("{0}")]
+    Media(#[from] MediaError),
     #[error("invalid header `{0}`")]
     Header(String),
     #[error("status {0} is not in the canonical set ({1})")]
@@ -87,6 +103,36 @@ pub enum ProblemKind {
     Invalid(String),
     #[error("{0}")]
     Warning(String),
+}
+
+impl ProblemKind {
+    /// A stable snake_case name of the kind, for machines (the admin API).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProblemKind::Unreadable(_) => "unreadable",
+            ProblemKind::Yaml(_) => "yaml",
+            ProblemKind::Duration(_) => "duration",
+            ProblemKind::Address(_) => "address",
+            ProblemKind::UnknownUpstream(..) => "unknown_upstream",
+            ProblemKind::NoAddresses(_) => "no_addresses",
+            ProblemKind::Duplicate(_) => "duplicate",
+            ProblemKind::Regex(_) => "regex",
+            ProblemKind::Matcher(MatcherError::NotExactlyOne) => "matcher_not_exactly_one",
+            ProblemKind::Matcher(MatcherError::EmptyOneOf) => "matcher_empty_one_of",
+            ProblemKind::Matcher(MatcherError::Regex(_)) => "regex",
+            ProblemKind::Template(_) => "template",
+            ProblemKind::Path(_) => "path",
+            ProblemKind::BodyPath(_) => "body_path",
+            ProblemKind::Glob(_) => "path_glob",
+            ProblemKind::Media(_) => "media_type",
+            ProblemKind::Header(_) => "header",
+            ProblemKind::NotCanonical(..) => "not_canonical",
+            ProblemKind::Status(_) => "status",
+            ProblemKind::Example(..) => "example",
+            ProblemKind::Invalid(_) => "invalid",
+            ProblemKind::Warning(_) => "warning",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

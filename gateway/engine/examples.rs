@@ -1,14 +1,16 @@
-//! Profile examples: an upstream response and the canonical response expected. They run on
-//! every load (start, `check`, reload) through the same engine and composition the proxy
-//! uses, so a profile that no longer does what its examples say is rejected.
+//! Profile examples: an upstream response and the canonical response expected. The loader runs
+//! them after compiling a profile, on every load (start, `check`, reload), through
+//! `pipeline::normalize`, the path the proxy serves with, so a profile that no longer does
+//! what its examples say is rejected.
 
 use std::path::Path;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::pipeline::{self, Normalized, RawBody};
 use super::profile::{CompiledProfile, EnsureHeaders};
-use super::response::{compose, decode, CanonicalBody};
-use super::{CanonicalProfile, ProblemFormat, RequestFacts, UpstreamBody, UpstreamHead};
+use super::response::CanonicalBody;
+use super::{CanonicalProfile, RequestFacts, UpstreamHead};
 use crate::diagnostics::{ConfigProblem, ProblemKind, SourcePos};
 use crate::spec::RawExample;
 
@@ -22,44 +24,67 @@ fn header_map(raw: &std::collections::BTreeMap<String, String>) -> Result<Header
     Ok(map)
 }
 
-/// Runs one example; `Err` lists every way the response differs from the expectation.
+/// The raw bytes of an example's upstream body: `body` as written, or compressed with the
+/// example's `encoding` (stored blocks, so the raw size is the body plus the format's framing).
+fn raw_body(ex: &RawExample) -> Result<Vec<u8>, String> {
+    use std::io::Write;
+    let body = ex.upstream.body.as_bytes();
+    let none = flate2::Compression::none();
+    let written = match ex.upstream.encoding.as_deref() {
+        None => return Ok(body.to_vec()),
+        Some("gzip") => {
+            let mut w = flate2::write::GzEncoder::new(Vec::new(), none);
+            w.write_all(body).and_then(|()| w.finish())
+        }
+        Some("deflate") => {
+            let mut w = flate2::write::ZlibEncoder::new(Vec::new(), none);
+            w.write_all(body).and_then(|()| w.finish())
+        }
+        Some(other) => return Err(format!("unknown encoding `{other}` (gzip, deflate)")),
+    };
+    written.map_err(|e| format!("cannot encode the body: {e}"))
+}
+
+/// Runs one example through the live pipeline; `Err` lists every way the response differs
+/// from the expectation.
 pub fn run(profile: &CompiledProfile, canonical: &CanonicalProfile, ex: &RawExample) -> Result<(), Vec<String>> {
     let req_headers = header_map(&ex.request.headers).map_err(|e| vec![e])?;
-    let up_headers = header_map(&ex.upstream.headers).map_err(|e| vec![e])?;
+    let mut up_headers = header_map(&ex.upstream.headers).map_err(|e| vec![e])?;
+    let raw = raw_body(ex).map_err(|e| vec![e])?;
+    if let Some(enc) = &ex.upstream.encoding {
+        if !up_headers.contains_key(http::header::CONTENT_ENCODING) {
+            let value = HeaderValue::from_str(enc).map_err(|_| vec![format!("bad encoding `{enc}`")])?;
+            up_headers.insert(http::header::CONTENT_ENCODING, value);
+        }
+    }
     let method = ex.request.method.as_deref().unwrap_or("GET");
     let path = ex.request.path.as_deref().unwrap_or("/");
-    let request_id = "example";
     let facts = RequestFacts {
         method,
         path,
         headers: &req_headers,
-        request_id,
+        request_id: "example",
     };
     let head = UpstreamHead {
         status: ex.upstream.status,
         headers: &up_headers,
     };
-    let bodyless = method.eq_ignore_ascii_case("HEAD") || matches!(ex.upstream.status, 204 | 304);
-    let raw = ex.upstream.body.as_bytes();
-    let encoding = up_headers
-        .get(http::header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok());
-    let decoded;
-    let body = if bodyless || !profile.needs_body(&facts, &head) {
-        UpstreamBody::NotRead
-    } else {
-        match decode(encoding, raw, profile.body_buffer) {
-            Ok(d) => {
-                decoded = d;
-                UpstreamBody::Read(&decoded)
-            }
-            Err(s) => UpstreamBody::Skipped(s),
-        }
-    };
+    // Examples are route-agnostic: no route's ensure_headers apply.
     let no_route_headers = EnsureHeaders::default();
-    let decision = profile.evaluate(canonical, &no_route_headers, &facts, &head, body);
-    let format = ProblemFormat::negotiate(req_headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let resp = compose(&decision, ex.upstream.status, &up_headers, request_id, format, bodyless);
+    let body = RawBody::buffered(pipeline::body_need(profile, &facts, &head), &raw);
+    let Normalized {
+        decision,
+        response: resp,
+    } = pipeline::normalize(
+        profile,
+        canonical,
+        &no_route_headers,
+        &facts,
+        &head,
+        body,
+        pipeline::format_for(&facts),
+    );
+    let raw = raw.as_slice();
 
     let e = &ex.expect;
     let mut diffs = Vec::new();
@@ -152,4 +177,56 @@ pub fn check_all(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{canonical, compile};
+
+    const RULES: &str = "rules:\n  - name: throttled\n    when: { status: 400, json: { /code: slow } }\n    then:\n      status: 429\n      headers: { set: { Retry-After: \"1\" } }\n      problem: { detail: \"${json:/msg}\" }\n";
+
+    fn failures(examples: &str) -> Vec<String> {
+        let (raw, p) = compile(&format!("{RULES}examples:\n{examples}"));
+        check_all(Path::new("p.yaml"), &p, &canonical(), &raw.examples)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_matching_example_passes_with_its_headers_and_problem_members() {
+        let ok = failures(
+            "  - name: ok\n    upstream: { status: 400, body: '{\"code\":\"slow\",\"msg\":\"wait\"}' }\n    expect:\n      status: 429\n      rule: throttled\n      headers: { Retry-After: \"1\" }\n      problem: { status: 429, detail: wait, instance: null }\n      body_excludes: [code]\n",
+        );
+        assert_eq!(ok, Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_failing_example_lists_every_difference_at_its_name() {
+        let bad = failures(
+            "  - name: bad\n    upstream: { status: 400, body: '{\"code\":\"slow\",\"msg\":\"wait\"}' }\n    expect:\n      status: 400\n      headers: { Retry-After: \"2\" }\n      absent_headers: [Retry-After]\n      problem: { detail: other }\n      body_excludes: [wait]\n",
+        );
+        assert_eq!(
+            bad,
+            ["p.yaml:9:11: example `bad` fails: status 400 expected, got 429 (rule: throttled); header Retry-After: `2` expected, got `1`; header Retry-After must be absent; problem.detail: \"other\" expected, got \"wait\"; body must not contain `wait`"]
+        );
+    }
+
+    #[test]
+    fn an_unknown_example_encoding_fails_the_example() {
+        let bad = failures(
+            "  - name: br\n    upstream: { status: 400, body: x, encoding: br }\n    expect: { status: 400 }\n",
+        );
+        assert_eq!(
+            bad,
+            ["p.yaml:9:11: example `br` fails: unknown encoding `br` (gzip, deflate)"]
+        );
+    }
+
+    #[test]
+    fn a_passing_success_body_is_unchanged() {
+        let ok = failures("  - name: fine\n    upstream: { status: 200, body: '{}' }\n    expect: { status: 200, rule: none, body_unchanged: true }\n");
+        assert_eq!(ok, Vec::<String>::new());
+    }
 }

@@ -2,20 +2,25 @@
 //! response. No pingora types and no I/O, so tests, `statusgate explain` and the benches call
 //! it directly.
 //!
-//! Flow: `CompiledProfile::compile` (once per snapshot) -> per response,
-//! `needs_body` (may the answer depend on the body?) -> `evaluate` -> `Decision`.
+//! Flow: `CompiledProfile::compile` (once per snapshot; the loader then runs the profile's
+//! `examples`) -> per response, `pipeline::body_need` (may the answer depend on the body?) ->
+//! the caller buffers the raw body up to the cap -> `pipeline::normalize` (cap, decode,
+//! `evaluate`, `compose`) -> the canonical response.
 
 pub mod body;
 pub mod canonical;
 pub mod diagnostics;
 pub mod examples;
 pub mod matcher;
+pub mod pipeline;
 pub mod problem;
 pub mod profile;
 pub mod redact;
 pub mod response;
 pub mod spec;
 pub mod template;
+#[cfg(test)]
+mod testing;
 pub mod units;
 pub mod yaml;
 

@@ -5,6 +5,17 @@ use regex::Regex;
 
 use crate::spec::ValueMatch;
 
+/// Why a value matcher does not compile; each has its own message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MatcherError {
+    #[error("give exactly one of equals, one_of, regex, exists")]
+    NotExactlyOne,
+    #[error("one_of needs at least one value")]
+    EmptyOneOf,
+    #[error("invalid regex: {0}")]
+    Regex(String),
+}
+
 /// A compiled value matcher. `None` input means "absent".
 #[derive(Debug, Clone)]
 pub enum Matcher {
@@ -15,7 +26,7 @@ pub enum Matcher {
 }
 
 impl Matcher {
-    pub fn compile(raw: &ValueMatch) -> Result<Matcher, String> {
+    pub fn compile(raw: &ValueMatch) -> Result<Matcher, MatcherError> {
         let ops = [
             raw.equals.is_some(),
             raw.one_of.is_some(),
@@ -26,7 +37,7 @@ impl Matcher {
         .filter(|b| **b)
         .count();
         if ops != 1 {
-            return Err("give exactly one of equals, one_of, regex, exists".into());
+            return Err(MatcherError::NotExactlyOne);
         }
         if let Some(v) = &raw.equals {
             return Ok(Matcher::Equals {
@@ -36,7 +47,7 @@ impl Matcher {
         }
         if let Some(vs) = &raw.one_of {
             if vs.is_empty() {
-                return Err("one_of needs at least one value".into());
+                return Err(MatcherError::EmptyOneOf);
             }
             return Ok(Matcher::OneOf {
                 values: vs.clone(),
@@ -45,7 +56,9 @@ impl Matcher {
         }
         if let Some(r) = &raw.regex {
             let pattern = if raw.ignore_case { format!("(?i){r}") } else { r.clone() };
-            return Regex::new(&pattern).map(Matcher::Regex).map_err(|e| e.to_string());
+            return Regex::new(&pattern)
+                .map(Matcher::Regex)
+                .map_err(|e| MatcherError::Regex(e.to_string()));
         }
         Ok(Matcher::Exists(raw.exists.unwrap_or(true)))
     }
@@ -86,14 +99,28 @@ impl StatusSet {
     }
 }
 
+/// Why a path glob does not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GlobError {
+    #[error("`{0}` must start with /")]
+    NotAbsolute(String),
+    #[error("{0}")]
+    Regex(String),
+}
+
+/// A `content_type` pattern that is not a media type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a media type like application/json")]
+pub struct MediaError(pub String);
+
 /// `/v1/*/vpc-endpoints/**`: `*` is one segment, `**` is any remainder.
 #[derive(Debug, Clone)]
 pub struct PathGlob(Regex);
 
 impl PathGlob {
-    pub fn compile(glob: &str) -> Result<PathGlob, String> {
+    pub fn compile(glob: &str) -> Result<PathGlob, GlobError> {
         if !glob.starts_with('/') {
-            return Err(format!("`{glob}` must start with /"));
+            return Err(GlobError::NotAbsolute(glob.to_owned()));
         }
         let mut re = String::from("^");
         let mut rest = glob;
@@ -111,7 +138,9 @@ impl PathGlob {
             }
         }
         re.push('$');
-        Regex::new(&re).map(PathGlob).map_err(|e| e.to_string())
+        Regex::new(&re)
+            .map(PathGlob)
+            .map_err(|e| GlobError::Regex(e.to_string()))
     }
 
     pub fn matches(&self, path: &str) -> bool {
@@ -127,13 +156,13 @@ pub struct MediaPattern {
 }
 
 impl MediaPattern {
-    pub fn compile(p: &str) -> Result<MediaPattern, String> {
+    pub fn compile(p: &str) -> Result<MediaPattern, MediaError> {
         let p = p.trim().to_ascii_lowercase();
-        let (main, sub) = p
-            .split_once('/')
-            .ok_or_else(|| format!("`{p}` is not a media type like application/json"))?;
+        let Some((main, sub)) = p.split_once('/') else {
+            return Err(MediaError(p));
+        };
         if main.is_empty() || sub.is_empty() {
-            return Err(format!("`{p}` is not a media type like application/json"));
+            return Err(MediaError(p));
         }
         Ok(MediaPattern {
             main: main.into(),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue};
 use serde_saphyr::Spanned;
 
-use super::body::{BodyDoc, JsonPath, XmlPath, DEFAULT_BODY_DEPTH, MAX_BODY_DEPTH};
+use super::body::{BodyDoc, BodyPathError, JsonPath, XmlPath, DEFAULT_BODY_DEPTH, MAX_BODY_DEPTH};
 use super::canonical::CanonicalProfile;
 use super::matcher::{Matcher, MediaPattern, PathGlob, StatusSet};
 use super::problem::{Origin, ProblemBody};
@@ -98,16 +98,11 @@ impl EnsureHeaders {
             .filter(move |(s, _, _)| *s == status)
             .map(|(_, n, v)| (n, v))
     }
-
-    pub fn names_for(&self, status: u16) -> Vec<String> {
-        self.for_status(status).map(|(n, _)| n.as_str().to_owned()).collect()
-    }
 }
 
 #[derive(Debug)]
 pub struct CompiledProfile {
     pub source: String,
-    pub vendor: Option<String>,
     rules: Vec<CompiledRule>,
     /// For each status 100..=599, the indices of the rules that may match it, in order.
     by_status: Vec<Box<[u32]>>,
@@ -134,19 +129,11 @@ pub fn check_body_depth(file: &Path, raw: &Spanned<usize>, problems: &mut Vec<Co
 impl CompiledProfile {
     /// A profile with no rules: only the canonical defaults apply.
     pub fn empty(body_buffer: usize) -> CompiledProfile {
-        Self::build(
-            "(none)".into(),
-            None,
-            Vec::new(),
-            body_buffer,
-            None,
-            EnsureHeaders::default(),
-        )
+        Self::build("(none)".into(), Vec::new(), body_buffer, None, EnsureHeaders::default())
     }
 
     fn build(
         source: String,
-        vendor: Option<String>,
         rules: Vec<CompiledRule>,
         body_buffer: usize,
         vendor_request_id_header: Option<HeaderName>,
@@ -165,7 +152,6 @@ impl CompiledProfile {
             .collect();
         CompiledProfile {
             source,
-            vendor,
             rules,
             by_status,
             body_buffer,
@@ -173,10 +159,6 @@ impl CompiledProfile {
             vendor_request_id_header: vendor_request_id_header.unwrap_or(HeaderName::from_static("x-request-id")),
             ensure,
         }
-    }
-
-    pub fn rule_count(&self) -> usize {
-        self.rules.len()
     }
 
     pub fn rule_names(&self) -> impl Iterator<Item = &str> {
@@ -240,19 +222,8 @@ impl CompiledProfile {
             .body_buffer
             .as_ref()
             .map_or(default_body_buffer, |b| b.value.0 as usize);
-        let mut profile = Self::build(
-            file.display().to_string(),
-            raw.vendor.clone(),
-            rules,
-            body_buffer,
-            vendor_header,
-            ensure,
-        );
+        let mut profile = Self::build(file.display().to_string(), rules, body_buffer, vendor_header, ensure);
         profile.body_depth = body_depth;
-        let failures = super::examples::check_all(file, &profile, canonical, &raw.examples);
-        if !failures.is_empty() {
-            return Err(failures);
-        }
         Ok(profile)
     }
 
@@ -471,7 +442,7 @@ fn compile_rule(
     let methods = w.method.as_ref().map(|m| m.value.0.clone()).unwrap_or_default();
     let path = w.path.as_ref().and_then(|p| {
         PathGlob::compile(&p.value)
-            .map_err(|e| problems.push(ConfigProblem::error(SourcePos::of(file, p), ProblemKind::Path(e))))
+            .map_err(|e| problems.push(ConfigProblem::error(SourcePos::of(file, p), ProblemKind::Glob(e))))
             .ok()
     });
     if let Some(p) = &w.path_prefix {
@@ -492,7 +463,7 @@ fn compile_rule(
                 .filter_map(|c| {
                     MediaPattern::compile(c)
                         .map_err(|e| {
-                            problems.push(ConfigProblem::error(SourcePos::of(file, ct), ProblemKind::Invalid(e)))
+                            problems.push(ConfigProblem::error(SourcePos::of(file, ct), ProblemKind::Media(e)))
                         })
                         .ok()
                 })
@@ -568,7 +539,7 @@ fn codes_list(canonical: &CanonicalProfile) -> String {
 
 fn matcher(file: &Path, m: &Spanned<ValueMatchSpec>, problems: &mut Vec<ConfigProblem>) -> Option<Matcher> {
     Matcher::compile(&m.value.0)
-        .map_err(|e| problems.push(ConfigProblem::error(SourcePos::of(file, m), ProblemKind::Regex(e))))
+        .map_err(|e| problems.push(ConfigProblem::error(SourcePos::of(file, m), ProblemKind::Matcher(e))))
         .ok()
 }
 
@@ -596,13 +567,13 @@ fn header_matchers(
 fn keyed_matchers<P>(
     file: &Path,
     raw: &BTreeMap<String, Spanned<ValueMatchSpec>>,
-    compile: fn(&str) -> Result<P, String>,
+    compile: fn(&str) -> Result<P, BodyPathError>,
     problems: &mut Vec<ConfigProblem>,
 ) -> Vec<(P, Matcher)> {
     raw.iter()
         .filter_map(|(path, m)| {
             let p = compile(path)
-                .map_err(|e| problems.push(ConfigProblem::error(SourcePos::of(file, m), ProblemKind::Path(e))))
+                .map_err(|e| problems.push(ConfigProblem::error(SourcePos::of(file, m), ProblemKind::BodyPath(e))))
                 .ok();
             let m = matcher(file, m, problems);
             Some((p?, m?))
@@ -651,5 +622,146 @@ fn problem_template(file: &Path, raw: &RawProblem, problems: &mut Vec<ConfigProb
             .iter()
             .filter_map(|(k, v)| Some((k.clone(), template(file, v, problems)?)))
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue};
+
+    use super::*;
+    use crate::testing::{canonical, compile};
+    use crate::BodySkip;
+
+    const RULES: &str = "ensure_headers:\n  429: { Retry-After: \"5\" }\nrules:\n  - name: by-header\n    when: { status: 400, headers: { X-Kind: quota } }\n    then: { status: 429 }\n  - name: by-body\n    when: { status: 400, json: { /code: slow } }\n    then: { status: 429, headers: { set: { Retry-After: \"1\" } } }\n  - name: conflict-kept\n    when: { status: 409 }\n    then: { keep_body: true }\n";
+
+    fn eval<'p>(
+        p: &'p CompiledProfile,
+        c: &'p CanonicalProfile,
+        route: &'p EnsureHeaders,
+        status: u16,
+        headers: &HeaderMap,
+        body: UpstreamBody<'_>,
+    ) -> Decision<'p> {
+        let req = HeaderMap::new();
+        let facts = RequestFacts {
+            method: "GET",
+            path: "/",
+            headers: &req,
+            request_id: "r",
+        };
+        let head = UpstreamHead { status, headers };
+        p.evaluate(c, route, &facts, &head, body)
+    }
+
+    #[test]
+    fn the_body_is_needed_only_when_the_first_rule_whose_head_holds_reads_it() {
+        let (_, p) = compile(RULES);
+        let req = HeaderMap::new();
+        let facts = RequestFacts {
+            method: "GET",
+            path: "/",
+            headers: &req,
+            request_id: "r",
+        };
+        let mut quota = HeaderMap::new();
+        quota.insert("x-kind", HeaderValue::from_static("quota"));
+        let none = HeaderMap::new();
+        let need = |status, headers| p.needs_body(&facts, &UpstreamHead { status, headers });
+        assert!(!need(400, &quota), "by-header decides without the body");
+        assert!(need(400, &none), "by-body is the first candidate whose head holds");
+        assert!(!need(409, &none));
+        assert!(!need(200, &none), "no rule is indexed under 200");
+    }
+
+    #[test]
+    fn evaluate_picks_the_first_matching_rule_and_adds_missing_ensured_headers() {
+        let (_, p) = compile(RULES);
+        let c = canonical();
+        let route = EnsureHeaders::default();
+        let d = eval(
+            &p,
+            &c,
+            &route,
+            400,
+            &HeaderMap::new(),
+            UpstreamBody::Read(br#"{"code":"slow"}"#),
+        );
+        assert_eq!((d.status, d.rule, d.rule_index), (429, Some("by-body"), Some(1)));
+        let retry: Vec<_> = d
+            .headers
+            .iter()
+            .filter(|e| matches!(e, HeaderEdit::Set(n, _) if n == "retry-after"))
+            .collect();
+        assert_eq!(
+            retry.len(),
+            1,
+            "the rule's Retry-After wins over ensure_headers: {:?}",
+            d.headers
+        );
+        assert!(matches!(d.body, BodyPlan::Problem(_)));
+
+        let mut quota = HeaderMap::new();
+        quota.insert("x-kind", HeaderValue::from_static("quota"));
+        let d = eval(&p, &c, &route, 400, &quota, UpstreamBody::NotRead);
+        assert_eq!(d.rule, Some("by-header"));
+        assert_eq!(
+            d.headers,
+            [HeaderEdit::Set(
+                HeaderName::from_static("retry-after"),
+                HeaderValue::from_static("5")
+            )]
+        );
+    }
+
+    #[test]
+    fn without_a_rule_the_canonical_defaults_decide_and_skips_are_reported() {
+        let (_, p) = compile(RULES);
+        let c = canonical();
+        let route = EnsureHeaders::default();
+        let d = eval(&p, &c, &route, 418, &HeaderMap::new(), UpstreamBody::NotRead);
+        assert_eq!(
+            (d.status, d.rule),
+            (400, None),
+            "418 is outside the set: the 4xx fallback"
+        );
+        let d = eval(
+            &p,
+            &c,
+            &route,
+            400,
+            &HeaderMap::new(),
+            UpstreamBody::Skipped(BodySkip::OverCap),
+        );
+        assert_eq!((d.status, d.rule, d.body_skip), (400, None, Some(BodySkip::OverCap)));
+        let d = eval(&p, &c, &route, 409, &HeaderMap::new(), UpstreamBody::NotRead);
+        assert_eq!(
+            (d.status, d.rule, d.body.clone()),
+            (400, Some("conflict-kept"), BodyPlan::Passthrough),
+            "409 is outside the set and falls back, keep_body still keeps the body"
+        );
+        let d = eval(&p, &c, &route, 201, &HeaderMap::new(), UpstreamBody::NotRead);
+        assert_eq!((d.status, d.body), (201, BodyPlan::Passthrough));
+    }
+
+    #[test]
+    fn the_routes_ensured_headers_come_before_the_profiles() {
+        let (_, p) = compile(RULES);
+        let c = canonical();
+        let raw: BTreeMap<u16, BTreeMap<String, Spanned<String>>> =
+            crate::yaml::parse_yaml(Path::new("main.yaml"), "429: { Retry-After: \"9\" }").unwrap();
+        let mut problems = Vec::new();
+        let route = EnsureHeaders::compile(Path::new("main.yaml"), &raw, &mut problems);
+        assert!(problems.is_empty());
+        let mut quota = HeaderMap::new();
+        quota.insert("x-kind", HeaderValue::from_static("quota"));
+        let d = eval(&p, &c, &route, 400, &quota, UpstreamBody::NotRead);
+        assert_eq!(
+            d.headers,
+            [HeaderEdit::Set(
+                HeaderName::from_static("retry-after"),
+                HeaderValue::from_static("9")
+            )]
+        );
     }
 }

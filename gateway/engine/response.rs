@@ -1,6 +1,6 @@
 //! Composing the canonical response: status line, headers and body plan, from the upstream's
-//! header and the decision. Pure, so the proxy, `explain` and the profile examples all see the
-//! very same response.
+//! header and the decision; and decoding a body for matching. Pure: `pipeline::normalize`
+//! calls both for the proxy, `explain` and the profile examples alike.
 
 use std::borrow::Cow;
 use std::io::Read;
@@ -217,6 +217,102 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    fn decision(body: BodyPlan) -> Decision<'static> {
+        Decision {
+            status: 429,
+            reason: "Too Many Requests",
+            rule: Some("r"),
+            rule_index: Some(0),
+            headers: vec![HeaderEdit::Set(header::RETRY_AFTER, HeaderValue::from_static("1"))],
+            body,
+            body_skip: None,
+            redactions: 0,
+        }
+    }
+
+    fn upstream() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(header::ETAG, HeaderValue::from_static("\"e\""));
+        h.insert(X_REQUEST_ID, HeaderValue::from_static("vendor-1"));
+        h
+    }
+
+    #[test]
+    fn compose_drops_hop_by_hop_keeps_the_vendor_id_and_chunks_a_close_delimited_body() {
+        let r = compose(
+            &decision(BodyPlan::Passthrough),
+            400,
+            &upstream(),
+            "gw-1",
+            ProblemFormat::Json,
+            false,
+        );
+        assert_eq!((r.status, r.reason), (429, "Too Many Requests"));
+        assert!(r.headers.get(header::CONNECTION).is_none());
+        assert_eq!(r.headers[X_REQUEST_ID], "gw-1");
+        assert_eq!(r.headers[X_VENDOR_REQUEST_ID], "vendor-1");
+        assert_eq!(r.headers[X_UPSTREAM_STATUS], "400");
+        assert_eq!(r.headers[header::RETRY_AFTER], "1");
+        assert_eq!(r.headers[header::TRANSFER_ENCODING], "chunked");
+        assert_eq!(r.body, CanonicalBody::Upstream);
+    }
+
+    #[test]
+    fn compose_replaces_the_representation_with_a_problem_and_keeps_bodyless_bodyless() {
+        let p = ProblemBody {
+            type_uri: "urn:t".into(),
+            title: "t".into(),
+            status: 429,
+            detail: None,
+            instance: None,
+            upstream_status: Some(400),
+            vendor_code: None,
+            request_id: "gw-1".into(),
+            vendor_request_id: None,
+            origin: crate::Origin::Upstream,
+            extensions: Vec::new(),
+        };
+        let plan = BodyPlan::Problem(Box::new(p));
+        let r = compose(
+            &decision(plan.clone()),
+            400,
+            &upstream(),
+            "gw-1",
+            ProblemFormat::Json,
+            false,
+        );
+        assert!(r.headers.get(header::ETAG).is_none());
+        assert_eq!(r.headers[header::CONTENT_TYPE], "application/problem+json");
+        let CanonicalBody::Replace(body) = &r.body else {
+            panic!("{:?}", r.body)
+        };
+        assert_eq!(r.headers[header::CONTENT_LENGTH], body.len().to_string().as_str());
+        let head = compose(&decision(plan), 400, &upstream(), "gw-1", ProblemFormat::Json, true);
+        assert_eq!(head.body, CanonicalBody::None);
+        assert_eq!(head.headers[header::CONTENT_TYPE], "application/problem+json");
+    }
+
+    #[test]
+    fn decodes_gzip_and_deflate_with_a_cap() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(b"{\"a\":1}").unwrap();
+        let gz = gz.finish().unwrap();
+        assert_eq!(&*decode(Some("gzip"), &gz, 100).unwrap(), b"{\"a\":1}");
+        assert_eq!(decode(Some("gzip"), &gz, 3).unwrap_err(), BodySkip::OverCap);
+        assert_eq!(decode(Some("gzip"), b"nope", 100).unwrap_err(), BodySkip::Undecodable);
+        assert_eq!(
+            decode(Some("br"), b"x", 100).unwrap_err(),
+            BodySkip::UnsupportedEncoding
+        );
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(b"hi").unwrap();
+        assert_eq!(&*decode(Some("deflate"), &z.finish().unwrap(), 100).unwrap(), b"hi");
+        assert_eq!(&*decode(None, b"raw", 10).unwrap(), b"raw");
+        assert_eq!(decode(None, b"raw", 1).unwrap_err(), BodySkip::OverCap);
+    }
+
     fn problem_decision(headers: Vec<HeaderEdit>) -> Decision<'static> {
         Decision {
             status: 429,
@@ -234,7 +330,7 @@ mod tests {
                 vendor_code: None,
                 request_id: "r1".into(),
                 vendor_request_id: None,
-                origin: super::super::Origin::Upstream,
+                origin: crate::Origin::Upstream,
                 extensions: Vec::new(),
             })),
             body_skip: None,
@@ -271,24 +367,5 @@ mod tests {
             }
             assert_eq!(r.headers.get("x-vendor").unwrap(), "kept");
         }
-    }
-
-    #[test]
-    fn decodes_gzip_and_deflate_with_a_cap() {
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(b"{\"a\":1}").unwrap();
-        let gz = gz.finish().unwrap();
-        assert_eq!(&*decode(Some("gzip"), &gz, 100).unwrap(), b"{\"a\":1}");
-        assert_eq!(decode(Some("gzip"), &gz, 3).unwrap_err(), BodySkip::OverCap);
-        assert_eq!(decode(Some("gzip"), b"nope", 100).unwrap_err(), BodySkip::Undecodable);
-        assert_eq!(
-            decode(Some("br"), b"x", 100).unwrap_err(),
-            BodySkip::UnsupportedEncoding
-        );
-        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-        z.write_all(b"hi").unwrap();
-        assert_eq!(&*decode(Some("deflate"), &z.finish().unwrap(), 100).unwrap(), b"hi");
-        assert_eq!(&*decode(None, b"raw", 10).unwrap(), b"raw");
-        assert_eq!(decode(None, b"raw", 1).unwrap_err(), BodySkip::OverCap);
     }
 }

@@ -55,6 +55,7 @@ pub struct RawProblemType {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProfile {
+    /// Who the profile is for; documentation only, like `description`.
     pub vendor: Option<String>,
     pub description: Option<String>,
     /// Overrides `limits.body_buffer` for this profile.
@@ -101,6 +102,9 @@ pub struct RawExampleUpstream {
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub body: String,
+    /// `gzip` or `deflate`: the body is sent compressed (stored, uncompressed blocks, so its
+    /// raw size is predictable) with that `Content-Encoding`.
+    pub encoding: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use http::HeaderName;
 use serde_json::Value;
 
-use super::body::{BodyDoc, JsonPath, XmlPath};
+use super::body::{BodyDoc, BodyPathError, JsonPath, XmlPath};
 use super::{RequestFacts, UpstreamHead};
 
 #[derive(Debug, Clone)]
@@ -48,8 +48,25 @@ pub struct Scope<'a, 'b> {
     pub body: Option<&'a BodyDoc<'b>>,
 }
 
+/// Why a template does not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unclosed `${{` in `{0}`")]
+    Unclosed(String),
+    #[error("`{0}` needs a header name: ${{{0}:Name}}")]
+    NeedsHeaderName(String),
+    #[error("`{0}` is not a header name")]
+    BadHeaderName(String),
+    #[error(
+        "unknown source `{0}`: use json:PATH, xml:PATH, header:NAME, req_header:NAME, status, method, path, request_id"
+    )]
+    UnknownSource(String),
+    #[error(transparent)]
+    Path(#[from] BodyPathError),
+}
+
 impl Template {
-    pub fn compile(s: &str) -> Result<Template, String> {
+    pub fn compile(s: &str) -> Result<Template, TemplateError> {
         let mut pieces = Vec::new();
         let mut lit = String::new();
         let mut rest = s;
@@ -60,7 +77,7 @@ impl Template {
                 lit.push('$');
                 rest = r;
             } else if let Some(r) = rest.strip_prefix("${") {
-                let end = r.find('}').ok_or_else(|| format!("unclosed `${{` in `{s}`"))?;
+                let end = r.find('}').ok_or_else(|| TemplateError::Unclosed(s.to_owned()))?;
                 if !lit.is_empty() {
                     pieces.push(Piece::Lit(std::mem::take(&mut lit)));
                 }
@@ -103,14 +120,14 @@ impl Template {
     }
 }
 
-fn parse_source(s: &str) -> Result<Source, String> {
+fn parse_source(s: &str) -> Result<Source, TemplateError> {
     let (kind, arg) = match s.split_once(':') {
         Some((k, a)) => (k.trim(), Some(a.trim())),
         None => (s, None),
     };
-    let header = |a: Option<&str>| -> Result<HeaderName, String> {
-        let a = a.ok_or_else(|| format!("`{kind}` needs a header name: ${{{kind}:Name}}"))?;
-        HeaderName::from_bytes(a.as_bytes()).map_err(|_| format!("`{a}` is not a header name"))
+    let header = |a: Option<&str>| -> Result<HeaderName, TemplateError> {
+        let a = a.ok_or_else(|| TemplateError::NeedsHeaderName(kind.to_owned()))?;
+        HeaderName::from_bytes(a.as_bytes()).map_err(|_| TemplateError::BadHeaderName(a.to_owned()))
     };
     Ok(match (kind, arg) {
         ("json", Some(a)) => Source::Json(JsonPath::compile(a)?),
@@ -121,11 +138,7 @@ fn parse_source(s: &str) -> Result<Source, String> {
         ("method", None) => Source::Method,
         ("path", None) => Source::Path,
         ("request_id", None) => Source::RequestId,
-        _ => {
-            return Err(format!(
-                "unknown source `{s}`: use json:PATH, xml:PATH, header:NAME, req_header:NAME, status, method, path, request_id"
-            ))
-        }
+        _ => return Err(TemplateError::UnknownSource(s.to_owned())),
     })
 }
 

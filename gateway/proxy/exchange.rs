@@ -24,8 +24,9 @@ use super::connections::acquire_upstream;
 use super::rescue::{rescue, Rescue, Trouble};
 use super::respond::{to_pingora, X_REQUEST_ID};
 use super::target::normalize_path;
-use crate::engine::response::{compose, compose_gateway, decode, CanonicalBody, HOP_BY_HOP};
-use crate::engine::{BodySkip, GatewayFailure, Origin, ProblemFormat, RequestFacts, UpstreamBody, UpstreamHead};
+use crate::engine::pipeline::{self, BodyNeed, Normalized, RawBody};
+use crate::engine::response::{compose_gateway, CanonicalBody, HOP_BY_HOP};
+use crate::engine::{GatewayFailure, Origin, ProblemFormat, RequestFacts, UpstreamHead};
 use crate::reload::Serving;
 use crate::snapshot::{Route, UpstreamGroup};
 use crate::telemetry::outcome::Outcome;
@@ -373,23 +374,21 @@ impl Exchange<'_> {
             up.shutdown().await;
             return self.rescue(Trouble::UnsolicitedSwitch).await;
         }
-        let bodyless = self.head_request || status == 204 || status == 304;
         let profile = &route.profile;
-        let needs_body = !bodyless && {
+        let need = {
             let facts = request_facts(self.session.req_header(), upstream_path, &self.log.request_id);
             let head = UpstreamHead {
                 status,
                 headers: up.response_header().map_or(&*EMPTY, |h| &h.headers),
             };
-            profile.needs_body(&facts, &head)
+            pipeline::body_need(profile, &facts, &head)
         };
 
-        // Buffer only when a rule may need the body, and never past the cap.
+        // Buffer only when a rule may need the body, and never past the cap on the raw bytes.
         let mut buffered = BytesMut::new();
-        let mut complete = bodyless;
-        let mut skip = None;
-        if needs_body {
-            let cap = profile.body_buffer;
+        let mut complete = need == BodyNeed::Bodyless;
+        let mut over_cap = false;
+        if let BodyNeed::Buffer { cap } = need {
             // Each read is bounded by `body_timeout` (the session's read timeout), the whole body
             // by `body_deadline`.
             let read = async {
@@ -398,17 +397,17 @@ impl Exchange<'_> {
                         Ok(Some(chunk)) => {
                             buffered.extend_from_slice(&chunk);
                             if buffered.len() > cap {
-                                return Ok(Some(BodySkip::OverCap));
+                                return Ok(false);
                             }
                         }
-                        Ok(None) => return Ok(None),
+                        Ok(None) => return Ok(true),
                         Err(e) => return Err(e),
                     }
                 }
             };
             match pingora::time::fast_timeout::fast_timeout(route.upstream.def.body_deadline, read).await {
-                Ok(Ok(Some(s))) => skip = Some(s),
-                Ok(Ok(None)) => complete = true,
+                Ok(Ok(false)) => over_cap = true,
+                Ok(Ok(true)) => complete = true,
                 Ok(Err(e)) => {
                     up.shutdown().await;
                     return self.rescue(Trouble::Body(&e)).await;
@@ -428,29 +427,22 @@ impl Exchange<'_> {
                 status,
                 headers: upstream_headers,
             };
-            let encoding = upstream_headers
-                .get(header::CONTENT_ENCODING)
-                .and_then(|v| v.to_str().ok());
-            let decoded;
-            let body = match skip {
-                Some(s) => UpstreamBody::Skipped(s),
-                None if !complete || bodyless => UpstreamBody::NotRead,
-                None => match decode(encoding, &buffered, profile.body_buffer) {
-                    Ok(d) => {
-                        decoded = d;
-                        UpstreamBody::Read(&decoded)
-                    }
-                    Err(s) => UpstreamBody::Skipped(s),
-                },
+            let raw = match need {
+                BodyNeed::Buffer { .. } if over_cap => RawBody::OverCap,
+                BodyNeed::Buffer { .. } if complete => RawBody::Complete(&buffered),
+                _ => RawBody::NotRead,
             };
-            let decision = profile.evaluate(&self.snap.canonical, &route.ensure, &facts, &head, body);
-            let resp = compose(
-                &decision,
-                status,
-                upstream_headers,
-                &self.log.request_id,
+            let Normalized {
+                decision,
+                response: resp,
+            } = pipeline::normalize(
+                profile,
+                &self.snap.canonical,
+                &route.ensure,
+                &facts,
+                &head,
+                raw,
                 self.format,
-                bodyless,
             );
             let skipped = decision.body_skip;
             self.log.redactions = decision.redactions;
