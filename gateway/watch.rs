@@ -58,8 +58,18 @@ impl WatchSet {
     pub fn of<'a>(files: impl IntoIterator<Item = &'a Path>) -> Self {
         let mut set = WatchSet::default();
         for f in files.into_iter().filter(|f| !is_embedded(f)) {
-            if let (Some(dir), Some(name)) = (dir_of(f), f.file_name()) {
-                set.0.entry(dir).or_default().insert(name.to_owned());
+            // A file in a directory that does not exist yet is watched through its nearest
+            // existing ancestor, by the name of the first missing directory: creating that
+            // directory is the relevant event.
+            let mut at = f.to_path_buf();
+            while let Some(dir) = dir_of(&at) {
+                if dir == at || dir.is_dir() || dir == Path::new(".") {
+                    if let Some(name) = at.file_name() {
+                        set.0.entry(dir).or_default().insert(name.to_owned());
+                    }
+                    break;
+                }
+                at = dir;
             }
         }
         set
@@ -118,6 +128,8 @@ impl BackgroundService for ConfigWatcher {
             }
         };
         let mut extra = BTreeSet::new();
+        // Of the files the last rejected reload named, those that existed then.
+        let mut existed: BTreeSet<PathBuf> = BTreeSet::new();
         let mut watched: Vec<PathBuf> = Vec::new();
         loop {
             // (Re)watch every directory: a directory reached through a symlink (a ConfigMap
@@ -132,8 +144,13 @@ impl BackgroundService for ConfigWatcher {
                     Err(e) => tracing::warn!(dir = %d.display(), error = %e, "cannot watch directory"),
                 }
             }
+            // A file the last rejection missed may have appeared before its directory was
+            // watched (created together with it): reload at once, without waiting for an
+            // event that has already passed. Only a newly appeared file does this, so a
+            // configuration that stays broken cannot loop.
+            let appeared = extra.iter().any(|f: &PathBuf| f.exists() && !existed.contains(f));
             // The first relevant event.
-            loop {
+            while !appeared {
                 tokio::select! {
                     got = rx.recv() => match got {
                         None => return,
@@ -164,6 +181,7 @@ impl BackgroundService for ConfigWatcher {
             } else {
                 BTreeSet::new()
             };
+            existed = extra.iter().filter(|f| f.exists()).cloned().collect();
         }
     }
 }
@@ -173,16 +191,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_file_in_a_missing_directory_is_watched_through_its_nearest_existing_ancestor() {
+        let dir = std::env::temp_dir().join(format!("sg-watch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("more-rules/deeper/next.yaml");
+        let set = WatchSet::of([file.as_path()]);
+        assert_eq!(set.dirs().collect::<Vec<_>>(), [dir.as_path()]);
+        assert!(set.is_relevant(&dir.join("more-rules")));
+        assert!(!set.is_relevant(&dir.join("other")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn only_loaded_names_and_configmap_entries_are_relevant() {
+        // Real directories: a missing one would be watched through its ancestor instead.
+        let root = std::env::temp_dir().join(format!("sg-relevant-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("etc/sg/rules")).unwrap();
+        let at = |p: &str| match p.strip_prefix('/') {
+            Some(rest) => root.join(rest),
+            None => PathBuf::from(p),
+        };
         let set = WatchSet::of([
-            Path::new("/etc/sg/statusgate.yaml"),
-            Path::new("/etc/sg/rules/huawei.yaml"),
+            at("/etc/sg/statusgate.yaml").as_path(),
+            at("/etc/sg/rules/huawei.yaml").as_path(),
             Path::new("statusgate.yaml"),
             Path::new("embedded:rules/canonical.yaml"),
         ]);
         assert_eq!(
             set.dirs().collect::<Vec<_>>(),
-            [Path::new("/etc/sg"), Path::new("/etc/sg/rules"), Path::new(".")]
+            [at("/etc/sg").as_path(), at("/etc/sg/rules").as_path(), Path::new(".")]
         );
         for yes in [
             "/etc/sg/statusgate.yaml",
@@ -193,7 +230,7 @@ mod tests {
             "/etc/sg/rules",
             "./statusgate.yaml",
         ] {
-            assert!(set.is_relevant(Path::new(yes)), "{yes}");
+            assert!(set.is_relevant(&at(yes)), "{yes}");
         }
         for no in [
             "/etc/sg/statusgate.log",
@@ -202,7 +239,8 @@ mod tests {
             "/etc/other/statusgate.yaml",
             "./statusgate.log",
         ] {
-            assert!(!set.is_relevant(Path::new(no)), "{no}");
+            assert!(!set.is_relevant(&at(no)), "{no}");
         }
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }
