@@ -150,16 +150,19 @@ impl BackgroundService for ConfigWatcher {
             // configuration that stays broken cannot loop.
             let appeared = extra.iter().any(|f: &PathBuf| f.exists() && !existed.contains(f));
             // The first relevant event.
-            while !appeared {
-                tokio::select! {
-                    got = rx.recv() => match got {
-                        None => return,
-                        Some(ev) if set.is_relevant_event(&ev) => break,
-                        Some(_) => {}
-                    },
-                    _ = shutdown.changed() => return,
+            if !appeared {
+                loop {
+                    tokio::select! {
+                        got = rx.recv() => match got {
+                            None => return,
+                            Some(ev) if set.is_relevant_event(&ev) => break,
+                            Some(_) => {}
+                        },
+                        _ = shutdown.changed() => return,
+                    }
                 }
             }
+
             // Let the burst settle, but not past the cap; unrelated events change nothing.
             let first = Instant::now();
             let mut last = first;
