@@ -6,14 +6,13 @@
 //! - `reload`: the live snapshot behind arc-swap and the reload path; `watch`: file triggers;
 //! - `proxy`: the pingora glue (routing, upstream exchange, gateway-made errors);
 //! - `admin`, `metrics`, `access_log`: operations; `server`: assembling pingora's server;
-//! - `cli`: `run`, `check`, `explain`.
+//! - `cli`: `run`, `check`, `explain` (the binary adds `demo`, with the vendor emulators of the
+//!   separate `statusgate-emulators` crate; this library does not depend on them).
 
 pub mod access_log;
 pub mod admin;
 pub mod cli;
 pub mod config;
-pub mod demo;
-pub mod emulators;
 pub use statusgate_engine as engine;
 pub mod metrics;
 pub mod proxy;

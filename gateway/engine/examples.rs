@@ -9,8 +9,8 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use super::profile::{CompiledProfile, EnsureHeaders};
 use super::response::{compose, decode, CanonicalBody};
 use super::{CanonicalProfile, ProblemFormat, RequestFacts, UpstreamBody, UpstreamHead};
-use crate::spec::RawExample;
 use crate::diagnostics::{ConfigProblem, ProblemKind, SourcePos};
+use crate::spec::RawExample;
 
 fn header_map(raw: &std::collections::BTreeMap<String, String>) -> Result<HeaderMap, String> {
     let mut map = HeaderMap::new();

@@ -15,8 +15,8 @@ use super::matcher::{Matcher, MediaPattern, PathGlob, StatusSet};
 use super::problem::{Origin, ProblemBody};
 use super::template::{Scope, Template};
 use super::{safe_header_value, BodyPlan, Decision, HeaderEdit, RequestFacts, UpstreamBody, UpstreamHead};
-use crate::spec::{RawProblem, RawProfile, RawRule, StatusSpec, ValueMatchSpec};
 use crate::diagnostics::{ConfigProblem, ProblemKind, SourcePos};
+use crate::spec::{RawProblem, RawProfile, RawRule, StatusSpec, ValueMatchSpec};
 
 /// Default cap on buffered upstream bodies.
 pub const DEFAULT_BODY_BUFFER: usize = 64 * 1024;

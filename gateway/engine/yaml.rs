@@ -69,4 +69,3 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
     };
     msg.to_owned()
 }
-
