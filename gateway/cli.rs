@@ -1,4 +1,7 @@
-//! The command line: `run`, `check`, `explain` (over `engine::pipeline`, the proxy's path).
+//! The command line of the library: `run`, `check`, `explain` (over `engine::pipeline`, the
+//! proxy's path; `Command`, `run`) and what the binary's `demo` shares with them
+//! (`load_reporting`). The `statusgate` binary adds `demo` itself (gateway/demo.rs), so the
+//! library never depends on the vendor emulators.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,8 +42,6 @@ pub enum Command {
     },
     /// Show the canonical response the gateway would send for an upstream response.
     Explain(ExplainArgs),
-    /// Run the four vendor emulators and the gateway with the shipped profiles on loopback.
-    Demo,
 }
 
 #[derive(Args, Debug)]
@@ -199,11 +200,15 @@ pub fn explain(snap: &Snapshot, args: &ExplainArgs) -> Result<String, String> {
     Ok(text)
 }
 
+/// Parses the command line (`run`, `check`, `explain`) and runs it; returns the exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
-    match cli.command {
+    run(Cli::parse().command)
+}
+
+/// Runs one of the library's commands; returns the exit code.
+pub fn run(command: Command) -> i32 {
+    match command {
         Command::Check { config } => check(&config.path()),
-        Command::Demo => crate::demo::run(),
         Command::Explain(args) => {
             let Ok(snap) = load_reporting(&args.config.path()) else {
                 return 1;

@@ -1,12 +1,13 @@
 //! `statusgate demo`: the four vendor emulators and the gateway, on loopback, with the shipped
 //! profiles (the embedded `deploy/demo.yaml`), plus curl lines that show each vendor's quirk
-//! straight from the emulator and then through the gateway.
+//! straight from the emulator and then through the gateway. Part of the binary, not of the
+//! library: only the binary depends on the emulators crate.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::emulators::{crest, huawei, oracle, service, veeam};
-use crate::reload::SnapshotHandle;
+use statusgate::reload::SnapshotHandle;
+use statusgate_emulators::{crest, huawei, oracle, service, veeam};
 
 pub const DEMO_CONFIG: &str = "embedded:deploy/demo.yaml";
 
@@ -64,12 +65,12 @@ Ctrl-C stops the demo.
 /// Runs the demo until SIGTERM/SIGINT; returns the exit code.
 pub fn run() -> i32 {
     let path = Path::new(DEMO_CONFIG);
-    let Ok(snap) = crate::cli::load_reporting(path) else {
+    let Ok(snap) = statusgate::cli::load_reporting(path) else {
         return 1;
     };
-    let _log_guard = crate::telemetry::access_log::init(&snap.boot.log_format, &snap.boot.log_filter);
+    let _log_guard = statusgate::telemetry::access_log::init(&snap.boot.log_format, &snap.boot.log_filter);
     let handle = Arc::new(SnapshotHandle::new(path, snap));
-    let mut built = match crate::server::build(handle, false) {
+    let mut built = match statusgate::server::build(handle, false) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("statusgate demo: cannot start: {e}");

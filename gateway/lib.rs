@@ -8,13 +8,12 @@
 //!   groups' runtime state `balancer`);
 //! - `telemetry`: a request's `outcome` and what reads it, `metrics` and `access_log`;
 //! - `admin`: operations; `server`: assembling pingora's server;
-//! - `cli`: `run`, `check`, `explain`.
+//! - `cli`: `run`, `check`, `explain` (the binary adds `demo`, with the vendor emulators of the
+//!   separate `statusgate-emulators` crate; this library does not depend on them).
 
 pub mod admin;
 pub mod cli;
 pub mod config;
-pub mod demo;
-pub mod emulators;
 pub use statusgate_engine as engine;
 pub mod proxy;
 pub mod reload;

@@ -353,8 +353,8 @@ fn the_demo_runs_the_emulators_behind_the_gateway() {
         assert!(t.elapsed() < Duration::from_secs(20), "demo did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let project = statusgate::emulators::huawei::DEMO_PROJECT_ID;
-    let token = statusgate::emulators::huawei::DEMO_TOKEN;
+    let project = statusgate_emulators::huawei::DEMO_PROJECT_ID;
+    let token = statusgate_emulators::huawei::DEMO_TOKEN;
     let path = format!("/v1/{project}/vpc-endpoints");
     let direct = request(18002, "POST", &path, &[("X-Auth-Token", token)], b"");
     let through = request(8080, "POST", &format!("/huawei{path}"), &[("X-Auth-Token", token)], b"");

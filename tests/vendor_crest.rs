@@ -7,7 +7,7 @@ mod common;
 use common::vendor::{vendor_gateway, EmulatorServer};
 use common::{request, Gateway, Response};
 use serde_json::json;
-use statusgate::emulators::crest::{self, Crest};
+use statusgate_emulators::crest::{self, Crest};
 
 const ADMIN: [(&str, &str); 2] = [
     ("X-OpenIDM-Username", crest::ADMIN_USERNAME),

@@ -7,7 +7,7 @@ mod common;
 use common::vendor::{vendor_gateway, EmulatorServer};
 use common::{request, Gateway, Response};
 use serde_json::Value;
-use statusgate::emulators::huawei::{
+use statusgate_emulators::huawei::{
     self, Huawei, BROKEN_SERVICE_ID, BURST_LIMIT, DEMO_ENDPOINT_ID, DEMO_PROJECT_ID, DEMO_SUBNET_ID, DEMO_TOKEN,
     DEMO_VPC_ID, FAILED_SERVICE_ID, FULL_SUBNET_ID, GARBLED_SERVICE_ID, OTHER_TOKEN, OVERLOADED_SERVICE_ID, QUOTA,
     SERVICE_ID, UNREACHABLE_SERVICE_ID,

@@ -7,7 +7,7 @@ mod common;
 use common::vendor::{vendor_gateway, EmulatorServer};
 use common::{request, Gateway, Response};
 use serde_json::Value;
-use statusgate::emulators::oracle::{
+use statusgate_emulators::oracle::{
     Oracle, ADMIN_TOKEN, BROKEN_JOB, CLERK_TOKEN, DEPARTMENT_ID, EMPLOYEE_ID, EMPTY_DEPARTMENT_ID, WORKER_ID,
 };
 

@@ -6,8 +6,8 @@ mod common;
 
 use common::vendor::{vendor_gateway, EmulatorServer};
 use common::{request, Gateway, Response};
-use statusgate::emulators::veeam::{self, Veeam};
 use statusgate::engine::body::{BodyDoc, JsonPath, XmlPath};
+use statusgate_emulators::veeam::{self, Veeam};
 
 const CHALLENGE: &str = r#"Basic realm="Veeam Backup Enterprise Manager""#;
 const XML_SPEC: &str = r#"<CloudTenantSpec xmlns="http://www.veeam.com/ent/v1.0"><Name>acme-renamed</Name><Description>renamed</Description></CloudTenantSpec>"#;

@@ -32,7 +32,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use serde_json::{json, Value};
 
 use super::{EmuRequest, EmuResponse, Emulator};
-use crate::engine::body::{XmlNode, XmlPath};
+use crate::xml::Element;
 
 pub const ADMIN_USER: &str = "administrator";
 pub const ADMIN_PASSWORD: &str = "Veeam123!";
@@ -418,7 +418,7 @@ impl TenantSpec {
             });
         }
         let doc =
-            XmlNode::parse(&req.body).ok_or_else(|| Fault::new(400, "There is an error in XML document (1, 1)."))?;
+            Element::parse(&req.body).ok_or_else(|| Fault::new(400, "There is an error in XML document (1, 1)."))?;
         if xml_at(&doc, "CloudTenantSpec").is_none() {
             return Err(Fault::new(400, "Node [CloudTenantSpec] does not exist."));
         }
@@ -429,8 +429,8 @@ impl TenantSpec {
     }
 }
 
-fn xml_at<'d>(doc: &'d XmlNode, path: &str) -> Option<&'d str> {
-    doc.lookup(&XmlPath::compile(path).ok()?)
+fn xml_at<'d>(doc: &'d Element, path: &str) -> Option<&'d str> {
+    doc.text_at(path)
 }
 
 /// Per-request rendering context: the representation asked for and the base of Hrefs.
@@ -867,7 +867,7 @@ mod tests {
                 String::from_utf8_lossy(&got.body)
             );
             if want >= 400 {
-                assert!(XmlNode::parse(&got.body).is_some(), "an XML Error body");
+                assert!(Element::parse(&got.body).is_some(), "an XML Error body");
             }
         }
     }

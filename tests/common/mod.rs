@@ -1,8 +1,11 @@
 //! Shared test parts: a raw HTTP/1.1 client, scripted upstream servers and an in-process
-//! gateway, all on real loopback sockets.
+//! gateway, all on real loopback sockets; a typed builder for the main configuration
+//! (`config`) and the shared response assertions (`assert`).
 #![allow(dead_code, unused_imports)]
 
+pub mod assert;
 pub mod client;
+pub mod config;
 pub mod gateway;
 pub mod upstream;
 pub mod vendor;

@@ -6,7 +6,7 @@ use std::thread::JoinHandle;
 
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
-use statusgate::emulators::{service, Emulator};
+use statusgate_emulators::{service, Emulator};
 use tokio::sync::Notify;
 
 use super::gateway::{free_port, TestSignal};

@@ -1,12 +1,14 @@
-//! Vendor emulators: small stateful servers that speak each vendor's dialect (paths, status
-//! codes, error bodies, reason phrases, quirks) from real requests. `statusgate demo` and the
-//! end-to-end tests put them behind the gateway. They are test and demo fixtures, never
-//! started by `statusgate run`.
+//! statusgate-emulators: small stateful servers that speak each vendor's dialect (paths, status
+//! codes, error bodies, reason phrases, quirks) from real requests. `statusgate demo` (the
+//! binary only) and the end-to-end tests put them behind the gateway. They are test and demo
+//! fixtures: the `statusgate` library does not depend on them, and they depend on nothing of
+//! statusgate (their XML reader is their own, `xml`).
 
 pub mod crest;
 pub mod huawei;
 pub mod oracle;
 pub mod veeam;
+pub mod xml;
 
 use std::sync::Arc;
 
