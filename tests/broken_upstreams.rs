@@ -10,7 +10,9 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::assert;
 use common::client::read_response;
+use common::config::{Config, Route, Upstream as Up};
 use common::gateway::free_port;
 use common::{request, Gateway, Reply, Upstream};
 
@@ -22,18 +24,16 @@ rules:
     then: { status: 429 }
 "#;
 
-fn gateway(route: &str, addr: &str, upstream_extra: &str) -> Gateway {
-    let cfg = format!(
-        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\nupstreams:\n  up:\n    addrs: [{addr}]\n    response_timeout: 2s\n{upstream_extra}\nroutes:\n  - name: {route}\n    path_prefix: /\n    upstream: up\n    profile: profile.yaml\n"
-    );
+fn gateway(route: &str, up: Up) -> Gateway {
+    let cfg = Config::new()
+        .upstream("up", up.response_timeout("2s"))
+        .route(Route::new(route, "up").prefix("/").profile("profile.yaml"))
+        .build();
     Gateway::start(&cfg, &[("profile.yaml", PROFILE)])
 }
 
 fn assert_problem(r: &common::Response, status: u16, kind: &str) {
-    assert_eq!(r.status, status, "{}", r.text());
-    let p = r.json();
-    assert_eq!(p["origin"], "gateway");
-    assert_eq!(p["type"], format!("urn:statusgate:problem:{kind}"));
+    assert::gateway_problem(r, status, kind);
 }
 
 #[test]
@@ -44,7 +44,7 @@ fn a_passthrough_body_that_stalls_ends_in_a_closed_connection_counted_after_head
             Duration::from_secs(30),
         )
     });
-    let gw = gateway("stalled-passthrough", &up.addr(), "    body_timeout: 300ms");
+    let gw = gateway("stalled-passthrough", Up::addr(&up.addr()).body_timeout("300ms"));
     let s = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     (&s).write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
@@ -72,7 +72,7 @@ fn an_error_body_a_rule_needs_that_stalls_gets_504_upstream_body_timeout() {
             Duration::from_secs(30),
         )
     });
-    let gw = gateway("stalled-error", &up.addr(), "    body_timeout: 300ms");
+    let gw = gateway("stalled-error", Up::addr(&up.addr()).body_timeout("300ms"));
     let r = request(gw.port, "GET", "/", &[], b"");
     assert_problem(&r, 504, "upstream-body-timeout");
     gw.expect_metric(
@@ -94,8 +94,7 @@ fn an_error_body_trickled_past_the_buffering_deadline_gets_504_body_deadline() {
     let up = Upstream::start(move |_| Reply::Trickle(raw.clone().into_bytes(), Duration::from_millis(20)));
     let gw = gateway(
         "trickled-error",
-        &up.addr(),
-        "    body_timeout: 2s\n    body_deadline: 500ms",
+        Up::addr(&up.addr()).body_timeout("2s").body_deadline("500ms"),
     );
     let r = request(gw.port, "GET", "/", &[], b"");
     assert_problem(&r, 504, "body-deadline");
@@ -111,7 +110,7 @@ fn an_upload_the_upstream_stops_reading_gets_504_upstream_write_timeout() {
         std::thread::sleep(Duration::from_secs(8));
         drop(conns);
     });
-    let gw = gateway("stalled-upload", &addr.to_string(), "    write_timeout: 300ms");
+    let gw = gateway("stalled-upload", Up::addr(&addr.to_string()).write_timeout("300ms"));
     let s = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
     let len = 8 * 1024 * 1024;
@@ -144,7 +143,7 @@ fn an_unsolicited_101_is_a_502_invalid_response() {
                 .to_vec(),
         )
     });
-    let gw = gateway("unsolicited-101", &up.addr(), "");
+    let gw = gateway("unsolicited-101", Up::addr(&up.addr()));
     let r = request(gw.port, "GET", "/", &[], b"");
     assert_problem(&r, 502, "invalid-response");
     assert!(!r.text().contains("tunnel"));
@@ -158,7 +157,7 @@ fn requests_past_the_upstream_connection_cap_get_503_upstream_connection_limit()
             Box::new(Reply::new(200, "OK", &[], b"slow")),
         )
     });
-    let gw = gateway("upstream-cap", &up.addr(), "    max_connections: 1");
+    let gw = gateway("upstream-cap", Up::addr(&up.addr()).max_connections(1));
     let port = gw.port;
     let first = std::thread::spawn(move || request(port, "GET", "/first", &[], b"").status);
     // Wait until the first request holds the group's only place.

@@ -8,36 +8,29 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
+use common::assert;
 use common::client::send_raw;
+use common::config::{Config, Route, Upstream as Up};
 use common::gateway::free_port;
 use common::{request, Gateway, Reply, Upstream};
 
 /// One route named `route`: metrics are process-wide, so each test counts under its own route.
-fn one_route(route: &str, addrs: &str, upstream_extra: &str) -> Gateway {
-    let cfg = format!(
-        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\nupstreams:\n  up:\n    addrs: [{addrs}]\n    connect_timeout: 300ms\n    response_timeout: 500ms\n{upstream_extra}\nroutes:\n  - name: {route}\n    path_prefix: /\n    upstream: up\n"
-    );
+fn one_route(route: &str, up: Up) -> Gateway {
+    let cfg = Config::new()
+        .upstream("up", up.connect_timeout("300ms").response_timeout("500ms"))
+        .route(Route::new(route, "up").prefix("/"))
+        .build();
     Gateway::start(&cfg, &[])
 }
 
 fn assert_gateway_problem(r: &common::Response, status: u16, kind: &str) {
-    assert_eq!(r.status, status, "{}", r.text());
-    assert_eq!(r.header("content-type"), Some("application/problem+json"));
-    assert!(
-        r.header("x-upstream-status").is_none(),
-        "gateway-made responses carry no upstream status"
-    );
-    let p = r.json();
-    assert_eq!(p["status"], status);
-    assert_eq!(p["origin"], "gateway");
-    assert_eq!(p["type"], format!("urn:statusgate:problem:{kind}"));
-    assert_eq!(p["request_id"].as_str(), r.header("x-request-id"));
+    assert::strict_gateway_problem(r, status, kind);
 }
 
 #[test]
 fn refused_then_no_upstream_left() {
     let dead = free_port();
-    let gw = one_route("refused", &format!("127.0.0.1:{dead}"), "    fail_timeout: 1m");
+    let gw = one_route("refused", Up::addr(&format!("127.0.0.1:{dead}")).fail_timeout("1m"));
     let r = request(gw.port, "GET", "/a", &[], b"");
     assert_gateway_problem(&r, 502, "upstream-refused");
     gw.expect_metric(
@@ -62,7 +55,10 @@ fn a_refusing_address_is_skipped_for_a_live_one_and_load_is_spread() {
     let a = Upstream::start(|_| Reply::json(200, "OK", r#"{"from":"a"}"#));
     let b = Upstream::start(|_| Reply::json(200, "OK", r#"{"from":"b"}"#));
     let dead = free_port();
-    let gw = one_route("spread", &format!("{}, 127.0.0.1:{dead}, {}", a.addr(), b.addr()), "");
+    let gw = one_route(
+        "spread",
+        Up::addrs(&[&a.addr(), &format!("127.0.0.1:{dead}"), &b.addr()]),
+    );
     for _ in 0..6 {
         let r = request(gw.port, "GET", "/x", &[], b"");
         assert_eq!(r.status, 200, "{}", r.text());
@@ -83,7 +79,7 @@ fn reset_closed_and_invalid_upstreams_are_502_each_with_its_type() {
         "/half" => Reply::Partial(b"HTTP/1.1 200 OK\r\nContent-Le".to_vec()),
         _ => Reply::Raw(b"SSH-2.0-OpenSSH_9.2\r\n\r\n".to_vec()),
     });
-    let gw = one_route("broken", &up.addr(), "");
+    let gw = one_route("broken", Up::addr(&up.addr()));
     assert_gateway_problem(&request(gw.port, "GET", "/reset", &[], b""), 502, "upstream-reset");
     assert_gateway_problem(&request(gw.port, "GET", "/close", &[], b""), 502, "upstream-closed");
     let half = request(gw.port, "GET", "/half", &[], b"");
@@ -100,7 +96,10 @@ fn reset_closed_and_invalid_upstreams_are_502_each_with_its_type() {
 #[test]
 fn tls_failure_is_502_tls() {
     let plain = Upstream::start(|_| Reply::json(200, "OK", "{}"));
-    let gw = one_route("tls", &plain.addr(), "    tls: { sni: localhost, verify: false }");
+    let gw = one_route(
+        "tls",
+        Up::addr(&plain.addr()).set("tls", "{ sni: localhost, verify: false }"),
+    );
     assert_gateway_problem(&request(gw.port, "GET", "/", &[], b""), 502, "upstream-tls");
 }
 
@@ -120,7 +119,7 @@ fn connect_timeout_is_504() {
         fillers.push(s);
     }
     std::thread::sleep(Duration::from_millis(100));
-    let gw = one_route("connect-timeout", &addr.to_string(), "");
+    let gw = one_route("connect-timeout", Up::addr(&addr.to_string()));
     assert_gateway_problem(&request(gw.port, "GET", "/", &[], b""), 504, "connect-timeout");
     drop(fillers);
 }
@@ -135,7 +134,7 @@ fn response_deadline_is_a_deadline_not_a_per_read_timeout() {
             Duration::from_millis(150),
         ),
     });
-    let gw = one_route("deadline", &up.addr(), "    body_timeout: 10s");
+    let gw = one_route("deadline", Up::addr(&up.addr()).body_timeout("10s"));
     assert_gateway_problem(&request(gw.port, "GET", "/hang", &[], b""), 504, "response-timeout");
     assert_gateway_problem(&request(gw.port, "GET", "/trickle", &[], b""), 504, "response-timeout");
     gw.expect_metric(
@@ -153,7 +152,7 @@ fn failure_after_the_header_closes_the_connection_and_is_counted() {
         b.extend_from_slice(b"[1,2,3,");
         Reply::Partial(b)
     });
-    let gw = one_route("after-header", &up.addr(), "");
+    let gw = one_route("after-header", Up::addr(&up.addr()));
     let r = request(gw.port, "GET", "/stream", &[], b"");
     assert_eq!(r.status, 200, "the status was already sent");
     assert!(
