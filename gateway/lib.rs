@@ -4,14 +4,16 @@
 //! - `engine`: the pure rule engine (compiled rules -> canonical decision);
 //! - `snapshot`: load + validate + compile the whole configuration into one immutable value;
 //! - `reload`: the live snapshot behind arc-swap and the reload path; `watch`: file triggers;
-//! - `proxy`: the pingora glue (upstream exchange, the failure table `rescue`, the upstream
-//!   groups' runtime state `balancer`);
+//! - `balancer`: the upstream groups' runtime state, made when a snapshot is accepted (`reload`)
+//!   and read by the proxy, so neither imports the other's runtime;
+//! - `proxy`: the pingora glue (upstream exchange, the failure table `rescue`);
 //! - `telemetry`: a request's `outcome` and what reads it, `metrics` and `access_log`;
 //! - `admin`: operations; `server`: assembling pingora's server;
 //! - `cli`: `run`, `check`, `explain` (the binary adds `demo`, with the vendor emulators of the
 //!   separate `statusgate-emulators` crate; this library does not depend on them).
 
 pub mod admin;
+pub mod balancer;
 pub mod cli;
 pub mod config;
 pub use statusgate_engine as engine;

@@ -12,8 +12,8 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
+use crate::balancer::Balancers;
 use crate::config::ConfigProblem;
-use crate::proxy::balancer::Balancers;
 use crate::snapshot::{self, BootSettings, Snapshot};
 use crate::telemetry::metrics::{self, SnapshotSeries};
 

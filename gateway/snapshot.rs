@@ -177,7 +177,7 @@ pub struct Snapshot {
     /// Listeners, logging and server lifecycle: read at start only.
     pub boot: BootSettings,
     /// The admin listener's bearer token and what it protects.
-    pub admin_auth: crate::admin::AdminAuth,
+    pub admin_auth: crate::config::admin::AdminAuth,
     pub canonical: CanonicalProfile,
     pub upstreams: HashMap<String, Arc<UpstreamGroup>>,
     pub routes: Vec<Route>,
@@ -360,7 +360,7 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
     }
 
     let (mut admin_problems, mut admin_warnings) = (Vec::new(), Vec::new());
-    let admin = crate::admin::compile_admin(
+    let admin = crate::config::admin::compile_admin(
         main,
         raw.admin.as_ref(),
         &mut |path| l.read_text_file(path),

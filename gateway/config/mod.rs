@@ -2,6 +2,7 @@
 //! values or positioned problems. Nothing here gives them meaning: `crate::snapshot` assembles
 //! the snapshot, the engine compiles profiles.
 
+pub mod admin;
 pub mod load;
 pub mod schema;
 pub use statusgate_engine::units;

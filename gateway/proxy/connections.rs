@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use pingora::protocols::l4::socket::SocketAddr;
 use prometheus::IntGauge;
 
-use super::balancer::Balancer;
+use crate::balancer::Balancer;
 use crate::snapshot::UpstreamGroup;
 use crate::telemetry::metrics::Metrics;
 

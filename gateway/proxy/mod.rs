@@ -3,7 +3,6 @@
 //! `Outcome` to the metrics and the access log. `rescue` is the one failure table, `balancer`
 //! the upstream groups' runtime state.
 
-pub mod balancer;
 pub mod connections;
 pub mod exchange;
 pub mod request_id;
