@@ -10,7 +10,9 @@ use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use common::assert;
 use common::client::read_response;
+use common::config::{Config, Route, Upstream as Up};
 use common::{Gateway, Reply, Upstream};
 
 /// An upstream that answers every request 200 with its own request line's path as the body.
@@ -18,25 +20,24 @@ fn echo() -> Upstream {
     Upstream::start(|r| Reply::new(200, "OK", &[("Content-Type", "text/plain")], r.path.as_bytes()))
 }
 
-fn config(route: &str, limits: &str, upstreams: &[(&str, &Upstream)], routes: &str) -> String {
-    let mut cfg =
-        format!("listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\nlimits:\n  request_header: 32KiB\n{limits}\nupstreams:\n");
+/// The main configuration: `request_header: 32KiB` plus `limit` under `limits`, each upstream
+/// with a 2 s response deadline, and `routes` (one catch-all route named `route` to the first
+/// upstream when empty).
+fn config(route: &str, limit: Option<(&str, &str)>, upstreams: &[(&str, &Upstream)], routes: &[Route]) -> String {
+    let mut cfg = Config::new().limit("request_header", "32KiB");
+    if let Some((k, v)) = limit {
+        cfg = cfg.limit(k, v);
+    }
     for (name, up) in upstreams {
-        cfg.push_str(&format!(
-            "  {name}:\n    addrs: [{}]\n    response_timeout: 2s\n",
-            up.addr()
-        ));
+        cfg = cfg.upstream(name, Up::addr(&up.addr()).response_timeout("2s"));
     }
-    cfg.push_str("routes:\n");
     if routes.is_empty() {
-        cfg.push_str(&format!(
-            "  - {{ name: {route}, path_prefix: /, upstream: {} }}\n",
-            upstreams[0].0
-        ));
-    } else {
-        cfg.push_str(routes);
+        cfg = cfg.route(Route::new(route, upstreams[0].0).prefix("/"));
     }
-    cfg
+    for r in routes {
+        cfg = cfg.route(r.clone());
+    }
+    cfg.build()
 }
 
 fn connect(port: u16) -> TcpStream {
@@ -69,20 +70,21 @@ fn one(port: u16, raw: &str) -> common::Response {
 }
 
 fn assert_problem(r: &common::Response, status: u16, kind: &str) {
-    assert_eq!(r.status, status, "{}", r.text());
-    let p = r.json();
-    assert_eq!(p["status"], status);
-    assert_eq!(p["origin"], "gateway");
-    assert_eq!(p["type"], format!("urn:statusgate:problem:{kind}"));
+    assert::gateway_problem(r, status, kind);
 }
 
-const TWO_ROUTES: &str = "  - { name: public, path_prefix: /public/, strip_prefix: true, upstream: public }\n  - { name: veeam, path_prefix: /veeam/, strip_prefix: true, upstream: veeam }\n";
+fn two_routes() -> [Route; 2] {
+    [
+        Route::new("public", "public").prefix("/public/").strip_prefix(),
+        Route::new("veeam", "veeam").prefix("/veeam/").strip_prefix(),
+    ]
+}
 
 #[test]
 fn dot_segments_are_resolved_before_routing_so_an_upstream_gets_only_what_its_route_matched() {
     let (public, veeam) = (echo(), echo());
     let gw = Gateway::start(
-        &config("", "", &[("public", &public), ("veeam", &veeam)], TWO_ROUTES),
+        &config("", None, &[("public", &public), ("veeam", &veeam)], &two_routes()),
         &[],
     );
     for (target, upstream_path) in [
@@ -118,7 +120,7 @@ fn dot_segments_are_resolved_before_routing_so_an_upstream_gets_only_what_its_ro
 #[test]
 fn ambiguous_targets_are_refused_with_400_and_never_forwarded() {
     let up = echo();
-    let gw = Gateway::start(&config("bad-target", "", &[("up", &up)], ""), &[]);
+    let gw = Gateway::start(&config("bad-target", None, &[("up", &up)], &[]), &[]);
     for target in [
         "/..",
         "/a/../../etc/passwd",
@@ -147,7 +149,7 @@ fn ambiguous_targets_are_refused_with_400_and_never_forwarded() {
 #[test]
 fn absolute_form_reaches_the_upstream_in_origin_form_with_its_authority_as_host() {
     let up = echo();
-    let gw = Gateway::start(&config("absolute", "", &[("up", &up)], ""), &[]);
+    let gw = Gateway::start(&config("absolute", None, &[("up", &up)], &[]), &[]);
     let r = one(
         gw.port,
         "GET http://b.test/abs?x=1 HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n",
@@ -169,7 +171,7 @@ fn absolute_form_reaches_the_upstream_in_origin_form_with_its_authority_as_host(
 #[test]
 fn http11_without_host_is_400_while_http10_without_host_is_served() {
     let up = echo();
-    let gw = Gateway::start(&config("no-host", "", &[("up", &up)], ""), &[]);
+    let gw = Gateway::start(&config("no-host", None, &[("up", &up)], &[]), &[]);
     let r = one(gw.port, "GET /a HTTP/1.1\r\nConnection: close\r\n\r\n");
     assert_problem(&r, 400, "bad-request");
     assert!(up.requests().is_empty());
@@ -183,7 +185,7 @@ fn http11_without_host_is_400_while_http10_without_host_is_served() {
 fn a_header_trickled_one_byte_at_a_time_is_cut_off_at_the_header_deadline_with_408() {
     let up = echo();
     let gw = Gateway::start(
-        &config("slowloris", "  client_header_timeout: 1s", &[("up", &up)], ""),
+        &config("slowloris", Some(("client_header_timeout", "1s")), &[("up", &up)], &[]),
         &[],
     );
     let s = connect(gw.port);
@@ -212,7 +214,12 @@ fn a_header_trickled_one_byte_at_a_time_is_cut_off_at_the_header_deadline_with_4
 fn a_second_request_trickled_on_a_kept_alive_connection_is_cut_off_at_the_header_deadline() {
     let up = echo();
     let gw = Gateway::start(
-        &config("slowloris-reused", "  client_header_timeout: 1s", &[("up", &up)], ""),
+        &config(
+            "slowloris-reused",
+            Some(("client_header_timeout", "1s")),
+            &[("up", &up)],
+            &[],
+        ),
         &[],
     );
     let s = connect(gw.port);
@@ -240,7 +247,12 @@ fn a_second_request_trickled_on_a_kept_alive_connection_is_cut_off_at_the_header
 fn a_request_body_that_stops_arriving_gets_408_and_a_closed_connection() {
     let up = echo();
     let gw = Gateway::start(
-        &config("stalled-body", "  client_body_timeout: 300ms", &[("up", &up)], ""),
+        &config(
+            "stalled-body",
+            Some(("client_body_timeout", "300ms")),
+            &[("up", &up)],
+            &[],
+        ),
         &[],
     );
     let s = connect(gw.port);
@@ -260,7 +272,7 @@ fn http10_without_keep_alive_gets_connection_close_and_an_unchunked_body() {
         }
         Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".to_vec())
     });
-    let gw = Gateway::start(&config("http10", "", &[("up", &chunked)], ""), &[]);
+    let gw = Gateway::start(&config("http10", None, &[("up", &chunked)], &[]), &[]);
     let s = connect(gw.port);
     (&s).write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
     let mut raw = Vec::new();
@@ -290,7 +302,7 @@ fn http10_without_keep_alive_gets_connection_close_and_an_unchunked_body() {
 #[test]
 fn content_length_with_transfer_encoding_is_answered_once_and_the_connection_closed() {
     let up = echo();
-    let gw = Gateway::start(&config("cl-te", "", &[("up", &up)], ""), &[]);
+    let gw = Gateway::start(&config("cl-te", None, &[("up", &up)], &[]), &[]);
     // CL.TE: a front end that trusts Content-Length would see "GET /smuggled" as a second
     // request; the gateway decodes chunked, answers once and closes (RFC 9112 section 6.1).
     let raw = "POST /first HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
@@ -305,7 +317,7 @@ fn content_length_with_transfer_encoding_is_answered_once_and_the_connection_clo
 #[test]
 fn smuggling_variants_never_reach_the_upstream_as_a_request_of_their_own() {
     let up = echo();
-    let gw = Gateway::start(&config("smuggling", "", &[("up", &up)], ""), &[]);
+    let gw = Gateway::start(&config("smuggling", None, &[("up", &up)], &[]), &[]);
     let smuggled = "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
     let attacks = [
         // TE.CL: a back end that trusts Content-Length would read the chunk as a request.
@@ -343,7 +355,7 @@ fn smuggling_variants_never_reach_the_upstream_as_a_request_of_their_own() {
 #[test]
 fn pipelined_requests_are_answered_in_order() {
     let up = echo();
-    let gw = Gateway::start(&config("pipelining", "", &[("up", &up)], ""), &[]);
+    let gw = Gateway::start(&config("pipelining", None, &[("up", &up)], &[]), &[]);
     let raw = "GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\nGET /c HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
     let (responses, closed) = exchange(gw.port, raw.as_bytes());
     let bodies: Vec<String> = responses.iter().map(|r| r.text()).collect();
@@ -354,7 +366,10 @@ fn pipelined_requests_are_answered_in_order() {
 #[test]
 fn oversize_header_is_431_and_an_oversize_declared_body_is_413_unforwarded() {
     let up = echo();
-    let gw = Gateway::start(&config("oversize", "  request_body: 1KiB", &[("up", &up)], ""), &[]);
+    let gw = Gateway::start(
+        &config("oversize", Some(("request_body", "1KiB")), &[("up", &up)], &[]),
+        &[],
+    );
     let r = one(
         gw.port,
         &format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "b".repeat(40 * 1024)),
@@ -368,7 +383,10 @@ fn oversize_header_is_431_and_an_oversize_declared_body_is_413_unforwarded() {
 #[test]
 fn connections_past_the_listener_cap_get_503_and_a_freed_place_is_reused() {
     let up = echo();
-    let gw = Gateway::start(&config("conn-cap", "  client_connections: 2", &[("up", &up)], ""), &[]);
+    let gw = Gateway::start(
+        &config("conn-cap", Some(("client_connections", "2")), &[("up", &up)], &[]),
+        &[],
+    );
     let held: Vec<(TcpStream, BufReader<TcpStream>)> = (0..2)
         .map(|_| {
             let s = connect(gw.port);
