@@ -126,7 +126,7 @@ mod tests {
     use super::*;
     use crate::examples;
     use crate::response::CanonicalBody;
-    use crate::testing::{canonical, compile};
+    use crate::testing::{canonical, compile, get_root};
 
     const CAP: usize = 64;
     /// 49 bytes: under the cap decoded, over it once gzip's framing (stored) is added.
@@ -331,12 +331,7 @@ mod tests {
         let (_, p) = compile(&profile_yaml(""));
         let body = vec![b' '; CAP + 1];
         let h = HeaderMap::new();
-        let facts = RequestFacts {
-            method: "GET",
-            path: "/",
-            headers: &h,
-            request_id: "r",
-        };
+        let facts = get_root(&h);
         let head = UpstreamHead {
             status: 400,
             headers: &h,

@@ -630,7 +630,7 @@ mod tests {
     use http::{HeaderMap, HeaderValue};
 
     use super::*;
-    use crate::testing::{canonical, compile};
+    use crate::testing::{canonical, compile, get_root};
     use crate::BodySkip;
 
     const RULES: &str = "ensure_headers:\n  429: { Retry-After: \"5\" }\nrules:\n  - name: by-header\n    when: { status: 400, headers: { X-Kind: quota } }\n    then: { status: 429 }\n  - name: by-body\n    when: { status: 400, json: { /code: slow } }\n    then: { status: 429, headers: { set: { Retry-After: \"1\" } } }\n  - name: conflict-kept\n    when: { status: 409 }\n    then: { keep_body: true }\n";
@@ -644,12 +644,7 @@ mod tests {
         body: UpstreamBody<'_>,
     ) -> Decision<'p> {
         let req = HeaderMap::new();
-        let facts = RequestFacts {
-            method: "GET",
-            path: "/",
-            headers: &req,
-            request_id: "r",
-        };
+        let facts = get_root(&req);
         let head = UpstreamHead { status, headers };
         p.evaluate(c, route, &facts, &head, body)
     }
@@ -658,12 +653,7 @@ mod tests {
     fn the_body_is_needed_only_when_the_first_rule_whose_head_holds_reads_it() {
         let (_, p) = compile(RULES);
         let req = HeaderMap::new();
-        let facts = RequestFacts {
-            method: "GET",
-            path: "/",
-            headers: &req,
-            request_id: "r",
-        };
+        let facts = get_root(&req);
         let mut quota = HeaderMap::new();
         quota.insert("x-kind", HeaderValue::from_static("quota"));
         let none = HeaderMap::new();

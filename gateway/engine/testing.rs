@@ -5,8 +5,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::canonical::{standard_reason, CanonicalStatus};
+use http::HeaderMap;
+
 use crate::spec::RawProfile;
-use crate::{CanonicalProfile, CompiledProfile};
+use crate::{CanonicalProfile, CompiledProfile, RequestFacts};
 
 /// Statuses 400, 404, 429, 500, 502 and 503; fallbacks 400 and 500.
 pub fn canonical() -> CanonicalProfile {
@@ -30,4 +32,14 @@ pub fn compile(yaml: &str) -> (RawProfile, CompiledProfile) {
     let raw: RawProfile = crate::yaml::parse_yaml(path, yaml).expect("test profile parses");
     let compiled = CompiledProfile::compile(path, &raw, &canonical(), 1 << 20, 64).expect("test profile compiles");
     (raw, compiled)
+}
+
+/// A `GET /` with these request headers and request id `r`.
+pub fn get_root(headers: &HeaderMap) -> RequestFacts<'_> {
+    RequestFacts {
+        method: "GET",
+        path: "/",
+        headers,
+        request_id: "r",
+    }
 }
