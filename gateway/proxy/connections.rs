@@ -82,15 +82,23 @@ impl ListenerCounts {
                 })
                 .clone()
         };
-        let before = listener.open.fetch_add(1, Ordering::Relaxed);
-        if cap.is_some_and(|cap| before >= cap as usize) {
-            listener.open.fetch_sub(1, Ordering::Relaxed);
+        if let Err(full) = take_place(&listener.open, cap) {
             listener.refused.inc();
-            return Err(AtCapacity);
+            return Err(full);
         }
         listener.gauge.inc();
         Ok(ClientSlot(listener))
     }
+}
+
+/// Counts one more user in `open` unless it already holds `cap`.
+fn take_place(open: &AtomicUsize, cap: Option<u32>) -> Result<(), AtCapacity> {
+    let before = open.fetch_add(1, Ordering::Relaxed);
+    if cap.is_some_and(|cap| before >= cap as usize) {
+        open.fetch_sub(1, Ordering::Relaxed);
+        return Err(AtCapacity);
+    }
+    Ok(())
 }
 
 /// One exchange's use of an upstream group under `max_connections`.
@@ -116,11 +124,7 @@ pub fn acquire_upstream<'a>(
     let Some(cap) = group.def.max_connections else {
         return Ok(None);
     };
-    let before = balancer.connections.fetch_add(1, Ordering::Relaxed);
-    if before >= cap as usize {
-        balancer.connections.fetch_sub(1, Ordering::Relaxed);
-        return Err(AtCapacity);
-    }
+    take_place(&balancer.connections, Some(cap))?;
     let gauge = metrics.upstream_connections.with_label_values(&[&group.name]);
     gauge.inc();
     Ok(Some(UpstreamSlot { balancer, gauge }))
