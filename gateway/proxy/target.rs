@@ -82,9 +82,11 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, TargetRefusal> {
     }
     // Decode segment by segment, then resolve dot segments on the decoded segments.
     let mut segments: Vec<String> = Vec::new();
-    let trailing_slash = raw.ends_with(b"/");
+    // A path ending in `/`, `/.` or `/..` names a directory: it keeps its slash.
+    let mut dir = false;
     for seg in path[1..].split('/') {
         let decoded = decode_segment(seg.as_bytes())?;
+        dir = matches!(decoded.as_str(), "" | "." | "..");
         match decoded.as_str() {
             // Empty segments (`//`) are merged away; `.` is the same directory.
             "" | "." => {}
@@ -101,9 +103,6 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, TargetRefusal> {
         out.push('/');
         out.push_str(s);
     }
-    // A path ending in `/`, `/.` or `/..` names a directory: keep its slash.
-    let last = path.rsplit('/').next().unwrap_or("");
-    let dir = trailing_slash || matches!(decode_segment(last.as_bytes()).as_deref(), Ok("." | ".."));
     if out.is_empty() || dir {
         out.push('/');
     }
