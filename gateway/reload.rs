@@ -145,7 +145,7 @@ impl SnapshotHandle {
             .unwrap_or_else(|e| {
                 Err(vec![crate::config::ConfigProblem::error(
                     crate::config::SourcePos::file(&self.path),
-                    crate::config::ProblemKind::Invalid(format!("reload task failed: {e}")),
+                    crate::config::ProblemKind::ReloadTask(e.to_string()),
                 )])
             });
         match result {

@@ -19,6 +19,7 @@ use crate::config::units::parse_duration;
 use crate::config::{ConfigProblem, ProblemKind, SourcePos};
 use crate::engine::body::DEFAULT_BODY_DEPTH;
 use crate::engine::canonical::{CanonicalStatus, GatewayFailure};
+use crate::engine::diagnostics::{HeaderError, PathError, PathKey};
 use crate::engine::examples;
 use crate::engine::profile::{check_body_depth, EnsureHeaders, DEFAULT_BODY_BUFFER};
 use crate::engine::redact::Redaction;
@@ -319,7 +320,11 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
                 .map_or(SourcePos::of(main, r), |p| SourcePos::of(main, p));
             l.error(
                 at,
-                ProblemKind::Path(format!("path_prefix `{prefix}` must start with /")),
+                PathError::NotAbsolute {
+                    key: PathKey::RoutePrefix,
+                    path: prefix.clone(),
+                }
+                .into(),
             );
         }
         let profile = match &rv.profile {
@@ -388,10 +393,7 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
     let log_format = raw.log.format.as_ref().map_or("text".to_owned(), |f| f.value.clone());
     if let Some(f) = &raw.log.format {
         if f.value != "text" && f.value != "json" {
-            l.error(
-                SourcePos::of(main, f),
-                ProblemKind::Invalid(format!("log format `{}`: use text or json", f.value)),
-            );
+            l.error(SourcePos::of(main, f), ProblemKind::LogFormat(f.value.clone()));
         }
     }
     let grace_period = l.duration(main, &raw.server.grace_period, Duration::from_secs(5));
@@ -491,7 +493,13 @@ fn compile_upstream(file: &Path, name: &str, index: usize, up: &Spanned<RawUpstr
     let max_connections = u.max_connections.as_ref().map(|m| m.value);
     let host_header = u.host_header.as_ref().and_then(|h| {
         http::HeaderValue::from_str(&h.value)
-            .map_err(|_| l.error(SourcePos::of(file, h), ProblemKind::Header(h.value.clone())))
+            .map_err(|_| {
+                let e = HeaderError::Value {
+                    name: "Host".to_owned(),
+                    value: h.value.clone(),
+                };
+                l.error(SourcePos::of(file, h), e.into())
+            })
             .ok()
     });
     let peers = addrs
@@ -593,10 +601,10 @@ fn compile_canonical(file: &Path, raw: &RawCanonical, l: &mut Loader) -> Option<
             }
             None => l.error(
                 SourcePos::of(file, p),
-                ProblemKind::Invalid(format!(
-                    "unknown gateway failure `{name}` (known: {})",
-                    GatewayFailure::ALL.map(GatewayFailure::name).join(", ")
-                )),
+                ProblemKind::UnknownFailure {
+                    name: name.clone(),
+                    known: GatewayFailure::ALL.map(GatewayFailure::name).join(", "),
+                },
             ),
         }
     }

@@ -7,15 +7,20 @@
 
 mod common;
 
+use common::config::{Config, Route, Upstream as Up};
 use common::{request, Gateway, Reply, Upstream};
 
 const RULES: &str = "rules:\n  - name: teapot\n    when: { status: 400 }\n    then: { status: 409 }\n";
 
-fn config(up: &Upstream, route: &str, server: &str) -> String {
-    format!(
-        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\nserver:\n{server}\nupstreams:\n  up:\n    addrs: [{}]\nroutes:\n  - name: {route}\n    upstream: up\n    profile: rules.yaml\n",
-        up.addr()
-    )
+/// One thread, no grace period, no file watching (the tests reload by hand), and one route.
+fn config(up: &Upstream, route: &str) -> String {
+    Config::new()
+        .threads(1)
+        .grace_period("0s")
+        .watch_config(false)
+        .upstream("up", Up::addr(&up.addr()))
+        .route(Route::new(route, "up").profile("rules.yaml"))
+        .build()
 }
 
 fn scrape(gw: &Gateway) -> String {
@@ -33,12 +38,10 @@ fn rewrite(gw: &Gateway, from: &str, to: &str) {
     std::fs::write(gw.path("statusgate.yaml"), edited).unwrap();
 }
 
-const SERVER: &str = "  threads: 1\n  grace_period: 0s\n  watch_config: false";
-
 #[test]
 fn a_renamed_route_loses_its_old_series_and_gets_new_ones_on_reload() {
     let up = Upstream::start(|_| Reply::json(400, "BadRequest", "{}"));
-    let gw = Gateway::start(&config(&up, "accept-old", SERVER), &[("rules.yaml", RULES)]);
+    let gw = Gateway::start(&config(&up, "accept-old"), &[("rules.yaml", RULES)]);
     assert_eq!(request(gw.port, "GET", "/", &[], b"").status, 409);
     gw.expect_metric("statusgate_responses_total", &[("route", "accept-old")], 1.0, "counted");
     assert!(scrape(&gw).contains("route=\"accept-old\",rule=\"teapot\""));
@@ -66,7 +69,7 @@ fn a_renamed_route_loses_its_old_series_and_gets_new_ones_on_reload() {
 #[test]
 fn a_rejected_reload_that_names_a_new_route_leaves_no_series_behind() {
     let up = Upstream::start(|_| Reply::json(400, "BadRequest", "{}"));
-    let gw = Gateway::start(&config(&up, "accept-kept", SERVER), &[("rules.yaml", RULES)]);
+    let gw = Gateway::start(&config(&up, "accept-kept"), &[("rules.yaml", RULES)]);
     // A valid new route, and a bad duration elsewhere: the reload is rejected after the
     // route compiled.
     rewrite(&gw, "name: accept-kept", "name: accept-rejected");
@@ -86,7 +89,7 @@ fn a_rejected_reload_that_names_a_new_route_leaves_no_series_behind() {
 #[test]
 fn a_reload_that_changes_threads_and_log_format_applies_the_rules_and_names_both_as_needing_a_restart() {
     let up = Upstream::start(|_| Reply::json(400, "BadRequest", "{}"));
-    let gw = Gateway::start(&config(&up, "accept-boot", SERVER), &[("rules.yaml", RULES)]);
+    let gw = Gateway::start(&config(&up, "accept-boot"), &[("rules.yaml", RULES)]);
     assert!(gw.admin_get("/-/config").json()["restart_needed"].is_null());
     rewrite(&gw, "  threads: 1\n", "  threads: 3\n");
     rewrite(&gw, "server:\n", "log:\n  format: json\nserver:\n");

@@ -4,17 +4,21 @@
 
 mod common;
 
+use common::config::{Config, Route, Upstream as Up};
 use common::{request, Gateway, Reply, Upstream};
 
 const V1: &str = "rules:\n  - name: v1\n    when: { status: 400 }\n    then: { status: 422 }\n";
 const V2: &str = "rules:\n  - name: v2\n    when: { status: 400 }\n    then: { status: 409 }\n";
 
+/// `base` with the upstream `up` and one route `admin-test` through `rules/vendor.yaml`.
+fn admin_test(base: Config, up: &Upstream) -> String {
+    base.upstream("up", Up::addr(&up.addr()))
+        .route(Route::new("admin-test", "up").profile("rules/vendor.yaml"))
+        .build()
+}
+
 fn gateway(up: &Upstream) -> Gateway {
-    let cfg = format!(
-        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\nupstreams:\n  up:\n    addrs: [{}]\nroutes:\n  - name: admin-test\n    upstream: up\n    profile: rules/vendor.yaml\n",
-        up.addr()
-    );
-    Gateway::start(&cfg, &[("rules/vendor.yaml", V1)])
+    Gateway::start(&admin_test(Config::new(), up), &[("rules/vendor.yaml", V1)])
 }
 
 #[test]
@@ -130,11 +134,10 @@ fn a_kubernetes_configmap_update_is_seen() {
     std::fs::write(cm.join("..2026_11_22_v1/vendor.yaml"), V1).unwrap();
     std::os::unix::fs::symlink("..2026_11_22_v1", cm.join("..data")).unwrap();
     std::os::unix::fs::symlink("..data/vendor.yaml", cm.join("vendor.yaml")).unwrap();
-    let cfg = format!(
-        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\nupstreams:\n  up:\n    addrs: [{}]\nroutes:\n  - name: configmap\n    upstream: up\n    profile: {}\n",
-        up.addr(),
-        cm.join("vendor.yaml").display()
-    );
+    let cfg = Config::new()
+        .upstream("up", Up::addr(&up.addr()))
+        .route(Route::new("configmap", "up").profile(&cm.join("vendor.yaml").display().to_string()))
+        .build();
     let gw = Gateway::start(&cfg, &[]);
     assert_eq!(request(gw.port, "GET", "/", &[], b"").status, 422);
     std::fs::create_dir_all(cm.join("..2026_11_22_v2")).unwrap();
@@ -147,9 +150,11 @@ fn a_kubernetes_configmap_update_is_seen() {
 #[test]
 fn unchanged_upstream_groups_keep_their_health_across_a_reload() {
     let dead = common::gateway::free_port();
-    let cfg = format!(
-        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\nserver:\n  watch_config: false\nupstreams:\n  up:\n    addrs: [127.0.0.1:{dead}]\n    fail_timeout: 1m\nroutes:\n  - name: health-kept\n    upstream: up\n    profile: rules/vendor.yaml\n"
-    );
+    let cfg = Config::new()
+        .watch_config(false)
+        .upstream("up", Up::addr(&format!("127.0.0.1:{dead}")).fail_timeout("1m"))
+        .route(Route::new("health-kept", "up").profile("rules/vendor.yaml"))
+        .build();
     let gw = Gateway::start(&cfg, &[("rules/vendor.yaml", V1)]);
     assert_eq!(
         request(gw.port, "GET", "/", &[], b"").status,
@@ -226,12 +231,9 @@ fn pooled_upstream_connections_survive_a_reload() {
 
 const TOKEN: &str = "3f9c1d2e7a5b4c6d8e0f1a2b3c4d5e6f";
 
-/// The `gateway` above with `admin:` as a map: `extra` lines go under it.
-fn protected_gateway(up: &Upstream, extra: &str, files: &[(&str, &str)]) -> Gateway {
-    let cfg = format!(
-        "listen: ${{LISTEN}}\nadmin:\n  addr: ${{ADMIN}}\n{extra}upstreams:\n  up:\n    addrs: [{}]\nroutes:\n  - name: admin-test\n    upstream: up\n    profile: rules/vendor.yaml\n",
-        up.addr()
-    );
+/// The `gateway` above with `admin:` as a map: `admin` sets its keys.
+fn protected_gateway(up: &Upstream, admin: Config, files: &[(&str, &str)]) -> Gateway {
+    let cfg = admin_test(admin, up);
     let mut all = vec![("rules/vendor.yaml", V1)];
     all.extend_from_slice(files);
     Gateway::start(&cfg, &all)
@@ -262,7 +264,7 @@ fn with_a_token_reload_and_config_need_it_while_metrics_and_probes_stay_open() {
     let up = Upstream::start(|_| Reply::json(400, "BadRequest", "{}"));
     let gw = protected_gateway(
         &up,
-        "  token_file: secrets/admin-token\n",
+        Config::new().admin_token_file("secrets/admin-token"),
         &[("secrets/admin-token", &format!("{TOKEN}\n"))],
     );
     for (method, path) in [("POST", "/-/reload"), ("GET", "/-/config")] {
@@ -307,7 +309,10 @@ fn metrics_and_probes_need_the_token_when_configured() {
     let up = Upstream::start(|_| Reply::json(400, "BadRequest", "{}"));
     let gw = protected_gateway(
         &up,
-        "  token_file: admin-token\n  protect_metrics: true\n  protect_probes: true\n",
+        Config::new()
+            .admin_token_file("admin-token")
+            .protect_metrics(true)
+            .protect_probes(true),
         &[("admin-token", TOKEN)],
     );
     for path in ["/metrics", "/healthz", "/readyz"] {
@@ -325,7 +330,11 @@ fn metrics_and_probes_need_the_token_when_configured() {
 #[test]
 fn a_cross_site_post_is_refused_even_with_the_token() {
     let up = Upstream::start(|_| Reply::json(400, "BadRequest", "{}"));
-    let gw = protected_gateway(&up, "  token_file: admin-token\n", &[("admin-token", TOKEN)]);
+    let gw = protected_gateway(
+        &up,
+        Config::new().admin_token_file("admin-token"),
+        &[("admin-token", TOKEN)],
+    );
     let auth = with_token(TOKEN);
     let own = format!("http://127.0.0.1:{}", gw.admin);
     let localhost = format!("http://localhost:{}", gw.admin);
@@ -375,7 +384,11 @@ fn a_cross_site_post_is_refused_even_with_the_token() {
 #[test]
 fn a_changed_token_file_is_applied_by_reload() {
     let up = Upstream::start(|_| Reply::json(400, "BadRequest", "{}"));
-    let gw = protected_gateway(&up, "  token_file: admin-token\n", &[("admin-token", TOKEN)]);
+    let gw = protected_gateway(
+        &up,
+        Config::new().admin_token_file("admin-token"),
+        &[("admin-token", TOKEN)],
+    );
     let version = |auth: &str| {
         request(gw.admin, "GET", "/-/config", &[("Authorization", auth)], b"").json()["version"]
             .as_str()
@@ -506,7 +519,11 @@ fn a_kubernetes_secret_token_update_is_seen_by_the_watcher() {
     std::fs::write(secret.join("..2026_12_01_v1/token"), TOKEN).unwrap();
     std::os::unix::fs::symlink("..2026_12_01_v1", secret.join("..data")).unwrap();
     std::os::unix::fs::symlink("..data/token", secret.join("token")).unwrap();
-    let gw = protected_gateway(&up, &format!("  token_file: {}\n", secret.join("token").display()), &[]);
+    let gw = protected_gateway(
+        &up,
+        Config::new().admin_token_file(&secret.join("token").display().to_string()),
+        &[],
+    );
     let config_with = |token: &str| {
         request(
             gw.admin,

@@ -32,10 +32,6 @@ fn gateway(route: &str, up: Up) -> Gateway {
     Gateway::start(&cfg, &[("profile.yaml", PROFILE)])
 }
 
-fn assert_problem(r: &common::Response, status: u16, kind: &str) {
-    assert::gateway_problem(r, status, kind);
-}
-
 #[test]
 fn a_passthrough_body_that_stalls_ends_in_a_closed_connection_counted_after_header() {
     let up = Upstream::start(|_| {
@@ -74,7 +70,7 @@ fn an_error_body_a_rule_needs_that_stalls_gets_504_upstream_body_timeout() {
     });
     let gw = gateway("stalled-error", Up::addr(&up.addr()).body_timeout("300ms"));
     let r = request(gw.port, "GET", "/", &[], b"");
-    assert_problem(&r, 504, "upstream-body-timeout");
+    assert::gateway_problem(&r, 504, "upstream-body-timeout");
     gw.expect_metric(
         "statusgate_upstream_failures_total",
         &[("route", "stalled-error"), ("kind", "upstream_body_timeout")],
@@ -97,7 +93,7 @@ fn an_error_body_trickled_past_the_buffering_deadline_gets_504_body_deadline() {
         Up::addr(&up.addr()).body_timeout("2s").body_deadline("500ms"),
     );
     let r = request(gw.port, "GET", "/", &[], b"");
-    assert_problem(&r, 504, "body-deadline");
+    assert::gateway_problem(&r, 504, "body-deadline");
 }
 
 #[test]
@@ -130,7 +126,7 @@ fn an_upload_the_upstream_stops_reading_gets_504_upstream_write_timeout() {
     });
     let mut r = BufReader::new(s);
     let resp = read_response(&mut r, false).expect("a 504 while the upstream is deaf");
-    assert_problem(&resp, 504, "upstream-write-timeout");
+    assert::gateway_problem(&resp, 504, "upstream-write-timeout");
     upload.join().unwrap();
     holder.join().unwrap();
 }
@@ -145,7 +141,7 @@ fn an_unsolicited_101_is_a_502_invalid_response() {
     });
     let gw = gateway("unsolicited-101", Up::addr(&up.addr()));
     let r = request(gw.port, "GET", "/", &[], b"");
-    assert_problem(&r, 502, "invalid-response");
+    assert::gateway_problem(&r, 502, "invalid-response");
     assert!(!r.text().contains("tunnel"));
 }
 
@@ -168,7 +164,7 @@ fn requests_past_the_upstream_connection_cap_get_503_upstream_connection_limit()
         std::thread::sleep(Duration::from_millis(10));
     }
     let r = request(gw.port, "GET", "/second", &[], b"");
-    assert_problem(&r, 503, "upstream-connection-limit");
+    assert::gateway_problem(&r, 503, "upstream-connection-limit");
     assert_eq!(first.join().unwrap(), 200);
     assert_eq!(
         request(gw.port, "GET", "/third", &[], b"").status,
@@ -185,14 +181,16 @@ fn running_out_of_file_descriptors_is_a_503_that_marks_no_upstream_address_down(
     let dir = tempfile::tempdir().unwrap();
     let (port, admin) = (free_port(), free_port());
     let cfg = dir.path().join("statusgate.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen: 127.0.0.1:{port}\nadmin: 127.0.0.1:{admin}\nserver: {{ threads: 1, grace_period: 0s, watch_config: false }}\nupstreams:\n  up:\n    addrs: [{}]\n    fail_timeout: 1m\n    response_timeout: 5s\nroutes:\n  - {{ name: fd, path_prefix: /, upstream: up }}\n",
-            up.addr()
-        ),
-    )
-    .unwrap();
+    let text = Config::new()
+        .listen_addr(&format!("127.0.0.1:{port}"))
+        .admin_addr(&format!("127.0.0.1:{admin}"))
+        .threads(1)
+        .grace_period("0s")
+        .watch_config(false)
+        .upstream("up", Up::addr(&up.addr()).fail_timeout("1m").response_timeout("5s"))
+        .route(Route::new("fd", "up").prefix("/"))
+        .build();
+    std::fs::write(&cfg, text).unwrap();
     let log = dir.path().join("stderr.log");
     let mut child = Command::new("sh")
         .arg("-c")

@@ -6,6 +6,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::config::{Config, Route, Upstream as Up};
 use common::gateway::free_port;
 use common::{request, Reply, Upstream};
 
@@ -59,10 +60,31 @@ const GOOD_PROFILE: &str = r#"rules:
       problem: { detail: "${json:/error_msg}", vendor_code: "${json:/error_code}" }
 "#;
 
+/// The route `huawei` (`/huawei/`, stripped) through `rules/p.yaml`.
+fn huawei() -> Route {
+    Route::new("huawei", "up")
+        .prefix("/huawei/")
+        .strip_prefix()
+        .profile("rules/p.yaml")
+}
+
+/// One thread and `grace_period`, the upstream `up` and no route yet.
+fn base(upstream: &str, listen: u16, admin: u16, grace_period: &str) -> Config {
+    Config::new()
+        .listen_addr(&format!("127.0.0.1:{listen}"))
+        .admin_addr(&format!("127.0.0.1:{admin}"))
+        .threads(1)
+        .grace_period(grace_period)
+        .upstream("up", Up::addr(upstream))
+}
+
+/// `base` with the route `huawei`.
+fn server(upstream: &str, listen: u16, admin: u16, grace_period: &str) -> Config {
+    base(upstream, listen, admin, grace_period).route(huawei())
+}
+
 fn config(upstream: &str, listen: u16, admin: u16) -> String {
-    format!(
-        "listen: 127.0.0.1:{listen}\nadmin: 127.0.0.1:{admin}\nserver:\n  threads: 1\n  grace_period: 3s\nupstreams:\n  up:\n    addrs: [{upstream}]\nroutes:\n  - name: huawei\n    path_prefix: /huawei/\n    strip_prefix: true\n    upstream: up\n    profile: rules/p.yaml\n"
-    )
+    server(upstream, listen, admin, "3s").build()
 }
 
 #[test]
@@ -90,7 +112,8 @@ fn check_and_run_report_every_problem_with_file_line_col() {
     let cfg = write(
         dir.path(),
         "gw.yaml",
-        &config("127.0.0.1:1", 1, 2).replace("upstream: up", "upstream: nope"),
+        // Raw YAML: the positions asserted below are this text's.
+        "listen: 127.0.0.1:1\nadmin: 127.0.0.1:2\nserver:\n  threads: 1\n  grace_period: 3s\nupstreams:\n  up:\n    addrs: [127.0.0.1:1]\nroutes:\n  - name: huawei\n    path_prefix: /huawei/\n    strip_prefix: true\n    upstream: nope\n    profile: rules/p.yaml\n",
     );
     for cmd in ["check", "run"] {
         let out = bin().args([cmd, "-c"]).arg(&cfg).output().unwrap();
@@ -234,8 +257,7 @@ fn sighup_reloads_and_a_bad_edit_keeps_the_old_rules() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "rules/p.yaml", GOOD_PROFILE);
     let (port, admin) = (free_port(), free_port());
-    let text =
-        config(&up.addr(), port, admin).replace("  grace_period: 3s\n", "  grace_period: 0s\n  watch_config: false\n");
+    let text = server(&up.addr(), port, admin, "0s").watch_config(false).build();
     let cfg = write(dir.path(), "gw.yaml", &text);
     let mut child = spawn_run(&cfg, port, Stdio::null());
     assert_eq!(request(port, "GET", "/huawei/x", &[], b"").status, 429);
@@ -294,8 +316,9 @@ fn check_warns_about_401_and_405_without_their_headers() {
     );
     assert!(!err.contains("`verb`"), "the rule sets Allow itself: {err}");
     // Supplied by the route: no warning.
-    let with_route =
-        config("127.0.0.1:1", 1, 2) + "    ensure_headers:\n      401: { WWW-Authenticate: 'Bearer realm=\"x\"' }\n";
+    let with_route = base("127.0.0.1:1", 1, 2, "3s")
+        .route(huawei().ensure_header(401, "WWW-Authenticate", "Bearer realm=\"x\""))
+        .build();
     let cfg = write(dir.path(), "gw2.yaml", &with_route);
     let out = bin().args(["check", "-c"]).arg(&cfg).output().unwrap();
     assert!(
@@ -311,10 +334,10 @@ fn json_access_log_has_one_line_per_request_with_its_fields() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "rules/p.yaml", GOOD_PROFILE);
     let (port, admin) = (free_port(), free_port());
-    let text = config(&up.addr(), port, admin).replace(
-        "server:\n",
-        "log:\n  format: json\n  filter: warn,statusgate::access=info\nserver:\n",
-    );
+    let text = server(&up.addr(), port, admin, "3s")
+        .log_format("json")
+        .log_filter("warn,statusgate::access=info")
+        .build();
     let cfg = write(dir.path(), "gw.yaml", &text);
     let log_path = dir.path().join("stderr.log");
     let log_file = std::fs::File::create(&log_path).unwrap();
@@ -373,10 +396,10 @@ fn graceful_upgrade_hands_the_listener_to_a_new_process() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "rules/p.yaml", GOOD_PROFILE);
     let (port, admin) = (free_port(), free_port());
-    let text = config(&up.addr(), port, admin).replace(
-        "  grace_period: 3s\n",
-        "  grace_period: 1s\n  watch_config: false\n  upgrade_sock: upgrade.sock\n",
-    );
+    let text = server(&up.addr(), port, admin, "1s")
+        .watch_config(false)
+        .upgrade_sock("upgrade.sock")
+        .build();
     let cfg = write(dir.path(), "gw.yaml", &text);
     let mut old = spawn_run(&cfg, port, Stdio::null());
     assert_eq!(request(port, "GET", "/huawei/x", &[], b"").status, 429);

@@ -2,8 +2,11 @@
 //! own message and its file:line:col. Before issue 10 every value-condition error read
 //! "invalid regex: ...", even when no regex was involved.
 
+mod common;
+
 use std::path::Path;
 
+use common::config::{Config, Route, Upstream as Up};
 use statusgate::config::ConfigProblem;
 
 /// Writes `profile` beside a main file whose one route uses it; loads; returns the problems
@@ -14,7 +17,12 @@ fn load_with_profile(profile: &str) -> (Vec<ConfigProblem>, tempfile::TempDir) {
     let main = dir.path().join("statusgate.yaml");
     std::fs::write(
         &main,
-        "listen: 127.0.0.1:1\nupstreams: {u: {addrs: [127.0.0.1:2]}}\nroutes: [{name: d, upstream: u, profile: profile.yaml}]\n",
+        Config::new()
+            .listen_addr("127.0.0.1:1")
+            .no_admin()
+            .upstream("u", Up::addr("127.0.0.1:2"))
+            .route(Route::new("d", "u").profile("profile.yaml"))
+            .build(),
     )
     .unwrap();
     let problems = statusgate::snapshot::load(&main).err().unwrap_or_default();
@@ -88,6 +96,35 @@ fn template_body_path_glob_and_media_errors_each_have_their_own_kind() {
             10,
             "template",
             "invalid template: unknown source `bogus`: use json:PATH, xml:PATH, header:NAME, req_header:NAME, status, method, path, request_id".to_owned(),
+        ),
+    ];
+    for w in &want {
+        assert!(got.contains(w), "{w:?} missing from {got:?}");
+    }
+    assert_eq!(got.len(), want.len(), "{got:?}");
+}
+
+#[test]
+fn header_names_header_values_prefixes_and_body_depth_each_say_what_was_wrong() {
+    let (problems, _dir) = load_with_profile(
+        "body_depth: 0\nensure_headers:\n  401: { \"Bad Name\": x, X-Ok: \"a\\x01b\" }\nrules:\n  - name: r\n    when: { status: 400, path_prefix: v1 }\n    then: { status: 422 }\n",
+    );
+    let got: Vec<(u64, &str, String)> = problems
+        .iter()
+        .map(|p| (p.at.line, p.kind.name(), p.kind.to_string()))
+        .collect();
+    let want = [
+        (1, "body_depth", "body_depth 0 is outside 1-100".to_owned()),
+        (3, "header_name", "invalid header name `Bad Name`".to_owned()),
+        (
+            3,
+            "header_value",
+            "invalid value for header `X-Ok`: `a\u{1}b`".to_owned(),
+        ),
+        (
+            6,
+            "path_not_absolute",
+            "invalid path: when.path_prefix `v1` must start with /".to_owned(),
         ),
     ];
     for w in &want {

@@ -23,16 +23,12 @@ fn one_route(route: &str, up: Up) -> Gateway {
     Gateway::start(&cfg, &[])
 }
 
-fn assert_gateway_problem(r: &common::Response, status: u16, kind: &str) {
-    assert::strict_gateway_problem(r, status, kind);
-}
-
 #[test]
 fn refused_then_no_upstream_left() {
     let dead = free_port();
     let gw = one_route("refused", Up::addr(&format!("127.0.0.1:{dead}")).fail_timeout("1m"));
     let r = request(gw.port, "GET", "/a", &[], b"");
-    assert_gateway_problem(&r, 502, "upstream-refused");
+    assert::strict_gateway_problem(&r, 502, "upstream-refused");
     gw.expect_metric(
         "statusgate_upstream_failures_total",
         &[("route", "refused"), ("kind", "upstream_refused")],
@@ -41,7 +37,7 @@ fn refused_then_no_upstream_left() {
     );
     // The refusing address is out of rotation for fail_timeout: nothing left to try.
     let r = request(gw.port, "GET", "/a", &[], b"");
-    assert_gateway_problem(&r, 503, "no-upstream");
+    assert::strict_gateway_problem(&r, 503, "no-upstream");
     gw.expect_metric(
         "statusgate_upstream_failures_total",
         &[("route", "refused"), ("kind", "no_upstream")],
@@ -80,11 +76,11 @@ fn reset_closed_and_invalid_upstreams_are_502_each_with_its_type() {
         _ => Reply::Raw(b"SSH-2.0-OpenSSH_9.2\r\n\r\n".to_vec()),
     });
     let gw = one_route("broken", Up::addr(&up.addr()));
-    assert_gateway_problem(&request(gw.port, "GET", "/reset", &[], b""), 502, "upstream-reset");
-    assert_gateway_problem(&request(gw.port, "GET", "/close", &[], b""), 502, "upstream-closed");
+    assert::strict_gateway_problem(&request(gw.port, "GET", "/reset", &[], b""), 502, "upstream-reset");
+    assert::strict_gateway_problem(&request(gw.port, "GET", "/close", &[], b""), 502, "upstream-closed");
     let half = request(gw.port, "GET", "/half", &[], b"");
     assert_eq!(half.status, 502, "{}", half.text());
-    assert_gateway_problem(&request(gw.port, "GET", "/garbage", &[], b""), 502, "invalid-response");
+    assert::strict_gateway_problem(&request(gw.port, "GET", "/garbage", &[], b""), 502, "invalid-response");
     gw.expect_metric(
         "statusgate_responses_total",
         &[("route", "broken"), ("code", "502"), ("origin", "gateway")],
@@ -100,7 +96,7 @@ fn tls_failure_is_502_tls() {
         "tls",
         Up::addr(&plain.addr()).set("tls", "{ sni: localhost, verify: false }"),
     );
-    assert_gateway_problem(&request(gw.port, "GET", "/", &[], b""), 502, "upstream-tls");
+    assert::strict_gateway_problem(&request(gw.port, "GET", "/", &[], b""), 502, "upstream-tls");
 }
 
 #[test]
@@ -120,7 +116,7 @@ fn connect_timeout_is_504() {
     }
     std::thread::sleep(Duration::from_millis(100));
     let gw = one_route("connect-timeout", Up::addr(&addr.to_string()));
-    assert_gateway_problem(&request(gw.port, "GET", "/", &[], b""), 504, "connect-timeout");
+    assert::strict_gateway_problem(&request(gw.port, "GET", "/", &[], b""), 504, "connect-timeout");
     drop(fillers);
 }
 
@@ -135,8 +131,8 @@ fn response_deadline_is_a_deadline_not_a_per_read_timeout() {
         ),
     });
     let gw = one_route("deadline", Up::addr(&up.addr()).body_timeout("10s"));
-    assert_gateway_problem(&request(gw.port, "GET", "/hang", &[], b""), 504, "response-timeout");
-    assert_gateway_problem(&request(gw.port, "GET", "/trickle", &[], b""), 504, "response-timeout");
+    assert::strict_gateway_problem(&request(gw.port, "GET", "/hang", &[], b""), 504, "response-timeout");
+    assert::strict_gateway_problem(&request(gw.port, "GET", "/trickle", &[], b""), 504, "response-timeout");
     gw.expect_metric(
         "statusgate_upstream_failures_total",
         &[("route", "deadline"), ("kind", "response_timeout")],
@@ -170,19 +166,21 @@ fn failure_after_the_header_closes_the_connection_and_is_counted() {
 #[test]
 fn bad_requests_get_canonical_4xx() {
     let up = Upstream::start(|_| Reply::json(200, "OK", "{}"));
-    let cfg = format!(
-        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\nlimits:\n  request_header: 1KiB\n  request_body: 1KiB\nupstreams:\n  up:\n    addrs: [{}]\nroutes:\n  - name: api\n    path_prefix: /api/\n    upstream: up\n",
-        up.addr()
-    );
+    let cfg = Config::new()
+        .request_header("1KiB")
+        .request_body("1KiB")
+        .upstream("up", Up::addr(&up.addr()))
+        .route(Route::new("api", "up").prefix("/api/"))
+        .build();
     let gw = Gateway::start(&cfg, &[]);
     let r = request(gw.port, "GET", "/elsewhere", &[], b"");
-    assert_gateway_problem(&r, 404, "no-route");
+    assert::strict_gateway_problem(&r, 404, "no-route");
 
     let r = send_raw(gw.port, b"THIS IS NOT HTTP\r\n\r\n", false).unwrap();
-    assert_gateway_problem(&r, 400, "bad-request");
+    assert::strict_gateway_problem(&r, 400, "bad-request");
 
     let r = request(gw.port, "POST", "/api/upload", &[], &vec![b'x'; 2048]);
-    assert_gateway_problem(&r, 413, "request-too-large");
+    assert::strict_gateway_problem(&r, 413, "request-too-large");
     assert_eq!(r.reason, "Content Too Large");
 
     // Chunked, so the size is only known while streaming.
@@ -194,16 +192,16 @@ fn bad_requests_get_canonical_4xx() {
     }
     raw.extend_from_slice(b"0\r\n\r\n");
     let r = send_raw(gw.port, &raw, false).unwrap();
-    assert_gateway_problem(&r, 413, "request-too-large");
+    assert::strict_gateway_problem(&r, 413, "request-too-large");
 
     // Broken chunk framing in the body: the client's mistake, a canonical 400.
     let raw = b"POST /api/upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n";
     let r = send_raw(gw.port, raw, false).unwrap();
-    assert_gateway_problem(&r, 400, "bad-request");
+    assert::strict_gateway_problem(&r, 400, "bad-request");
 
     let big = "v".repeat(2000);
     let r = request(gw.port, "GET", "/api/x", &[("X-Big", &big)], b"");
-    assert_gateway_problem(&r, 431, "header-too-large");
+    assert::strict_gateway_problem(&r, 431, "header-too-large");
     assert!(up.requests().is_empty(), "none of these reached the upstream");
 }
 
@@ -211,11 +209,12 @@ fn bad_requests_get_canonical_4xx() {
 fn routing_by_host_and_prefix_with_strip_and_forwarding_headers() {
     let up = Upstream::start(|_| Reply::json(200, "OK", "{}"));
     let other = Upstream::start(|_| Reply::json(200, "OK", r#"{"other":true}"#));
-    let cfg = format!(
-        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\nupstreams:\n  up:\n    addrs: [{}]\n    host_header: vpcep.vendor.internal\n  other:\n    addrs: [{}]\nroutes:\n  - name: by-host\n    host: api.example.test\n    upstream: other\n  - name: huawei\n    path_prefix: /huawei/\n    strip_prefix: true\n    upstream: up\n",
-        up.addr(),
-        other.addr()
-    );
+    let cfg = Config::new()
+        .upstream("up", Up::addr(&up.addr()).host_header("vpcep.vendor.internal"))
+        .upstream("other", Up::addr(&other.addr()))
+        .route(Route::new("by-host", "other").host("api.example.test"))
+        .route(Route::new("huawei", "up").prefix("/huawei/").strip_prefix())
+        .build();
     let gw = Gateway::start(&cfg, &[]);
     let r = request(
         gw.port,

@@ -6,16 +6,24 @@ mod common;
 
 use std::io::Write;
 
+use common::config::{Config, Route, Upstream as Up};
 use common::vendor::profile;
 use common::{request, Gateway, Reply, Upstream};
 
 /// Two routes on one upstream: `veeam` (the shipped profile) and `other` (no profile).
-fn gateway(route: &str, up: &Upstream, extra: &str) -> Gateway {
-    let cfg = format!(
-        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\nlimits:\n  body_buffer: 256KiB\n{extra}\nupstreams:\n  up:\n    addrs: [{}]\nroutes:\n  - name: {route}\n    path_prefix: /v/\n    strip_prefix: true\n    upstream: up\n    profile: {}\n  - name: {route}-other\n    path_prefix: /\n    upstream: up\n",
-        up.addr(),
-        profile("veeam.yaml"),
-    );
+/// `base` holds any further settings; `limits.body_buffer` is 256KiB.
+fn gateway(route: &str, up: &Upstream, base: Config) -> Gateway {
+    let cfg = base
+        .body_buffer("256KiB")
+        .upstream("up", Up::addr(&up.addr()))
+        .route(
+            Route::new(route, "up")
+                .prefix("/v/")
+                .strip_prefix()
+                .profile(&profile("veeam.yaml")),
+        )
+        .route(Route::new(&format!("{route}-other"), "up").prefix("/"))
+        .build();
     Gateway::start(&cfg, &[])
 }
 
@@ -38,7 +46,7 @@ fn a_thirty_thousand_deep_xml_error_is_skipped_as_too_deep_and_the_gateway_keeps
         "/api/deep" => Reply::xml(500, "InternalServerError", &body),
         _ => Reply::json(200, "OK", r#"{"ok":true}"#),
     });
-    let gw = gateway("deepxml", &up, "");
+    let gw = gateway("deepxml", &up, Config::new());
     let r = request(gw.port, "GET", "/v/api/deep", &[], b"");
     // No rule could read the body: the canonical 500 without a detail.
     assert_eq!(r.status, 500);
@@ -64,7 +72,7 @@ fn nesting_at_the_limit_is_read_and_one_level_more_is_too_deep() {
         "/api/at" => Reply::xml(500, "InternalServerError", &at_limit),
         _ => Reply::xml(500, "InternalServerError", &over),
     });
-    let gw = gateway("depthedge", &up, "");
+    let gw = gateway("depthedge", &up, Config::new());
     let r = request(gw.port, "GET", "/v/api/at", &[], b"");
     assert_eq!(r.json()["detail"], "deep", "{}", r.text());
     let r = request(gw.port, "GET", "/v/api/over", &[], b"");
@@ -86,7 +94,7 @@ fn a_lower_body_depth_applies_to_json_bodies_too() {
         "]".repeat(5)
     );
     let up = Upstream::start(move |_| Reply::json(500, "InternalServerError", &nested));
-    let gw = gateway("jsondepth", &up, "  body_depth: 5");
+    let gw = gateway("jsondepth", &up, Config::new().body_depth(5));
     let r = request(gw.port, "GET", "/v/api/x", &[], b"");
     assert!(r.json().get("detail").is_none(), "{}", r.text());
     gw.expect_metric(
@@ -114,7 +122,7 @@ fn a_gzip_bomb_stops_at_the_buffer_cap() {
             &bomb,
         )
     });
-    let gw = gateway("bomb", &up, "");
+    let gw = gateway("bomb", &up, Config::new());
     let started = std::time::Instant::now();
     let r = request(gw.port, "GET", "/v/api/x", &[], b"");
     assert_eq!(r.status, 500);
@@ -133,11 +141,14 @@ fn a_huawei_error_with_one_invalid_utf8_byte_still_maps_throttling_to_429() {
     body.push(0xff);
     body.extend_from_slice(br#". Please try later."}"#);
     let up = Upstream::start(move |_| Reply::new(400, "Bad Request", &[("Content-Type", "application/json")], &body));
-    let cfg = format!(
-        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\nupstreams:\n  up:\n    addrs: [{}]\nroutes:\n  - name: utf8\n    path_prefix: /\n    upstream: up\n    profile: {}\n",
-        up.addr(),
-        profile("huawei-vpcep.yaml"),
-    );
+    let cfg = Config::new()
+        .upstream("up", Up::addr(&up.addr()))
+        .route(
+            Route::new("utf8", "up")
+                .prefix("/")
+                .profile(&profile("huawei-vpcep.yaml")),
+        )
+        .build();
     let gw = Gateway::start(&cfg, &[]);
     let r = request(gw.port, "POST", "/v1/p/vpc-endpoints", &[], b"{}");
     assert_eq!(r.status, 429, "{}", r.text());
@@ -186,10 +197,11 @@ fn a_profile_body_depth_overrides_the_limit() {
         _ => Reply::json(500, "InternalServerError", r#"{"m":"nested","x":{"y":{}}}"#),
     });
     let profile = "vendor: t\nbody_depth: 2\nrules:\n  - name: m\n    when: { status: 500, json: { /m: { exists: true } } }\n    then: { problem: { detail: \"${json:/m}\" } }\n";
-    let cfg = format!(
-        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\nlimits:\n  body_depth: 50\nupstreams:\n  up:\n    addrs: [{}]\nroutes:\n  - name: override\n    path_prefix: /\n    upstream: up\n    profile: p.yaml\n",
-        up.addr()
-    );
+    let cfg = Config::new()
+        .body_depth(50)
+        .upstream("up", Up::addr(&up.addr()))
+        .route(Route::new("override", "up").prefix("/").profile("p.yaml"))
+        .build();
     let gw = Gateway::start(&cfg, &[("p.yaml", profile)]);
     assert_eq!(request(gw.port, "GET", "/flat", &[], b"").json()["detail"], "flat");
     let r = request(gw.port, "GET", "/nested", &[], b"");

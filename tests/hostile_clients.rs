@@ -69,10 +69,6 @@ fn one(port: u16, raw: &str) -> common::Response {
     rs.remove(0)
 }
 
-fn assert_problem(r: &common::Response, status: u16, kind: &str) {
-    assert::gateway_problem(r, status, kind);
-}
-
 fn two_routes() -> [Route; 2] {
     [
         Route::new("public", "public").prefix("/public/").strip_prefix(),
@@ -114,7 +110,7 @@ fn dot_segments_are_resolved_before_routing_so_an_upstream_gets_only_what_its_ro
         gw.port,
         "GET /public/../etc/passwd HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
     );
-    assert_problem(&r, 404, "no-route");
+    assert::gateway_problem(&r, 404, "no-route");
 }
 
 #[test]
@@ -135,7 +131,7 @@ fn ambiguous_targets_are_refused_with_400_and_never_forwarded() {
             gw.port,
             &format!("GET {target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
         );
-        assert_problem(&r, 400, "bad-target");
+        assert::gateway_problem(&r, 400, "bad-target");
     }
     assert!(up.requests().is_empty(), "{:?}", up.requests());
     gw.expect_metric(
@@ -173,7 +169,7 @@ fn http11_without_host_is_400_while_http10_without_host_is_served() {
     let up = echo();
     let gw = Gateway::start(&config("no-host", None, &[("up", &up)], &[]), &[]);
     let r = one(gw.port, "GET /a HTTP/1.1\r\nConnection: close\r\n\r\n");
-    assert_problem(&r, 400, "bad-request");
+    assert::gateway_problem(&r, 400, "bad-request");
     assert!(up.requests().is_empty());
     let r = one(gw.port, "GET /b HTTP/1.0\r\n\r\n");
     assert_eq!(r.status, 200);
@@ -202,7 +198,7 @@ fn a_header_trickled_one_byte_at_a_time_is_cut_off_at_the_header_deadline_with_4
     });
     let mut r = BufReader::new(s);
     let resp = read_response(&mut r, false).expect("a 408 before the client's read timeout");
-    assert_problem(&resp, 408, "client-header-timeout");
+    assert::gateway_problem(&resp, 408, "client-header-timeout");
     assert_eq!(resp.header("connection"), Some("close"));
     let mut rest = Vec::new();
     assert!(r.read_to_end(&mut rest).is_ok(), "the gateway closes the connection");
@@ -238,7 +234,7 @@ fn a_second_request_trickled_on_a_kept_alive_connection_is_cut_off_at_the_header
         }
     });
     let resp = read_response(&mut r, false).expect("a 408 for the trickled second request");
-    assert_problem(&resp, 408, "client-header-timeout");
+    assert::gateway_problem(&resp, 408, "client-header-timeout");
     trickle.join().unwrap();
     assert_eq!(up.requests().len(), 1);
 }
@@ -260,7 +256,7 @@ fn a_request_body_that_stops_arriving_gets_408_and_a_closed_connection() {
         .unwrap();
     let mut r = BufReader::new(s.try_clone().unwrap());
     let resp = read_response(&mut r, false).expect("a 408 while the client is silent");
-    assert_problem(&resp, 408, "client-body-timeout");
+    assert::gateway_problem(&resp, 408, "client-body-timeout");
     drop(s);
 }
 
@@ -374,9 +370,9 @@ fn oversize_header_is_431_and_an_oversize_declared_body_is_413_unforwarded() {
         gw.port,
         &format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "b".repeat(40 * 1024)),
     );
-    assert_problem(&r, 431, "header-too-large");
+    assert::gateway_problem(&r, 431, "header-too-large");
     let r = one(gw.port, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1048576\r\n\r\n");
-    assert_problem(&r, 413, "request-too-large");
+    assert::gateway_problem(&r, 413, "request-too-large");
     assert!(up.requests().is_empty());
 }
 
@@ -397,7 +393,7 @@ fn connections_past_the_listener_cap_get_503_and_a_freed_place_is_reused() {
         })
         .collect();
     let r = one(gw.port, "GET /third HTTP/1.1\r\nHost: a\r\n\r\n");
-    assert_problem(&r, 503, "client-connection-limit");
+    assert::gateway_problem(&r, 503, "client-connection-limit");
     drop(held);
     // The gateway notices the closed connections and frees their places (bounded poll).
     let mut status = 0;

@@ -18,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::client::send_raw;
+use common::config::{Config, Route, Upstream as Up};
 use common::gateway::free_port;
 use common::{request, Gateway, Reply, Response, Upstream};
 use serde_json::Value;
@@ -203,23 +204,29 @@ impl Drop for Prometheus {
 
 fn start_gateway(ok: &Upstream, vendor: &Upstream, slow: &Upstream) -> Gateway {
     let dead = free_port();
-    let cfg = format!(
-        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\n\
-         server:\n  threads: 2\n  grace_period: 0s\n  watch_config: false\n\
-         upstreams:\n\
-         \x20 ok:\n    addrs: [{ok}]\n\
-         \x20 vendor:\n    addrs: [{vendor}]\n\
-         \x20 dead:\n    addrs: [127.0.0.1:{dead}]\n    connect_timeout: 300ms\n    fail_timeout: 1s\n\
-         \x20 slow:\n    addrs: [{slow}]\n    response_timeout: 200ms\n\
-         routes:\n\
-         \x20 - {{ name: pass, path_prefix: /pass/, strip_prefix: true, upstream: ok }}\n\
-         \x20 - {{ name: vendor, path_prefix: /vendor/, strip_prefix: true, upstream: vendor, profile: profile.yaml }}\n\
-         \x20 - {{ name: refused, path_prefix: /refused/, upstream: dead }}\n\
-         \x20 - {{ name: slow, path_prefix: /slow/, upstream: slow }}\n",
-        ok = ok.addr(),
-        vendor = vendor.addr(),
-        slow = slow.addr(),
-    );
+    let cfg = Config::new()
+        .threads(2)
+        .grace_period("0s")
+        .watch_config(false)
+        .upstream("ok", Up::addr(&ok.addr()))
+        .upstream("vendor", Up::addr(&vendor.addr()))
+        .upstream(
+            "dead",
+            Up::addr(&format!("127.0.0.1:{dead}"))
+                .connect_timeout("300ms")
+                .fail_timeout("1s"),
+        )
+        .upstream("slow", Up::addr(&slow.addr()).response_timeout("200ms"))
+        .route(Route::new("pass", "ok").prefix("/pass/").strip_prefix())
+        .route(
+            Route::new("vendor", "vendor")
+                .prefix("/vendor/")
+                .strip_prefix()
+                .profile("profile.yaml"),
+        )
+        .route(Route::new("refused", "dead").prefix("/refused/"))
+        .route(Route::new("slow", "slow").prefix("/slow/"))
+        .build();
     Gateway::start(&cfg, &[("profile.yaml", PROFILE)])
 }
 

@@ -5,8 +5,11 @@
 //! 256 cases per property by default (the whole set runs in seconds in debug); `scripts/fuzz`
 //! runs them in release with `PROPTEST_CASES` (default 1,000,000).
 
+mod common;
+
 use std::sync::OnceLock;
 
+use common::config::{Config, Route, Upstream as Up};
 use http::HeaderMap;
 use proptest::prelude::*;
 use serde_json::Value;
@@ -31,7 +34,12 @@ fn canonical() -> &'static CanonicalProfile {
         let main = dir.path().join("statusgate.yaml");
         std::fs::write(
             &main,
-            "listen: 127.0.0.1:1\nupstreams: {u: {addrs: [127.0.0.1:2]}}\nroutes: [{name: c, upstream: u}]\n",
+            Config::new()
+                .listen_addr("127.0.0.1:1")
+                .no_admin()
+                .upstream("u", Up::addr("127.0.0.1:2"))
+                .route(Route::new("c", "u"))
+                .build(),
         )
         .unwrap();
         statusgate::snapshot::load(&main).expect("embedded canonical").canonical
@@ -61,7 +69,12 @@ fn load_with_profile(profile: &str) -> Vec<statusgate::config::ConfigProblem> {
     let main = dir.path().join("statusgate.yaml");
     std::fs::write(
         &main,
-        "listen: 127.0.0.1:1\nupstreams: {u: {addrs: [127.0.0.1:2]}}\nroutes: [{name: prop, upstream: u, profile: profile.yaml}]\n",
+        Config::new()
+            .listen_addr("127.0.0.1:1")
+            .no_admin()
+            .upstream("u", Up::addr("127.0.0.1:2"))
+            .route(Route::new("prop", "u").profile("profile.yaml"))
+            .build(),
     )
     .unwrap();
     match statusgate::snapshot::load(&main) {

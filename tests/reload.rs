@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use common::config::{Config, Route, Upstream as Up};
 use common::{request, Gateway, Reply, Upstream};
 
 fn ruleset(name: &str, status: u16) -> String {
@@ -56,10 +57,12 @@ fn reload(gw: &Gateway) -> String {
 fn hundred_switches_under_load_lose_no_request() {
     let _serial = serial();
     let up = Upstream::start(|_| Reply::json(400, "BadRequest", r#"{"msg":"vendor says no"}"#));
-    let cfg = format!(
-        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\nserver:\n  threads: 2\n  grace_period: 0s\nupstreams:\n  up:\n    addrs: [{}]\nroutes:\n  - name: reload-load\n    upstream: up\n    profile: rules/vendor.yaml\n",
-        up.addr()
-    );
+    let cfg = Config::new()
+        .threads(2)
+        .grace_period("0s")
+        .upstream("up", Up::addr(&up.addr()))
+        .route(Route::new("reload-load", "up").profile("rules/vendor.yaml"))
+        .build();
     let gw = Gateway::start(&cfg, &[("rules/vendor.yaml", &ruleset("A", 422))]);
     let profile = gw.path("rules/vendor.yaml");
     let applied0 = gw.metric("statusgate_config_reloads_total", &[("result", "applied")]);
@@ -153,10 +156,10 @@ fn hundred_switches_under_load_lose_no_request() {
 
 /// A gateway whose profile `rules/vendor.yaml` maps 400 to 422 (set A), watching its files.
 fn watched_gateway(up: &Upstream) -> Gateway {
-    let cfg = format!(
-        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\nupstreams:\n  up:\n    addrs: [{}]\nroutes:\n  - name: watched\n    upstream: up\n    profile: rules/vendor.yaml\n",
-        up.addr()
-    );
+    let cfg = Config::new()
+        .upstream("up", Up::addr(&up.addr()))
+        .route(Route::new("watched", "up").profile("rules/vendor.yaml"))
+        .build();
     Gateway::start(&cfg, &[("rules/vendor.yaml", &ruleset("A", 422))])
 }
 

@@ -6,19 +6,21 @@ use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 
+use common::config::{Config, Route, Upstream as Up};
 use common::{Gateway, Reply, Upstream};
 
 #[test]
 fn tls_listener_serves_canonical_responses() {
     let up = Upstream::start(|_| Reply::json(418, "I'm a teapot", "{}"));
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let cfg = format!(
-        "listen: ${{LISTEN}}\nadmin: ${{ADMIN}}\ntls_listen:\n  - addr: 127.0.0.1:TLSPORT\n    cert: gw.crt\n    key: gw.key\nupstreams:\n  up:\n    addrs: [{}]\nroutes:\n  - name: tls\n    upstream: up\n",
-        up.addr()
-    );
     let tls_port = common::gateway::free_port();
+    let cfg = Config::new()
+        .tls_listen(&format!("127.0.0.1:{tls_port}"), "gw.crt", "gw.key")
+        .upstream("up", Up::addr(&up.addr()))
+        .route(Route::new("tls", "up"))
+        .build();
     let gw = Gateway::start(
-        &cfg.replace("TLSPORT", &tls_port.to_string()),
+        &cfg,
         &[
             ("gw.crt", &cert.cert.pem()),
             ("gw.key", &cert.signing_key.serialize_pem()),

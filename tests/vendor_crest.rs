@@ -5,7 +5,7 @@
 mod common;
 
 use common::vendor::{vendor_gateway, EmulatorServer};
-use common::{request, Gateway, Response};
+use common::{assert, request, Gateway, Response};
 use serde_json::json;
 use statusgate_emulators::crest::{self, Crest};
 
@@ -55,38 +55,21 @@ fn valid_user(name: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Nothing of CREST's own error shape or Java internals may reach the client.
-fn assert_clean(r: &Response) {
-    let text = r.text();
-    for needle in [
-        "\"reason\"",
-        "\"code\"",
-        "java.",
-        "org.forgerock",
-        "Exception",
-        "\"cause\"",
-    ] {
-        assert!(!text.contains(needle), "`{needle}` leaked: {text}");
-    }
-}
+/// CREST's own error members and namespace: none may reach the client (Java internals are in
+/// `assert::INTERNALS`).
+const CREST: &[&str] = &["\"reason\"", "\"code\"", "org.forgerock", "\"cause\""];
 
-/// A canonical problem answer for an upstream error (type about:blank unless `type_uri`).
-fn assert_problem(r: &Response, status: u16, reason: &str, upstream: u16, detail: &str) -> serde_json::Value {
-    assert_eq!((r.status, r.reason.as_str()), (status, reason), "{}", r.text());
-    assert_eq!(r.header("content-type"), Some("application/problem+json"));
-    assert_eq!(r.header("x-upstream-status"), Some(upstream.to_string().as_str()));
-    let p = r.json();
-    assert_eq!(p["status"], status);
+/// `assert::upstream_problem` with this `detail`, and nothing of CREST's shape leaked.
+fn crest_problem(r: &Response, status: u16, reason: &str, upstream: u16, detail: &str) -> serde_json::Value {
+    let p = assert::upstream_problem(r, status, reason, upstream);
     assert_eq!(p["detail"], detail);
-    assert_eq!(p["upstream_status"], upstream);
-    assert_eq!(p["origin"], "upstream");
-    assert_eq!(p["request_id"], r.header("x-request-id").unwrap());
-    assert_clean(r);
+    assert::no_leak(&r.text(), CREST);
     p
 }
 
-fn assert_plain_problem(r: &Response, status: u16, reason: &str, detail: &str) {
-    let p = assert_problem(r, status, reason, status, detail);
+/// `crest_problem` for a status CREST sent as is: type about:blank, the reason as title.
+fn plain_crest_problem(r: &Response, status: u16, reason: &str, detail: &str) {
+    let p = crest_problem(r, status, reason, status, detail);
     assert_eq!(p["type"], "about:blank");
     assert_eq!(p["title"], reason);
 }
@@ -144,7 +127,7 @@ fn revisions_200_412_428_and_delete() {
     let change = br#"{"givenName":"Babs"}"#;
     // PUT of an existing user without If-Match: 428.
     let r = env.admin("PUT", &path, &[JSON], change);
-    assert_plain_problem(
+    plain_crest_problem(
         &r,
         428,
         "Precondition Required",
@@ -160,7 +143,7 @@ fn revisions_200_412_428_and_delete() {
     assert_eq!(r.json()["givenName"], "Babs");
     // With the old one: 412.
     let r = env.admin("PUT", &path, &[JSON, ("If-Match", "\"1\"")], change);
-    assert_plain_problem(
+    plain_crest_problem(
         &r,
         412,
         "Precondition Failed",
@@ -176,7 +159,7 @@ fn revisions_200_412_428_and_delete() {
     assert_eq!((r.status, r.reason.as_str()), (200, "OK"));
     assert_eq!(r.json()["_id"], crest::USER_ID);
     let r = env.admin("GET", &path, &[], b"");
-    assert_plain_problem(
+    plain_crest_problem(
         &r,
         404,
         "Not Found",
@@ -202,11 +185,11 @@ fn malformed_json_is_400() {
     let env = Env::start("crest-400");
     let detail = "The request could not be processed because the provided content is not valid JSON";
     let r = env.admin("POST", "managed/user?_action=create", &[JSON], b"{\"userName\": ");
-    assert_plain_problem(&r, 400, "Bad Request", detail);
+    plain_crest_problem(&r, 400, "Bad Request", detail);
     let r = env.admin("POST", "managed/user?_action=create", &[JSON], b"[1, 2]");
-    assert_plain_problem(&r, 400, "Bad Request", detail);
+    plain_crest_problem(&r, 400, "Bad Request", detail);
     let r = env.admin("GET", &user_path(crest::USER_ID), &[("Accept-API-Version", "v2")], b"");
-    assert_plain_problem(&r, 400, "Bad Request", "Malformed Accept-API-Version header: 'v2'");
+    plain_crest_problem(&r, 400, "Bad Request", "Malformed Accept-API-Version header: 'v2'");
 }
 
 #[test]
@@ -214,14 +197,14 @@ fn unauthenticated_401_gets_a_challenge() {
     let env = Env::start("crest-401");
     let r = env.call(&[], "GET", &user_path(crest::USER_ID), &[], b"");
     assert_eq!(r.header("www-authenticate"), Some(r#"Basic realm="openidm""#));
-    assert_plain_problem(&r, 401, "Unauthorized", "Access Denied");
+    plain_crest_problem(&r, 401, "Unauthorized", "Access Denied");
     let wrong = [
         ("X-OpenIDM-Username", crest::ADMIN_USERNAME),
         ("X-OpenIDM-Password", "nope"),
     ];
     let r = env.call(&wrong, "GET", &user_path(crest::USER_ID), &[], b"");
     assert_eq!(r.header("www-authenticate"), Some(r#"Basic realm="openidm""#));
-    assert_plain_problem(&r, 401, "Unauthorized", "Access Denied");
+    plain_crest_problem(&r, 401, "Unauthorized", "Access Denied");
 }
 
 #[test]
@@ -234,7 +217,7 @@ fn permission_failure_stays_403_without_policy_members() {
         &[JSON],
         &valid_user("x1"),
     );
-    assert_plain_problem(&r, 403, "Forbidden", "Access denied");
+    plain_crest_problem(&r, 403, "Forbidden", "Access denied");
     assert!(r.json().get("failed_policy_requirements").is_none());
     let r = env.call(
         &READER,
@@ -243,7 +226,7 @@ fn permission_failure_stays_403_without_policy_members() {
         &[("If-Match", "\"1\"")],
         b"",
     );
-    assert_plain_problem(&r, 403, "Forbidden", "Access denied");
+    plain_crest_problem(&r, 403, "Forbidden", "Access denied");
     // The reader may read.
     let r = env.call(&READER, "GET", &user_path(crest::USER_ID), &[], b"");
     assert_eq!(r.status, 200);
@@ -254,7 +237,7 @@ fn policy_failure_403_becomes_422_with_the_failed_requirements() {
     let env = Env::start("crest-422");
     let short = json!({"userName": "shorty", "mail": "s@example.com", "password": "abc"}).to_string();
     let r = env.admin("POST", "managed/user?_action=create", &[JSON], short.as_bytes());
-    let p = assert_plain_problem_422(&r);
+    let p = plain_crest_problem_422(&r);
     assert_eq!(
         p["failed_policy_requirements"],
         json!([{"property": "password", "policyRequirements": [
@@ -268,7 +251,7 @@ fn policy_failure_403_becomes_422_with_the_failed_requirements() {
         &[JSON],
         br#"{"userName":"nomail","password":"abc"}"#,
     );
-    let p = assert_plain_problem_422(&r);
+    let p = plain_crest_problem_422(&r);
     let props: Vec<&str> = p["failed_policy_requirements"]
         .as_array()
         .unwrap()
@@ -282,8 +265,8 @@ fn policy_failure_403_becomes_422_with_the_failed_requirements() {
     );
 }
 
-fn assert_plain_problem_422(r: &Response) -> serde_json::Value {
-    let p = assert_problem(r, 422, "Unprocessable Content", 403, "Policy validation failed");
+fn plain_crest_problem_422(r: &Response) -> serde_json::Value {
+    let p = crest_problem(r, 422, "Unprocessable Content", 403, "Policy validation failed");
     assert_eq!(p["type"], "about:blank");
     assert_eq!(p["title"], "Unprocessable Content");
     p
@@ -293,14 +276,14 @@ fn assert_plain_problem_422(r: &Response) -> serde_json::Value {
 fn unknown_id_is_404() {
     let env = Env::start("crest-404");
     let r = env.admin("GET", "managed/user/jdoe", &[], b"");
-    assert_plain_problem(&r, 404, "Not Found", "Resource 'managed/user/jdoe' not found");
+    plain_crest_problem(&r, 404, "Not Found", "Resource 'managed/user/jdoe' not found");
     let r = env.admin(
         "PUT",
         "managed/user/jdoe",
         &[JSON, ("If-Match", "\"1\"")],
         &valid_user("jdoe"),
     );
-    assert_plain_problem(&r, 404, "Not Found", "Resource 'managed/user/jdoe' not found");
+    plain_crest_problem(&r, 404, "Not Found", "Resource 'managed/user/jdoe' not found");
 }
 
 #[test]
@@ -308,7 +291,7 @@ fn method_not_allowed_405_gets_allow() {
     let env = Env::start("crest-405");
     let r = env.admin("DELETE", "managed/user", &[], b"");
     assert_eq!(r.header("allow"), Some("GET, POST"));
-    assert_plain_problem(
+    plain_crest_problem(
         &r,
         405,
         "Method Not Allowed",
@@ -335,7 +318,7 @@ fn unsupported_api_version_stays_406_and_says_so() {
             &[("Accept-API-Version", header)],
             b"",
         );
-        let p = assert_problem(
+        let p = crest_problem(
             &r,
             406,
             "Not Acceptable",
@@ -363,7 +346,7 @@ fn duplicate_user_name_is_409() {
         &[JSON],
         &valid_user(crest::USER_NAME),
     );
-    assert_plain_problem(
+    plain_crest_problem(
         &r,
         409,
         "Conflict",
@@ -378,7 +361,7 @@ fn duplicate_user_name_is_409() {
 fn expired_resource_is_410() {
     let env = Env::start("crest-410");
     let r = env.admin("GET", &user_path(crest::EXPIRED_USER_ID), &[], b"");
-    assert_plain_problem(
+    plain_crest_problem(
         &r,
         410,
         "Gone",
@@ -395,7 +378,7 @@ fn wrong_content_type_is_415() {
         &[("Content-Type", "text/plain")],
         b"userName=x",
     );
-    assert_plain_problem(
+    plain_crest_problem(
         &r,
         415,
         "Unsupported Media Type",
@@ -407,7 +390,7 @@ fn wrong_content_type_is_415() {
 fn repository_failure_is_500_without_the_java_cause() {
     let env = Env::start("crest-500");
     let r = env.admin("GET", &user_path(crest::CORRUPT_USER_ID), &[], b"");
-    assert_plain_problem(
+    plain_crest_problem(
         &r,
         500,
         "Internal Server Error",
@@ -416,16 +399,16 @@ fn repository_failure_is_500_without_the_java_cause() {
             crest::CORRUPT_USER_ID
         ),
     );
-    assert!(!r.text().contains("SQLException") && !r.text().contains("GenericTableHandler"));
+    assert::no_leak(&r.text(), &["SQLException", "GenericTableHandler"]);
 }
 
 #[test]
 fn unsupported_action_is_501() {
     let env = Env::start("crest-501");
     let r = env.admin("POST", "managed/user?_action=frobnicate", &[JSON], b"{}");
-    assert_plain_problem(&r, 501, "Not Implemented", "Action 'frobnicate' not supported");
+    plain_crest_problem(&r, 501, "Not Implemented", "Action 'frobnicate' not supported");
     let r = env.admin("PATCH", &user_path(crest::USER_ID), &[JSON], b"[]");
-    assert_plain_problem(
+    plain_crest_problem(
         &r,
         501,
         "Not Implemented",
@@ -440,7 +423,7 @@ fn maintenance_mode_is_503_until_disabled() {
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["maintenanceEnabled"], true);
     let r = env.admin("GET", &user_path(crest::USER_ID), &[], b"");
-    assert_plain_problem(
+    plain_crest_problem(
         &r,
         503,
         "Service Unavailable",
@@ -462,7 +445,7 @@ fn a_request_timeout_behind_crest_408_is_504_with_the_vendor_code() {
     let direct = request(env.emu.port, "GET", &format!("/openidm/{path}"), &ADMIN, b"");
     assert_eq!((direct.status, direct.reason.as_str()), (408, "Request Time-out"));
     let r = env.admin("GET", &path, &[], b"");
-    let p = assert_problem(
+    let p = crest_problem(
         &r,
         504,
         "Gateway Timeout",
@@ -481,7 +464,7 @@ fn an_uncategorized_server_code_is_500_with_the_vendor_code_not_502() {
     assert_eq!(direct.status, crest::UNCATEGORIZED_CODE);
     assert_eq!(direct.json()["reason"], "Resource Exception");
     let r = env.admin("GET", &path, &[], b"");
-    let p = assert_problem(
+    let p = crest_problem(
         &r,
         500,
         "Internal Server Error",
@@ -491,7 +474,7 @@ fn an_uncategorized_server_code_is_500_with_the_vendor_code_not_502() {
     assert_eq!(p["type"], "about:blank");
     assert_eq!(p["title"], "Internal Server Error");
     assert_eq!(p["vendor_code"], crest::UNCATEGORIZED_CODE.to_string());
-    assert!(!r.text().contains("payrollExport.js"), "{}", r.text());
+    assert::no_leak(&r.text(), &["payrollExport.js"]);
 }
 
 #[test]

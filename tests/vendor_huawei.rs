@@ -5,7 +5,7 @@
 mod common;
 
 use common::vendor::{vendor_gateway, EmulatorServer};
-use common::{request, Gateway, Response};
+use common::{assert, request, Gateway, Response};
 use serde_json::Value;
 use statusgate_emulators::huawei::{
     self, Huawei, BROKEN_SERVICE_ID, BURST_LIMIT, DEMO_ENDPOINT_ID, DEMO_PROJECT_ID, DEMO_SUBNET_ID, DEMO_TOKEN,
@@ -42,23 +42,13 @@ fn create(gw: &Gateway, service: &str, subnet: &str) -> Response {
 
 /// Asserts a canonical problem response and returns its body.
 fn problem(r: &Response, status: u16, reason: &str, upstream: u16, vendor_code: &str) -> Value {
-    assert_eq!((r.status, r.reason.as_str()), (status, reason), "{}", r.text());
-    assert_eq!(r.header("x-upstream-status"), Some(upstream.to_string().as_str()));
-    assert_eq!(r.header("content-type"), Some("application/problem+json"));
-    let p = r.json();
-    assert_eq!(p["status"], status, "problem status equals the HTTP status");
+    let p = assert::upstream_problem(r, status, reason, upstream);
     assert_eq!(p["title"], reason);
-    assert_eq!(p["upstream_status"], upstream);
     assert_eq!(p["vendor_code"], vendor_code);
-    assert_eq!(p["origin"], "upstream");
-    assert_eq!(p["request_id"].as_str(), r.header("x-request-id"));
     let vendor_id = r.header("x-vendor-request-id").expect("Huawei's X-Request-Id is kept");
     assert_eq!(p["vendor_request_id"], vendor_id);
     assert_ne!(Some(vendor_id), r.header("x-request-id"));
-    let text = r.text();
-    for internal in ["error_code", "error_msg"] {
-        assert!(!text.contains(internal), "vendor body leaked: {text}");
-    }
+    assert::no_leak(&r.text(), &["error_code", "error_msg"]);
     p
 }
 

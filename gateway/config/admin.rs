@@ -13,6 +13,7 @@ use subtle::ConstantTimeEq;
 use crate::config::load::resolve;
 use crate::config::schema::RawAdmin;
 use crate::config::{ConfigProblem, ProblemKind, SourcePos};
+use crate::engine::diagnostics::{AdminError, AdminSwitch, TokenSource};
 
 /// Where the admin listener binds without an `admin:` setting.
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9090";
@@ -57,21 +58,18 @@ pub struct AdminSettings {
     pub auth: AdminAuth,
 }
 
-fn invalid(at: SourcePos, msg: String) -> ConfigProblem {
-    ConfigProblem::error(at, ProblemKind::Invalid(msg))
+fn invalid(at: SourcePos, e: AdminError) -> ConfigProblem {
+    ConfigProblem::error(at, ProblemKind::Admin(e))
 }
 
 /// A token is sent as `Authorization: Bearer <token>`: visible ASCII, no spaces.
-fn token_value(raw: &str, what: &str, at: &SourcePos) -> Result<AdminToken, ConfigProblem> {
+fn token_value(raw: &str, what: &TokenSource, at: &SourcePos) -> Result<AdminToken, ConfigProblem> {
     let t = raw.trim();
     if t.is_empty() {
-        return Err(invalid(at.clone(), format!("{what} is empty")));
+        return Err(invalid(at.clone(), AdminError::EmptyToken(what.clone())));
     }
     if !t.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(invalid(
-            at.clone(),
-            format!("{what}: the token must be visible ASCII without spaces (it is sent as `Authorization: Bearer <token>`)"),
-        ));
+        return Err(invalid(at.clone(), AdminError::TokenNotVisibleAscii(what.clone())));
     }
     Ok(AdminToken(Arc::from(t.as_bytes())))
 }
@@ -101,14 +99,11 @@ pub fn compile_admin(
         RawAdmin::Listener(l) => {
             let auth = &mut settings.auth;
             if let (Some(_), Some(env)) = (&l.token_file, &l.token_env) {
-                problems.push(invalid(
-                    SourcePos::of(main, env),
-                    "set token_file or token_env, not both".to_owned(),
-                ));
+                problems.push(invalid(SourcePos::of(main, env), AdminError::BothTokenSources));
             } else if let Some(f) = &l.token_file {
                 let at = SourcePos::of(main, f);
                 let path = resolve(main, &f.value);
-                let what = format!("token_file `{}`", path.display());
+                let what = TokenSource::File(path.clone());
                 match read(&path) {
                     Ok(text) => match token_value(&text, &what, &at) {
                         Ok(t) => {
@@ -117,11 +112,17 @@ pub fn compile_admin(
                         }
                         Err(p) => problems.push(p),
                     },
-                    Err(p) => problems.push(invalid(at, format!("{what}: {}", p.kind))),
+                    Err(p) => {
+                        let reason = match p.kind {
+                            ProblemKind::Unreadable(why) => why,
+                            other => other.to_string(),
+                        };
+                        problems.push(invalid(at, AdminError::TokenUnreadable { token: what, reason }))
+                    }
                 }
             } else if let Some(env) = &l.token_env {
                 let at = SourcePos::of(main, env);
-                let what = format!("token_env `{}`", env.value);
+                let what = TokenSource::Env(env.value.clone());
                 match std::env::var(&env.value) {
                     Ok(text) => match token_value(&text, &what, &at) {
                         Ok(t) => {
@@ -130,24 +131,26 @@ pub fn compile_admin(
                         }
                         Err(p) => problems.push(p),
                     },
-                    Err(std::env::VarError::NotPresent) => {
-                        problems.push(invalid(at, format!("{what}: the environment variable is not set")))
-                    }
+                    Err(std::env::VarError::NotPresent) => problems.push(invalid(at, AdminError::EnvNotSet(what))),
                     Err(std::env::VarError::NotUnicode(_)) => {
-                        problems.push(invalid(at, format!("{what}: the value is not valid UTF-8")))
+                        problems.push(invalid(at, AdminError::EnvNotUnicode(what)))
                     }
                 }
             }
             for (flag, name, field) in [
-                (&l.protect_metrics, "protect_metrics", &mut auth.protect_metrics),
-                (&l.protect_probes, "protect_probes", &mut auth.protect_probes),
+                (
+                    &l.protect_metrics,
+                    AdminSwitch::ProtectMetrics,
+                    &mut auth.protect_metrics,
+                ),
+                (&l.protect_probes, AdminSwitch::ProtectProbes, &mut auth.protect_probes),
             ] {
                 if let Some(flag) = flag {
                     *field = flag.value;
                     if flag.value && l.token_file.is_none() && l.token_env.is_none() {
                         problems.push(invalid(
                             SourcePos::of(main, flag),
-                            format!("{name} needs a token: set token_file or token_env"),
+                            AdminError::ProtectWithoutToken(name),
                         ));
                     }
                 }

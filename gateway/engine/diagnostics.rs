@@ -80,8 +80,9 @@ pub enum ProblemKind {
     Matcher(#[from] MatcherError),
     #[error("invalid template: {0}")]
     Template(#[from] TemplateError),
+    /// A `path_prefix` (a route's or a rule's) that is not absolute.
     #[error("invalid path: {0}")]
-    Path(String),
+    Path(#[from] PathError),
     /// A `json:` / `xml:` body path.
     #[error("invalid path: {0}")]
     BodyPath(#[from] BodyPathError),
@@ -91,16 +92,30 @@ pub enum ProblemKind {
     /// A `content_type` pattern.
     #[error("{0}")]
     Media(#[from] MediaError),
-    #[error("invalid header `{0}`")]
-    Header(String),
+    /// A header name or value the HTTP types reject.
+    #[error("{0}")]
+    Header(#[from] HeaderError),
     #[error("status {0} is not in the canonical set ({1})")]
     NotCanonical(u16, String),
     #[error("invalid status: {0}")]
     Status(String),
     #[error("example `{0}` fails: {1}")]
     Example(String, String),
+    /// A `body_depth` outside 1 to the readers' maximum.
+    #[error("body_depth {depth} is outside 1-{max}")]
+    BodyDepth { depth: usize, max: usize },
+    /// A `log.format` other than `text` or `json`.
+    #[error("log format `{0}`: use text or json")]
+    LogFormat(String),
+    /// A canonical `gateway:` entry naming no failure kind.
+    #[error("unknown gateway failure `{name}` (known: {known})")]
+    UnknownFailure { name: String, known: String },
+    /// The `admin:` section's bearer token.
     #[error("{0}")]
-    Invalid(String),
+    Admin(#[from] AdminError),
+    /// The reload's compile task died (a panic): the last good snapshot keeps serving.
+    #[error("reload task failed: {0}")]
+    ReloadTask(String),
     #[error("{0}")]
     Warning(String),
 }
@@ -121,18 +136,116 @@ impl ProblemKind {
             ProblemKind::Matcher(MatcherError::EmptyOneOf) => "matcher_empty_one_of",
             ProblemKind::Matcher(MatcherError::Regex(_)) => "regex",
             ProblemKind::Template(_) => "template",
-            ProblemKind::Path(_) => "path",
+            ProblemKind::Path(PathError::NotAbsolute { .. }) => "path_not_absolute",
             ProblemKind::BodyPath(_) => "body_path",
             ProblemKind::Glob(_) => "path_glob",
             ProblemKind::Media(_) => "media_type",
-            ProblemKind::Header(_) => "header",
+            ProblemKind::Header(HeaderError::Name(_)) => "header_name",
+            ProblemKind::Header(HeaderError::Value { .. }) => "header_value",
             ProblemKind::NotCanonical(..) => "not_canonical",
             ProblemKind::Status(_) => "status",
             ProblemKind::Example(..) => "example",
-            ProblemKind::Invalid(_) => "invalid",
+            ProblemKind::BodyDepth { .. } => "body_depth",
+            ProblemKind::LogFormat(_) => "log_format",
+            ProblemKind::UnknownFailure { .. } => "unknown_failure",
+            ProblemKind::Admin(AdminError::BothTokenSources) => "admin_both_token_sources",
+            ProblemKind::Admin(AdminError::EmptyToken(_)) => "admin_token_empty",
+            ProblemKind::Admin(AdminError::TokenNotVisibleAscii(_)) => "admin_token_not_visible_ascii",
+            ProblemKind::Admin(AdminError::TokenUnreadable { .. }) => "admin_token_unreadable",
+            ProblemKind::Admin(AdminError::EnvNotSet(_)) => "admin_token_env_not_set",
+            ProblemKind::Admin(AdminError::EnvNotUnicode(_)) => "admin_token_env_not_unicode",
+            ProblemKind::Admin(AdminError::ProtectWithoutToken(_)) => "admin_protect_without_token",
+            ProblemKind::ReloadTask(_) => "reload_task",
             ProblemKind::Warning(_) => "warning",
         }
     }
+}
+
+/// Which key a path belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKey {
+    /// A route's `path_prefix` in the main file.
+    RoutePrefix,
+    /// A rule's `when: { path_prefix }` in a profile.
+    RulePrefix,
+}
+
+impl fmt::Display for PathKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PathKey::RoutePrefix => "path_prefix",
+            PathKey::RulePrefix => "when.path_prefix",
+        })
+    }
+}
+
+/// What is wrong with a configured path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("{key} `{path}` must start with /")]
+    NotAbsolute { key: PathKey, path: String },
+}
+
+/// What is wrong with a configured header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// Not a valid header name (RFC 9110 token).
+    #[error("invalid header name `{0}`")]
+    Name(String),
+    /// A value with bytes a header cannot carry (control characters, newlines).
+    #[error("invalid value for header `{name}`: `{value}`")]
+    Value { name: String, value: String },
+}
+
+/// Where the admin bearer token is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    File(PathBuf),
+    Env(String),
+}
+
+impl fmt::Display for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenSource::File(p) => write!(f, "token_file `{}`", p.display()),
+            TokenSource::Env(name) => write!(f, "token_env `{name}`"),
+        }
+    }
+}
+
+/// Which admin switch needs a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminSwitch {
+    ProtectMetrics,
+    ProtectProbes,
+}
+
+impl fmt::Display for AdminSwitch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AdminSwitch::ProtectMetrics => "protect_metrics",
+            AdminSwitch::ProtectProbes => "protect_probes",
+        })
+    }
+}
+
+/// What is wrong with the `admin:` section's token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    #[error("set token_file or token_env, not both")]
+    BothTokenSources,
+    #[error("{0} is empty")]
+    EmptyToken(TokenSource),
+    #[error("{0}: the token must be visible ASCII without spaces (it is sent as `Authorization: Bearer <token>`)")]
+    TokenNotVisibleAscii(TokenSource),
+    #[error("{token}: cannot read file: {reason}")]
+    TokenUnreadable { token: TokenSource, reason: String },
+    #[error("{0}: the environment variable is not set")]
+    EnvNotSet(TokenSource),
+    #[error("{0}: the value is not valid UTF-8")]
+    EnvNotUnicode(TokenSource),
+    #[error("{0} needs a token: set token_file or token_env")]
+    ProtectWithoutToken(AdminSwitch),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

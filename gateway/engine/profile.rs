@@ -15,7 +15,7 @@ use super::matcher::{Matcher, MediaPattern, PathGlob, StatusSet};
 use super::problem::{Origin, ProblemBody};
 use super::template::{Scope, Template};
 use super::{safe_header_value, BodyPlan, Decision, HeaderEdit, RequestFacts, UpstreamBody, UpstreamHead};
-use crate::diagnostics::{ConfigProblem, ProblemKind, SourcePos};
+use crate::diagnostics::{ConfigProblem, HeaderError, PathError, PathKey, ProblemKind, SourcePos};
 use crate::spec::{RawProblem, RawProfile, RawRule, StatusSpec, ValueMatchSpec};
 
 /// Default cap on buffered upstream bodies.
@@ -82,9 +82,14 @@ impl EnsureHeaders {
                     HeaderValue::from_str(&value.value),
                 ) {
                     (Ok(n), Ok(v)) => out.push((*status, n, v)),
-                    _ => problems.push(ConfigProblem::error(
+                    (Err(_), _) => problems.push(ConfigProblem::error(at, HeaderError::Name(name.clone()).into())),
+                    (Ok(_), Err(_)) => problems.push(ConfigProblem::error(
                         at,
-                        ProblemKind::Header(format!("`{name}: {}`", value.value)),
+                        HeaderError::Value {
+                            name: name.clone(),
+                            value: value.value.clone(),
+                        }
+                        .into(),
                     )),
                 }
             }
@@ -120,7 +125,10 @@ pub fn check_body_depth(file: &Path, raw: &Spanned<usize>, problems: &mut Vec<Co
     } else {
         problems.push(ConfigProblem::error(
             SourcePos::of(file, raw),
-            ProblemKind::Invalid(format!("body_depth {} is outside 1-{MAX_BODY_DEPTH}", raw.value)),
+            ProblemKind::BodyDepth {
+                depth: raw.value,
+                max: MAX_BODY_DEPTH,
+            },
         ));
         DEFAULT_BODY_DEPTH
     }
@@ -208,7 +216,7 @@ impl CompiledProfile {
                 Err(_) => {
                     problems.push(ConfigProblem::error(
                         SourcePos::file(file),
-                        ProblemKind::Header(h.clone()),
+                        HeaderError::Name(h.clone()).into(),
                     ));
                     None
                 }
@@ -449,7 +457,11 @@ fn compile_rule(
         if !p.value.starts_with('/') {
             problems.push(ConfigProblem::error(
                 SourcePos::of(file, p),
-                ProblemKind::Path(format!("`{}` must start with /", p.value)),
+                PathError::NotAbsolute {
+                    key: PathKey::RulePrefix,
+                    path: p.value.clone(),
+                }
+                .into(),
             ));
         }
     }
@@ -498,7 +510,7 @@ fn compile_rule(
                     .map_err(|_| {
                         problems.push(ConfigProblem::error(
                             SourcePos::of(file, h),
-                            ProblemKind::Header(h.value.clone()),
+                            HeaderError::Name(h.value.clone()).into(),
                         ))
                     })
                     .ok()
@@ -554,7 +566,7 @@ fn header_matchers(
                 .map_err(|_| {
                     problems.push(ConfigProblem::error(
                         SourcePos::of(file, m),
-                        ProblemKind::Header(name.clone()),
+                        HeaderError::Name(name.clone()).into(),
                     ))
                 })
                 .ok();
@@ -598,7 +610,7 @@ fn header_templates(
                 .map_err(|_| {
                     problems.push(ConfigProblem::error(
                         SourcePos::of(file, v),
-                        ProblemKind::Header(name.clone()),
+                        HeaderError::Name(name.clone()).into(),
                     ))
                 })
                 .ok();

@@ -1,8 +1,10 @@
 //! A typed builder for the gateway's main configuration in tests: `Config::new().upstream("up",
 //! Upstream::addr(..).response_timeout("500ms")).route(Route::new("r", "up").prefix("/"))
-//! .build()` gives the YAML `Gateway::start` takes (listen/admin are `${LISTEN}`/`${ADMIN}`).
-//! Values are written as given, so a flow mapping (`{ sni: localhost }`) is a value too. Rule
-//! files (profiles) stay literal YAML in the tests: they are the thing under test.
+//! .build()` gives the YAML `Gateway::start` takes (listen/admin are `${LISTEN}`/`${ADMIN}`
+//! unless `listen_addr`/`admin_addr`/`no_admin` say otherwise, for files loaded or run without
+//! `Gateway`). Every key the tests use has a typed method; `set` writes a value as given (a flow
+//! mapping like `{ sni: localhost }` is a value too). Rule files (profiles) stay literal YAML in
+//! the tests: they are the thing under test. The builder's own test is tests/common_builder.rs.
 
 /// A top-level mapping of plain `key: value` lines (`limits`, `server`, ...).
 type Section = (String, Vec<(String, String)>);
@@ -14,6 +16,19 @@ pub struct Config {
     sections: Vec<Section>,
     upstreams: Vec<(String, Upstream)>,
     routes: Vec<Route>,
+    listen: Option<String>,
+    admin_addr: Option<String>,
+    no_admin: bool,
+    tls_listen: Vec<TlsListen>,
+    canonical: Option<String>,
+}
+
+/// One entry of `tls_listen:`.
+#[derive(Debug, Clone)]
+pub struct TlsListen {
+    pub addr: String,
+    pub cert: String,
+    pub key: String,
 }
 
 impl Config {
@@ -35,6 +50,110 @@ impl Config {
             None => self.sections.push((section.to_owned(), vec![entry])),
         }
         self
+    }
+
+    /// `listen:` at a fixed address instead of `${LISTEN}` (a file not started by `Gateway`).
+    pub fn listen_addr(mut self, addr: &str) -> Config {
+        self.listen = Some(addr.to_owned());
+        self
+    }
+
+    /// The admin listener at a fixed address instead of `${ADMIN}`.
+    pub fn admin_addr(mut self, addr: &str) -> Config {
+        self.admin_addr = Some(addr.to_owned());
+        self
+    }
+
+    /// No `admin:` key at all (the default address; for files that are only loaded).
+    pub fn no_admin(mut self) -> Config {
+        self.no_admin = true;
+        self
+    }
+
+    /// `admin.token_file` (relative to the main file).
+    pub fn admin_token_file(self, path: &str) -> Config {
+        self.admin("token_file", path)
+    }
+
+    /// `admin.token_env`.
+    pub fn admin_token_env(self, name: &str) -> Config {
+        self.admin("token_env", name)
+    }
+
+    /// `admin.protect_metrics`.
+    pub fn protect_metrics(self, on: bool) -> Config {
+        self.admin("protect_metrics", &on.to_string())
+    }
+
+    /// `admin.protect_probes`.
+    pub fn protect_probes(self, on: bool) -> Config {
+        self.admin("protect_probes", &on.to_string())
+    }
+
+    /// One `tls_listen:` entry.
+    pub fn tls_listen(mut self, addr: &str, cert: &str, key: &str) -> Config {
+        self.tls_listen.push(TlsListen {
+            addr: addr.to_owned(),
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+        });
+        self
+    }
+
+    /// `canonical:` (a canonical profile file instead of the embedded one).
+    pub fn canonical(mut self, path: &str) -> Config {
+        self.canonical = Some(path.to_owned());
+        self
+    }
+
+    /// `limits.body_buffer`, e.g. `"256KiB"`.
+    pub fn body_buffer(self, size: &str) -> Config {
+        self.limit("body_buffer", size)
+    }
+
+    /// `limits.body_depth`.
+    pub fn body_depth(self, depth: usize) -> Config {
+        self.limit("body_depth", &depth.to_string())
+    }
+
+    /// `limits.request_header`, e.g. `"1KiB"`.
+    pub fn request_header(self, size: &str) -> Config {
+        self.limit("request_header", size)
+    }
+
+    /// `limits.request_body`, e.g. `"1KiB"`.
+    pub fn request_body(self, size: &str) -> Config {
+        self.limit("request_body", size)
+    }
+
+    /// `server.threads`.
+    pub fn threads(self, n: usize) -> Config {
+        self.server("threads", &n.to_string())
+    }
+
+    /// `server.grace_period`, e.g. `"0s"`.
+    pub fn grace_period(self, d: &str) -> Config {
+        self.server("grace_period", d)
+    }
+
+    /// `server.watch_config`.
+    pub fn watch_config(self, on: bool) -> Config {
+        self.server("watch_config", &on.to_string())
+    }
+
+    /// `server.upgrade_sock` (relative to the main file).
+    pub fn upgrade_sock(self, path: &str) -> Config {
+        self.server("upgrade_sock", path)
+    }
+
+    /// `log.format`: `text` or `json`.
+    pub fn log_format(self, format: &str) -> Config {
+        self.set("log", "format", format)
+    }
+
+    /// `log.filter`, RUST_LOG-style directives.
+    pub fn log_filter(self, filter: &str) -> Config {
+        self.set("log", "filter", filter)
     }
 
     /// `limits: { key: value }`.
@@ -59,29 +178,64 @@ impl Config {
 
     /// The YAML text.
     pub fn build(&self) -> String {
-        let mut y = String::from("listen: ${LISTEN}\n");
-        if self.admin.is_empty() {
-            y.push_str("admin: ${ADMIN}\n");
-        } else {
-            y.push_str("admin:\n  addr: ${ADMIN}\n");
-            push_keys(&mut y, "  ", &self.admin);
+        let listen = self.listen.as_deref().unwrap_or("${LISTEN}");
+        let admin = self.admin_addr.as_deref().unwrap_or("${ADMIN}");
+        let mut y = format!("listen: {listen}\n");
+        if !self.tls_listen.is_empty() {
+            y.push_str("tls_listen:\n");
+            for t in &self.tls_listen {
+                y.push_str(&format!(
+                    "  - addr: {}\n    cert: {}\n    key: {}\n",
+                    t.addr, t.cert, t.key
+                ));
+            }
+        }
+        match (self.no_admin, self.admin.is_empty()) {
+            (true, _) => {}
+            (false, true) => y.push_str(&format!("admin: {admin}\n")),
+            (false, false) => {
+                y.push_str(&format!("admin:\n  addr: {admin}\n"));
+                push_keys(&mut y, "  ", &self.admin);
+            }
+        }
+        if let Some(c) = &self.canonical {
+            y.push_str(&format!("canonical: {c}\n"));
         }
         for (name, keys) in &self.sections {
             y.push_str(&format!("{name}:\n"));
             push_keys(&mut y, "  ", keys);
         }
-        y.push_str("upstreams:\n");
+        if self.upstreams.is_empty() {
+            y.push_str("upstreams: {}\n");
+        } else {
+            y.push_str("upstreams:\n");
+        }
         for (name, up) in &self.upstreams {
             y.push_str(&format!("  {name}:\n    addrs: [{}]\n", up.addrs.join(", ")));
             push_keys(&mut y, "    ", &up.keys);
         }
-        y.push_str("routes:\n");
+        if self.routes.is_empty() {
+            y.push_str("routes: []\n");
+        } else {
+            y.push_str("routes:\n");
+        }
         for r in &self.routes {
             y.push_str(&format!("  - name: {}\n", r.name));
             push_keys(&mut y, "    ", &r.keys);
+            if !r.ensure.is_empty() {
+                y.push_str("    ensure_headers:\n");
+                for (status, name, value) in &r.ensure {
+                    y.push_str(&format!("      {status}: {{ {name}: {} }}\n", quote(value)));
+                }
+            }
         }
         y
     }
+}
+
+/// A YAML single-quoted scalar: any text, `'` doubled.
+pub fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 fn push_keys(y: &mut String, indent: &str, keys: &[(String, String)]) {
@@ -147,6 +301,10 @@ impl Upstream {
     pub fn host_header(self, v: &str) -> Upstream {
         self.set("host_header", v)
     }
+
+    pub fn idle_timeout(self, v: &str) -> Upstream {
+        self.set("idle_timeout", v)
+    }
 }
 
 /// One entry of `routes:`.
@@ -154,6 +312,8 @@ impl Upstream {
 pub struct Route {
     name: String,
     keys: Vec<(String, String)>,
+    /// `ensure_headers:` entries: final status, header name, value.
+    ensure: Vec<(u16, String, String)>,
 }
 
 impl Route {
@@ -162,6 +322,7 @@ impl Route {
         Route {
             name: name.to_owned(),
             keys: Vec::new(),
+            ensure: Vec::new(),
         }
         .set("upstream", upstream)
     }
@@ -187,22 +348,11 @@ impl Route {
     pub fn profile(self, p: &str) -> Route {
         self.set("profile", p)
     }
-}
 
-#[test]
-fn a_built_config_is_the_yaml_the_tests_used_to_write_by_hand() {
-    let y = Config::new()
-        .limit("request_header", "1KiB")
-        .upstream(
-            "up",
-            Upstream::addrs(&["127.0.0.1:1", "127.0.0.1:2"]).response_timeout("2s"),
-        )
-        .route(Route::new("api", "up").prefix("/api/").strip_prefix().profile("p.yaml"))
-        .build();
-    assert_eq!(
-        y,
-        "listen: ${LISTEN}\nadmin: ${ADMIN}\nlimits:\n  request_header: 1KiB\nupstreams:\n  up:\n    addrs: [127.0.0.1:1, 127.0.0.1:2]\n    response_timeout: 2s\nroutes:\n  - name: api\n    upstream: up\n    path_prefix: /api/\n    strip_prefix: true\n    profile: p.yaml\n"
-    );
-    let protected = Config::new().admin("token", "x").build();
-    assert!(protected.starts_with("listen: ${LISTEN}\nadmin:\n  addr: ${ADMIN}\n  token: x\n"));
+    /// One `ensure_headers:` entry: `name: value` added when the final status is `status` and
+    /// the header is missing (one header per status).
+    pub fn ensure_header(mut self, status: u16, name: &str, value: &str) -> Route {
+        self.ensure.push((status, name.to_owned(), value.to_owned()));
+        self
+    }
 }
