@@ -20,14 +20,11 @@ fn echo() -> Upstream {
     Upstream::start(|r| Reply::new(200, "OK", &[("Content-Type", "text/plain")], r.path.as_bytes()))
 }
 
-/// The main configuration: `request_header: 32KiB` plus `limit` under `limits`, each upstream
-/// with a 2 s response deadline, and `routes` (one catch-all route named `route` to the first
-/// upstream when empty).
-fn config(route: &str, limit: Option<(&str, &str)>, upstreams: &[(&str, &Upstream)], routes: &[Route]) -> String {
-    let mut cfg = Config::new().limit("request_header", "32KiB");
-    if let Some((k, v)) = limit {
-        cfg = cfg.limit(k, v);
-    }
+/// The main configuration: `base` with `request_header: 32KiB`, each upstream with a 2 s
+/// response deadline, and `routes` (one catch-all route named `route` to the first upstream
+/// when empty).
+fn config(route: &str, base: Config, upstreams: &[(&str, &Upstream)], routes: &[Route]) -> String {
+    let mut cfg = base.request_header("32KiB");
     for (name, up) in upstreams {
         cfg = cfg.upstream(name, Up::addr(&up.addr()).response_timeout("2s"));
     }
@@ -80,7 +77,12 @@ fn two_routes() -> [Route; 2] {
 fn dot_segments_are_resolved_before_routing_so_an_upstream_gets_only_what_its_route_matched() {
     let (public, veeam) = (echo(), echo());
     let gw = Gateway::start(
-        &config("", None, &[("public", &public), ("veeam", &veeam)], &two_routes()),
+        &config(
+            "",
+            Config::new(),
+            &[("public", &public), ("veeam", &veeam)],
+            &two_routes(),
+        ),
         &[],
     );
     for (target, upstream_path) in [
@@ -116,7 +118,7 @@ fn dot_segments_are_resolved_before_routing_so_an_upstream_gets_only_what_its_ro
 #[test]
 fn ambiguous_targets_are_refused_with_400_and_never_forwarded() {
     let up = echo();
-    let gw = Gateway::start(&config("bad-target", None, &[("up", &up)], &[]), &[]);
+    let gw = Gateway::start(&config("bad-target", Config::new(), &[("up", &up)], &[]), &[]);
     for target in [
         "/..",
         "/a/../../etc/passwd",
@@ -145,7 +147,7 @@ fn ambiguous_targets_are_refused_with_400_and_never_forwarded() {
 #[test]
 fn absolute_form_reaches_the_upstream_in_origin_form_with_its_authority_as_host() {
     let up = echo();
-    let gw = Gateway::start(&config("absolute", None, &[("up", &up)], &[]), &[]);
+    let gw = Gateway::start(&config("absolute", Config::new(), &[("up", &up)], &[]), &[]);
     let r = one(
         gw.port,
         "GET http://b.test/abs?x=1 HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n",
@@ -167,7 +169,7 @@ fn absolute_form_reaches_the_upstream_in_origin_form_with_its_authority_as_host(
 #[test]
 fn http11_without_host_is_400_while_http10_without_host_is_served() {
     let up = echo();
-    let gw = Gateway::start(&config("no-host", None, &[("up", &up)], &[]), &[]);
+    let gw = Gateway::start(&config("no-host", Config::new(), &[("up", &up)], &[]), &[]);
     let r = one(gw.port, "GET /a HTTP/1.1\r\nConnection: close\r\n\r\n");
     assert::gateway_problem(&r, 400, "bad-request");
     assert!(up.requests().is_empty());
@@ -181,7 +183,12 @@ fn http11_without_host_is_400_while_http10_without_host_is_served() {
 fn a_header_trickled_one_byte_at_a_time_is_cut_off_at_the_header_deadline_with_408() {
     let up = echo();
     let gw = Gateway::start(
-        &config("slowloris", Some(("client_header_timeout", "1s")), &[("up", &up)], &[]),
+        &config(
+            "slowloris",
+            Config::new().client_header_timeout("1s"),
+            &[("up", &up)],
+            &[],
+        ),
         &[],
     );
     let s = connect(gw.port);
@@ -212,7 +219,7 @@ fn a_second_request_trickled_on_a_kept_alive_connection_is_cut_off_at_the_header
     let gw = Gateway::start(
         &config(
             "slowloris-reused",
-            Some(("client_header_timeout", "1s")),
+            Config::new().client_header_timeout("1s"),
             &[("up", &up)],
             &[],
         ),
@@ -245,7 +252,7 @@ fn a_request_body_that_stops_arriving_gets_408_and_a_closed_connection() {
     let gw = Gateway::start(
         &config(
             "stalled-body",
-            Some(("client_body_timeout", "300ms")),
+            Config::new().client_body_timeout("300ms"),
             &[("up", &up)],
             &[],
         ),
@@ -268,7 +275,7 @@ fn http10_without_keep_alive_gets_connection_close_and_an_unchunked_body() {
         }
         Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".to_vec())
     });
-    let gw = Gateway::start(&config("http10", None, &[("up", &chunked)], &[]), &[]);
+    let gw = Gateway::start(&config("http10", Config::new(), &[("up", &chunked)], &[]), &[]);
     let s = connect(gw.port);
     (&s).write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
     let mut raw = Vec::new();
@@ -298,7 +305,7 @@ fn http10_without_keep_alive_gets_connection_close_and_an_unchunked_body() {
 #[test]
 fn content_length_with_transfer_encoding_is_answered_once_and_the_connection_closed() {
     let up = echo();
-    let gw = Gateway::start(&config("cl-te", None, &[("up", &up)], &[]), &[]);
+    let gw = Gateway::start(&config("cl-te", Config::new(), &[("up", &up)], &[]), &[]);
     // CL.TE: a front end that trusts Content-Length would see "GET /smuggled" as a second
     // request; the gateway decodes chunked, answers once and closes (RFC 9112 section 6.1).
     let raw = "POST /first HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
@@ -313,7 +320,7 @@ fn content_length_with_transfer_encoding_is_answered_once_and_the_connection_clo
 #[test]
 fn smuggling_variants_never_reach_the_upstream_as_a_request_of_their_own() {
     let up = echo();
-    let gw = Gateway::start(&config("smuggling", None, &[("up", &up)], &[]), &[]);
+    let gw = Gateway::start(&config("smuggling", Config::new(), &[("up", &up)], &[]), &[]);
     let smuggled = "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
     let attacks = [
         // TE.CL: a back end that trusts Content-Length would read the chunk as a request.
@@ -351,7 +358,7 @@ fn smuggling_variants_never_reach_the_upstream_as_a_request_of_their_own() {
 #[test]
 fn pipelined_requests_are_answered_in_order() {
     let up = echo();
-    let gw = Gateway::start(&config("pipelining", None, &[("up", &up)], &[]), &[]);
+    let gw = Gateway::start(&config("pipelining", Config::new(), &[("up", &up)], &[]), &[]);
     let raw = "GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\nGET /c HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
     let (responses, closed) = exchange(gw.port, raw.as_bytes());
     let bodies: Vec<String> = responses.iter().map(|r| r.text()).collect();
@@ -363,7 +370,7 @@ fn pipelined_requests_are_answered_in_order() {
 fn oversize_header_is_431_and_an_oversize_declared_body_is_413_unforwarded() {
     let up = echo();
     let gw = Gateway::start(
-        &config("oversize", Some(("request_body", "1KiB")), &[("up", &up)], &[]),
+        &config("oversize", Config::new().request_body("1KiB"), &[("up", &up)], &[]),
         &[],
     );
     let r = one(
@@ -380,7 +387,7 @@ fn oversize_header_is_431_and_an_oversize_declared_body_is_413_unforwarded() {
 fn connections_past_the_listener_cap_get_503_and_a_freed_place_is_reused() {
     let up = echo();
     let gw = Gateway::start(
-        &config("conn-cap", Some(("client_connections", "2")), &[("up", &up)], &[]),
+        &config("conn-cap", Config::new().client_connections(2), &[("up", &up)], &[]),
         &[],
     );
     let held: Vec<(TcpStream, BufReader<TcpStream>)> = (0..2)

@@ -289,3 +289,82 @@ impl fmt::Display for ConfigProblem {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_kinds_read_as_the_operator_needs_them_and_have_their_own_names() {
+        let token = TokenSource::File(PathBuf::from("/etc/sg/token"));
+        let cases = [
+            (
+                ProblemKind::from(PathError::NotAbsolute {
+                    key: PathKey::RoutePrefix,
+                    path: "api".into(),
+                }),
+                "path_not_absolute",
+                "invalid path: path_prefix `api` must start with /",
+            ),
+            (
+                HeaderError::Name("a b".into()).into(),
+                "header_name",
+                "invalid header name `a b`",
+            ),
+            (
+                HeaderError::Value {
+                    name: "Host".into(),
+                    value: "a\nb".into(),
+                }
+                .into(),
+                "header_value",
+                "invalid value for header `Host`: `a\nb`",
+            ),
+            (
+                ProblemKind::BodyDepth { depth: 0, max: 100 },
+                "body_depth",
+                "body_depth 0 is outside 1-100",
+            ),
+            (
+                ProblemKind::LogFormat("xml".into()),
+                "log_format",
+                "log format `xml`: use text or json",
+            ),
+            (
+                ProblemKind::UnknownFailure {
+                    name: "oops".into(),
+                    known: "a, b".into(),
+                },
+                "unknown_failure",
+                "unknown gateway failure `oops` (known: a, b)",
+            ),
+            (
+                AdminError::EmptyToken(token.clone()).into(),
+                "admin_token_empty",
+                "token_file `/etc/sg/token` is empty",
+            ),
+            (
+                AdminError::TokenUnreadable {
+                    token,
+                    reason: "denied".into(),
+                }
+                .into(),
+                "admin_token_unreadable",
+                "token_file `/etc/sg/token`: cannot read file: denied",
+            ),
+            (
+                AdminError::EnvNotSet(TokenSource::Env("SG_TOKEN".into())).into(),
+                "admin_token_env_not_set",
+                "token_env `SG_TOKEN`: the environment variable is not set",
+            ),
+            (
+                AdminError::ProtectWithoutToken(AdminSwitch::ProtectProbes).into(),
+                "admin_protect_without_token",
+                "protect_probes needs a token: set token_file or token_env",
+            ),
+        ];
+        for (kind, name, text) in cases {
+            assert_eq!((kind.name(), kind.to_string().as_str()), (name, text));
+        }
+    }
+}

@@ -642,7 +642,8 @@ mod tests {
     use http::{HeaderMap, HeaderValue};
 
     use super::*;
-    use crate::testing::{canonical, compile, get_root};
+    use crate::diagnostics::ProblemKind;
+    use crate::testing::{canonical, compile, get_root, problems};
     use crate::BodySkip;
 
     const RULES: &str = "ensure_headers:\n  429: { Retry-After: \"5\" }\nrules:\n  - name: by-header\n    when: { status: 400, headers: { X-Kind: quota } }\n    then: { status: 429 }\n  - name: by-body\n    when: { status: 400, json: { /code: slow } }\n    then: { status: 429, headers: { set: { Retry-After: \"1\" } } }\n  - name: conflict-kept\n    when: { status: 409 }\n    then: { keep_body: true }\n";
@@ -765,5 +766,46 @@ mod tests {
                 HeaderValue::from_static("9")
             )]
         );
+    }
+
+    #[test]
+    fn each_compile_error_names_what_was_wrong_and_where() {
+        let got = problems(
+            "body_depth: 0\nensure_headers:\n  401: { \"Bad Name\": x, X-Ok: \"a\\x01b\" }\nrules:\n  - name: r\n    when: { status: 400, path_prefix: v1 }\n    then: { status: 429 }\n",
+        );
+        let got: Vec<(u64, u64, ProblemKind)> = got.into_iter().map(|p| (p.at.line, p.at.col, p.kind)).collect();
+        let want = [
+            (
+                1,
+                13,
+                ProblemKind::BodyDepth {
+                    depth: 0,
+                    max: MAX_BODY_DEPTH,
+                },
+            ),
+            (3, 22, HeaderError::Name("Bad Name".to_owned()).into()),
+            (
+                3,
+                31,
+                HeaderError::Value {
+                    name: "X-Ok".to_owned(),
+                    value: "a\u{1}b".to_owned(),
+                }
+                .into(),
+            ),
+            (
+                6,
+                39,
+                PathError::NotAbsolute {
+                    key: PathKey::RulePrefix,
+                    path: "v1".to_owned(),
+                }
+                .into(),
+            ),
+        ];
+        for w in &want {
+            assert!(got.contains(w), "{w:?} missing from {got:?}");
+        }
+        assert_eq!(got.len(), want.len(), "{got:?}");
     }
 }

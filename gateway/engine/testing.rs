@@ -34,6 +34,16 @@ pub fn compile(yaml: &str) -> (RawProfile, CompiledProfile) {
     (raw, compiled)
 }
 
+/// Parses a profile (file name `p.yaml`) that must not compile; its problems (tests only).
+pub fn problems(yaml: &str) -> Vec<crate::diagnostics::ConfigProblem> {
+    let path = Path::new("p.yaml");
+    let raw: RawProfile = crate::yaml::parse_yaml(path, yaml).expect("test profile parses");
+    match CompiledProfile::compile(path, &raw, &canonical(), 1 << 20, 64) {
+        Ok(_) => panic!("the test profile compiled"),
+        Err(problems) => problems,
+    }
+}
+
 /// A `GET /` with these request headers and request id `r`.
 pub fn get_root(headers: &HeaderMap) -> RequestFacts<'_> {
     RequestFacts {

@@ -126,6 +126,26 @@ impl Config {
         self.limit("request_body", size)
     }
 
+    /// `limits.client_header_timeout`, e.g. `"1s"`.
+    pub fn client_header_timeout(self, d: &str) -> Config {
+        self.limit("client_header_timeout", d)
+    }
+
+    /// `limits.client_body_timeout`, e.g. `"300ms"`.
+    pub fn client_body_timeout(self, d: &str) -> Config {
+        self.limit("client_body_timeout", d)
+    }
+
+    /// `limits.client_keepalive_timeout`, e.g. `"60s"`.
+    pub fn client_keepalive_timeout(self, d: &str) -> Config {
+        self.limit("client_keepalive_timeout", d)
+    }
+
+    /// `limits.client_connections`: most client connections per listener.
+    pub fn client_connections(self, n: u32) -> Config {
+        self.limit("client_connections", &n.to_string())
+    }
+
     /// `server.threads`.
     pub fn threads(self, n: usize) -> Config {
         self.server("threads", &n.to_string())
@@ -139,6 +159,11 @@ impl Config {
     /// `server.watch_config`.
     pub fn watch_config(self, on: bool) -> Config {
         self.server("watch_config", &on.to_string())
+    }
+
+    /// `server.work_stealing`.
+    pub fn work_stealing(self, on: bool) -> Config {
+        self.server("work_stealing", &on.to_string())
     }
 
     /// `server.upgrade_sock` (relative to the main file).
