@@ -12,15 +12,20 @@ use common::{request, Gateway, Reply, Upstream};
 
 const RULES: &str = "rules:\n  - name: teapot\n    when: { status: 400 }\n    then: { status: 409 }\n";
 
-/// One thread, no grace period, no file watching (the tests reload by hand), and one route.
-fn config(up: &Upstream, route: &str) -> String {
-    Config::new()
-        .threads(1)
+/// `base` with `threads`, no grace period, no file watching (the tests reload by hand), the
+/// upstream `up` and one route `route` through rules.yaml.
+fn configured(base: Config, threads: usize, up: Up, route: &str) -> String {
+    base.threads(threads)
         .grace_period("0s")
         .watch_config(false)
-        .upstream("up", Up::addr(&up.addr()))
+        .upstream("up", up)
         .route(Route::new(route, "up").profile("rules.yaml"))
         .build()
+}
+
+/// `configured` with one thread.
+fn config(up: &Upstream, route: &str) -> String {
+    configured(Config::new(), 1, Up::addr(&up.addr()), route)
 }
 
 fn scrape(gw: &Gateway) -> String {
@@ -31,13 +36,6 @@ fn reload(gw: &Gateway) -> serde_json::Value {
     request(gw.admin, "POST", "/-/reload", &[], b"").json()
 }
 
-fn rewrite(gw: &Gateway, from: &str, to: &str) {
-    let main = std::fs::read_to_string(gw.path("statusgate.yaml")).unwrap();
-    let edited = main.replace(from, to);
-    assert_ne!(edited, main, "{from} is in the config");
-    std::fs::write(gw.path("statusgate.yaml"), edited).unwrap();
-}
-
 #[test]
 fn a_renamed_route_loses_its_old_series_and_gets_new_ones_on_reload() {
     let up = Upstream::start(|_| Reply::json(400, "BadRequest", "{}"));
@@ -46,7 +44,7 @@ fn a_renamed_route_loses_its_old_series_and_gets_new_ones_on_reload() {
     gw.expect_metric("statusgate_responses_total", &[("route", "accept-old")], 1.0, "counted");
     assert!(scrape(&gw).contains("route=\"accept-old\",rule=\"teapot\""));
 
-    rewrite(&gw, "name: accept-old", "name: accept-new");
+    gw.write_config(&config(&up, "accept-new"));
     assert_eq!(reload(&gw)["outcome"], "applied");
     let text = scrape(&gw);
     assert!(
@@ -72,8 +70,12 @@ fn a_rejected_reload_that_names_a_new_route_leaves_no_series_behind() {
     let gw = Gateway::start(&config(&up, "accept-kept"), &[("rules.yaml", RULES)]);
     // A valid new route, and a bad duration elsewhere: the reload is rejected after the
     // route compiled.
-    rewrite(&gw, "name: accept-kept", "name: accept-rejected");
-    rewrite(&gw, "    addrs: [", "    connect_timeout: soon\n    addrs: [");
+    gw.write_config(&configured(
+        Config::new(),
+        1,
+        Up::addr(&up.addr()).connect_timeout("soon"),
+        "accept-rejected",
+    ));
     assert_eq!(reload(&gw)["outcome"], "rejected");
     let text = scrape(&gw);
     assert!(
@@ -91,8 +93,12 @@ fn a_reload_that_changes_threads_and_log_format_applies_the_rules_and_names_both
     let up = Upstream::start(|_| Reply::json(400, "BadRequest", "{}"));
     let gw = Gateway::start(&config(&up, "accept-boot"), &[("rules.yaml", RULES)]);
     assert!(gw.admin_get("/-/config").json()["restart_needed"].is_null());
-    rewrite(&gw, "  threads: 1\n", "  threads: 3\n");
-    rewrite(&gw, "server:\n", "log:\n  format: json\nserver:\n");
+    gw.write_config(&configured(
+        Config::new().log_format("json"),
+        3,
+        Up::addr(&up.addr()),
+        "accept-boot",
+    ));
     std::fs::write(gw.path("rules.yaml"), RULES.replace("409", "429")).unwrap();
     let r = reload(&gw);
     assert_eq!(r["outcome"], "applied", "{r}");

@@ -150,12 +150,14 @@ fn a_kubernetes_configmap_update_is_seen() {
 #[test]
 fn unchanged_upstream_groups_keep_their_health_across_a_reload() {
     let dead = common::gateway::free_port();
-    let cfg = Config::new()
-        .watch_config(false)
-        .upstream("up", Up::addr(&format!("127.0.0.1:{dead}")).fail_timeout("1m"))
-        .route(Route::new("health-kept", "up").profile("rules/vendor.yaml"))
-        .build();
-    let gw = Gateway::start(&cfg, &[("rules/vendor.yaml", V1)]);
+    let cfg = |fail_timeout: &str| {
+        Config::new()
+            .watch_config(false)
+            .upstream("up", Up::addr(&format!("127.0.0.1:{dead}")).fail_timeout(fail_timeout))
+            .route(Route::new("health-kept", "up").profile("rules/vendor.yaml"))
+            .build()
+    };
+    let gw = Gateway::start(&cfg("1m"), &[("rules/vendor.yaml", V1)]);
     assert_eq!(
         request(gw.port, "GET", "/", &[], b"").status,
         502,
@@ -173,12 +175,7 @@ fn unchanged_upstream_groups_keep_their_health_across_a_reload() {
         "still down after a rules-only reload"
     );
     // Changing the group itself starts it afresh.
-    let main = std::fs::read_to_string(gw.path("statusgate.yaml")).unwrap();
-    std::fs::write(
-        gw.path("statusgate.yaml"),
-        main.replace("fail_timeout: 1m", "fail_timeout: 2m"),
-    )
-    .unwrap();
+    gw.write_config(&cfg("2m"));
     assert_eq!(
         request(gw.admin, "POST", "/-/reload", &[], b"").json()["outcome"],
         "applied"
@@ -191,14 +188,11 @@ fn a_listener_change_says_it_needs_a_restart() {
     let up = Upstream::start(|_| Reply::json(400, "BadRequest", "{}"));
     let gw = gateway(&up);
     assert!(gw.admin_get("/-/config").json()["restart_needed"].is_null());
-    let main = std::fs::read_to_string(gw.path("statusgate.yaml")).unwrap();
     let moved = common::gateway::free_port();
-    let edited = main.replace(
-        &format!("listen: 127.0.0.1:{}", gw.port),
-        &format!("listen: 127.0.0.1:{moved}"),
-    );
-    assert_ne!(edited, main);
-    std::fs::write(gw.path("statusgate.yaml"), edited).unwrap();
+    gw.write_config(&admin_test(
+        Config::new().listen_addr(&format!("127.0.0.1:{moved}")),
+        &up,
+    ));
     let r = request(gw.admin, "POST", "/-/reload", &[], b"").json();
     assert_eq!(r["outcome"], "applied");
     let note = r["restart_needed"].as_str().expect("a restart note");

@@ -2,8 +2,8 @@
 //! Upstream::addr(..).response_timeout("500ms")).route(Route::new("r", "up").prefix("/"))
 //! .build()` gives the YAML `Gateway::start` takes (listen/admin are `${LISTEN}`/`${ADMIN}`
 //! unless `listen_addr`/`admin_addr`/`no_admin` say otherwise, for files loaded or run without
-//! `Gateway`). Every key the tests use has a typed method; `set` writes a value as given (a flow
-//! mapping like `{ sni: localhost }` is a value too). Rule files (profiles) stay literal YAML in
+//! `Gateway`). Every key the tests use has a typed method but an upstream's `tls:`, written with
+//! `set` (a value as given, so a flow mapping like `{ sni: localhost }` is a value too). Rule files (profiles) stay literal YAML in
 //! the tests: they are the thing under test. The builder's own test is tests/common_builder.rs.
 
 /// A top-level mapping of plain `key: value` lines (`limits`, `server`, ...).

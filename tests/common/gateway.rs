@@ -45,16 +45,8 @@ impl Gateway {
             std::fs::write(p, text).unwrap();
         }
         let (port, admin) = (free_port(), free_port());
-        let text = config
-            .replace("${LISTEN}", &format!("127.0.0.1:{port}"))
-            .replace("${ADMIN}", &format!("127.0.0.1:{admin}"));
-        let text = if text.contains("server:") {
-            text
-        } else {
-            format!("{text}\nserver:\n  threads: 1\n  grace_period: 0s\n")
-        };
         let path = dir.path().join("statusgate.yaml");
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(&path, render(config, port, admin)).unwrap();
         let snap = statusgate::snapshot::load(&path).unwrap_or_else(|ps| {
             panic!(
                 "config rejected:\n{}",
@@ -94,6 +86,12 @@ impl Gateway {
         }
     }
 
+    /// Replaces the main file with `config` (as `start` takes it: `${LISTEN}` and `${ADMIN}`
+    /// are this gateway's ports) for a reload to pick up.
+    pub fn write_config(&self, config: &str) {
+        std::fs::write(self.path("statusgate.yaml"), render(config, self.port, self.admin)).unwrap();
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -130,6 +128,19 @@ impl Gateway {
                     .then(|| value.parse::<f64>().ok())?
             })
             .sum()
+    }
+}
+
+/// The main file's text: the ports in, and one thread with no grace period unless `config`
+/// has its own `server:` section.
+fn render(config: &str, port: u16, admin: u16) -> String {
+    let text = config
+        .replace("${LISTEN}", &format!("127.0.0.1:{port}"))
+        .replace("${ADMIN}", &format!("127.0.0.1:{admin}"));
+    if text.contains("server:") {
+        text
+    } else {
+        format!("{text}\nserver:\n  threads: 1\n  grace_period: 0s\n")
     }
 }
 
