@@ -207,8 +207,15 @@ fn a_header_trickled_one_byte_at_a_time_is_cut_off_at_the_header_deadline_with_4
     let resp = read_response(&mut r, false).expect("a 408 before the client's read timeout");
     assert::gateway_problem(&resp, 408, "client-header-timeout");
     assert_eq!(resp.header("connection"), Some("close"));
+    // Closed, not left open: end of stream, or a reset when the close met the client's next
+    // trickled byte (the kernel answers bytes for a closed socket with RST). A read timeout
+    // (the connection left open) fails.
     let mut rest = Vec::new();
-    assert!(r.read_to_end(&mut rest).is_ok(), "the gateway closes the connection");
+    match r.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the gateway closes the connection, but reading on gave {e}"),
+    }
     trickle.join().unwrap();
     assert!(up.requests().is_empty());
 }
