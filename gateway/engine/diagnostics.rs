@@ -99,6 +99,15 @@ pub enum ProblemKind {
     Status(String),
     #[error("example `{0}` fails: {1}")]
     Example(String, String),
+    /// Two listeners (`listen`, `tls_listen`, `admin`) on one address.
+    #[error("listener `{addr}` ({role}) takes the address of `{other}` ({other_role}, {other_at}): each listener needs an address of its own")]
+    ListenerOverlap {
+        addr: String,
+        role: &'static str,
+        other: String,
+        other_role: &'static str,
+        other_at: String,
+    },
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
@@ -129,6 +138,7 @@ impl ProblemKind {
             ProblemKind::NotCanonical(..) => "not_canonical",
             ProblemKind::Status(_) => "status",
             ProblemKind::Example(..) => "example",
+            ProblemKind::ListenerOverlap { .. } => "listener_overlap",
             ProblemKind::Invalid(_) => "invalid",
             ProblemKind::Warning(_) => "warning",
         }
