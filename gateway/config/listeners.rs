@@ -15,6 +15,7 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use crate::config::{ConfigProblem, ProblemKind, SourcePos};
+use crate::engine::diagnostics::ListenerOverlap;
 
 /// One listener as configured.
 pub struct Listener<'a> {
@@ -68,13 +69,16 @@ pub fn check_distinct(listeners: &[Listener]) -> Vec<ConfigProblem> {
         };
         problems.push(ConfigProblem::error(
             at,
-            ProblemKind::ListenerOverlap {
+            ProblemKind::ListenerOverlap(Box::new(ListenerOverlap {
                 addr: here.addr.to_owned(),
                 role: here.role,
                 other: there.addr.to_owned(),
                 other_role: there.role,
-                other_at: there.at.as_ref().map_or_else(|| "the default".to_owned(), ToString::to_string),
-            },
+                other_at: there
+                    .at
+                    .as_ref()
+                    .map_or_else(|| "the default".to_owned(), ToString::to_string),
+            })),
         ));
     }
     problems
@@ -118,7 +122,10 @@ mod tests {
 
     #[test]
     fn the_admin_on_the_listen_address_is_reported_at_the_admin() {
-        let ls = [("listen", "127.0.0.1:8080", pos(1)), ("admin", "127.0.0.1:8080", pos(2))];
+        let ls = [
+            ("listen", "127.0.0.1:8080", pos(1)),
+            ("admin", "127.0.0.1:8080", pos(2)),
+        ];
         assert_eq!(
             messages(&ls),
             ["gw.yaml:2:9: listener `127.0.0.1:8080` (admin) takes the address of `127.0.0.1:8080` (listen, gw.yaml:1:9): each listener needs an address of its own"]

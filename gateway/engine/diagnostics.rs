@@ -100,14 +100,8 @@ pub enum ProblemKind {
     #[error("example `{0}` fails: {1}")]
     Example(String, String),
     /// Two listeners (`listen`, `tls_listen`, `admin`) on one address.
-    #[error("listener `{addr}` ({role}) takes the address of `{other}` ({other_role}, {other_at}): each listener needs an address of its own")]
-    ListenerOverlap {
-        addr: String,
-        role: &'static str,
-        other: String,
-        other_role: &'static str,
-        other_at: String,
-    },
+    #[error("{0}")]
+    ListenerOverlap(Box<ListenerOverlap>),
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
@@ -138,11 +132,24 @@ impl ProblemKind {
             ProblemKind::NotCanonical(..) => "not_canonical",
             ProblemKind::Status(_) => "status",
             ProblemKind::Example(..) => "example",
-            ProblemKind::ListenerOverlap { .. } => "listener_overlap",
+            ProblemKind::ListenerOverlap(_) => "listener_overlap",
             ProblemKind::Invalid(_) => "invalid",
             ProblemKind::Warning(_) => "warning",
         }
     }
+}
+
+/// A listener whose address an earlier listener already takes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("listener `{addr}` ({role}) takes the address of `{other}` ({other_role}, {other_at}): each listener needs an address of its own")]
+pub struct ListenerOverlap {
+    pub addr: String,
+    /// `listen`, `tls_listen` or `admin`.
+    pub role: &'static str,
+    pub other: String,
+    pub other_role: &'static str,
+    /// Where the other listener is set (`the default` for the built-in admin address).
+    pub other_at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
