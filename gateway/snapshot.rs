@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use pingora::upstreams::peer::HttpPeer;
 use serde_saphyr::Spanned;
 
+use crate::config::listeners::{check_distinct, Listener};
 use crate::config::load::{parse_yaml, read_text, resolve, EMBEDDED_CANONICAL};
 use crate::config::schema::{RawCanonical, RawConfig, RawProfile, RawUpstream};
 use crate::config::units::parse_duration;
@@ -390,6 +391,24 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
             }
         })
         .collect();
+    let listeners: Vec<Listener> = (raw.listen.value.0.iter())
+        .map(|addr| Listener {
+            role: "listen",
+            addr,
+            at: Some(SourcePos::of(main, &raw.listen)),
+        })
+        .chain(raw.tls_listen.iter().map(|t| Listener {
+            role: "tls_listen",
+            addr: &t.addr.value,
+            at: Some(SourcePos::of(main, &t.addr)),
+        }))
+        .chain(std::iter::once(Listener {
+            role: "admin",
+            addr: &admin.addr,
+            at: admin.addr_at.clone(),
+        }))
+        .collect();
+    l.problems.extend(check_distinct(&listeners));
     let log_format = raw.log.format.as_ref().map_or("text".to_owned(), |f| f.value.clone());
     if let Some(f) = &raw.log.format {
         if f.value != "text" && f.value != "json" {

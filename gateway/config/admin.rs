@@ -55,6 +55,8 @@ pub struct AdminAuth {
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
     pub addr: String,
+    /// Where `addr` is set; `None` for the default.
+    pub addr_at: Option<SourcePos>,
     pub auth: AdminAuth,
 }
 
@@ -86,6 +88,7 @@ pub fn compile_admin(
 ) -> AdminSettings {
     let mut settings = AdminSettings {
         addr: DEFAULT_ADMIN_ADDR.to_owned(),
+        addr_at: None,
         auth: AdminAuth::default(),
     };
     let Some(raw) = raw else {
@@ -164,6 +167,7 @@ pub fn compile_admin(
             }
         }
     };
+    settings.addr_at = Some(addr_at.clone());
     match settings.addr.to_socket_addrs() {
         Err(_) => problems.push(ConfigProblem::error(
             addr_at,

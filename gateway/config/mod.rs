@@ -3,6 +3,7 @@
 //! the snapshot, the engine compiles profiles.
 
 pub mod admin;
+pub mod listeners;
 pub mod load;
 pub mod schema;
 pub use statusgate_engine::units;

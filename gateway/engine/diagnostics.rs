@@ -101,6 +101,9 @@ pub enum ProblemKind {
     Status(String),
     #[error("example `{0}` fails: {1}")]
     Example(String, String),
+    /// Two listeners (`listen`, `tls_listen`, `admin`) on one address.
+    #[error("{0}")]
+    ListenerOverlap(Box<ListenerOverlap>),
     /// A `body_depth` outside 1 to the readers' maximum.
     #[error("body_depth {depth} is outside 1-{max}")]
     BodyDepth { depth: usize, max: usize },
@@ -156,6 +159,7 @@ impl ProblemKind {
             ProblemKind::Admin(AdminError::EnvNotUnicode(_)) => "admin_token_env_not_unicode",
             ProblemKind::Admin(AdminError::ProtectWithoutToken(_)) => "admin_protect_without_token",
             ProblemKind::ReloadTask(_) => "reload_task",
+            ProblemKind::ListenerOverlap(_) => "listener_overlap",
             ProblemKind::Warning(_) => "warning",
         }
     }
@@ -246,6 +250,19 @@ pub enum AdminError {
     EnvNotUnicode(TokenSource),
     #[error("{0} needs a token: set token_file or token_env")]
     ProtectWithoutToken(AdminSwitch),
+}
+
+/// A listener whose address an earlier listener already takes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("listener `{addr}` ({role}) takes the address of `{other}` ({other_role}, {other_at}): each listener needs an address of its own")]
+pub struct ListenerOverlap {
+    pub addr: String,
+    /// `listen`, `tls_listen` or `admin`.
+    pub role: &'static str,
+    pub other: String,
+    pub other_role: &'static str,
+    /// Where the other listener is set (`the default` for the built-in admin address).
+    pub other_at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
