@@ -275,9 +275,10 @@ impl Balancer {
     /// stale addresses expire.
     fn retry_after(&self, n: &NameStatus) -> Duration {
         let backoff = Duration::from_secs(1 << n.failures.saturating_sub(1).min(5)).min(Duration::from_secs(30));
-        let stale_left = n.last_ok.zip(self.def.resolver.as_ref()).and_then(|(ok, r)| {
-            (!n.addrs.is_empty()).then(|| r.stale_for.saturating_sub(ok.elapsed()))
-        });
+        let stale_left = n
+            .last_ok
+            .zip(self.def.resolver.as_ref())
+            .and_then(|(ok, r)| (!n.addrs.is_empty()).then(|| r.stale_for.saturating_sub(ok.elapsed())));
         match stale_left {
             Some(left) if !left.is_zero() => backoff.min(left),
             _ => backoff,
@@ -352,7 +353,11 @@ impl Balancer {
                         .as_ref()
                         .and_then(|n| n.lock().ok().map(|n| n.addrs.clone()))
                         .unwrap_or_default();
-                    (ips.into_iter().map(|ip| SocketAddr::new(ip, *port)).collect(), Some(host), *port)
+                    (
+                        ips.into_iter().map(|ip| SocketAddr::new(ip, *port)).collect(),
+                        Some(host),
+                        *port,
+                    )
                 }
             };
             let default_port = if self.def.tls.is_some() { 443 } else { 80 };
@@ -390,7 +395,12 @@ impl Balancer {
     fn publish(&self, old: &AddressSet, next: &AddressSet) {
         let m = metrics::global();
         let now: HashSet<String> = next.addrs.iter().map(|a| a.addr.to_string()).collect();
-        for gone in old.addrs.iter().map(|a| a.addr.to_string()).filter(|a| !now.contains(a)) {
+        for gone in old
+            .addrs
+            .iter()
+            .map(|a| a.addr.to_string())
+            .filter(|a| !now.contains(a))
+        {
             let _ = m.upstream_address_up.remove_label_values(&[&self.name, &gone]);
         }
         for a in &next.addrs {
@@ -449,7 +459,9 @@ impl Balancer {
         }
         let m = metrics::global();
         for a in &self.set.load().addrs {
-            let _ = m.upstream_address_up.remove_label_values(&[&self.name, &a.addr.to_string()]);
+            let _ = m
+                .upstream_address_up
+                .remove_label_values(&[&self.name, &a.addr.to_string()]);
         }
         for n in self.names.iter().flatten().filter_map(|n| n.lock().ok()) {
             let _ = m.dns_addresses.remove_label_values(&[&self.name, &n.host]);

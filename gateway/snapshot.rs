@@ -15,9 +15,9 @@ use serde_saphyr::Spanned;
 
 use crate::config::load::{parse_yaml, read_text, resolve, EMBEDDED_CANONICAL};
 use crate::config::schema::{RawCanonical, RawConfig, RawHealthCheck, RawProfile, RawResolver, RawUpstream};
-use crate::dns::{DnsError, Resolution, ResolverSettings};
 use crate::config::units::parse_duration;
 use crate::config::{ConfigProblem, ProblemKind, SourcePos};
+use crate::dns::{DnsError, Resolution, ResolverSettings};
 use crate::engine::body::DEFAULT_BODY_DEPTH;
 use crate::engine::canonical::{CanonicalStatus, GatewayFailure};
 use crate::engine::examples;
@@ -579,11 +579,20 @@ fn compile_resolver(file: &Path, raw: Option<&Spanned<RawResolver>>, l: &mut Loa
         timeout: l.duration(file, &r.timeout, d.timeout),
     };
     if settings.min_ttl > settings.max_ttl {
-        let at = r.min_ttl.as_ref().map_or(SourcePos::of(file, raw), |m| SourcePos::of(file, m));
-        l.error(at, ProblemKind::Invalid("resolver: min_ttl is larger than max_ttl".to_owned()));
+        let at = r
+            .min_ttl
+            .as_ref()
+            .map_or(SourcePos::of(file, raw), |m| SourcePos::of(file, m));
+        l.error(
+            at,
+            ProblemKind::Invalid("resolver: min_ttl is larger than max_ttl".to_owned()),
+        );
     }
     if settings.timeout.is_zero() {
-        let at = r.timeout.as_ref().map_or(SourcePos::of(file, raw), |m| SourcePos::of(file, m));
+        let at = r
+            .timeout
+            .as_ref()
+            .map_or(SourcePos::of(file, raw), |m| SourcePos::of(file, m));
         l.error(at, ProblemKind::Invalid("resolver: timeout must be above 0".to_owned()));
     }
     settings
@@ -597,7 +606,10 @@ fn compile_health_check(file: &Path, raw: &Spanned<RawHealthCheck>, l: &mut Load
         if !valid {
             l.error(
                 SourcePos::of(file, p),
-                ProblemKind::Path(format!("health_check path `{}` must be an origin-form path starting with /", p.value)),
+                ProblemKind::Path(format!(
+                    "health_check path `{}` must be an origin-form path starting with /",
+                    p.value
+                )),
             );
         }
     }
@@ -617,7 +629,9 @@ fn compile_health_check(file: &Path, raw: &Spanned<RawHealthCheck>, l: &mut Load
     let timeout = l.duration(file, &h.timeout, Duration::from_secs(2));
     for (d, raw_d, what) in [(interval, &h.interval, "interval"), (timeout, &h.timeout, "timeout")] {
         if d.is_zero() {
-            let at = raw_d.as_ref().map_or(SourcePos::of(file, raw), |x| SourcePos::of(file, x));
+            let at = raw_d
+                .as_ref()
+                .map_or(SourcePos::of(file, raw), |x| SourcePos::of(file, x));
             l.error(at, ProblemKind::Invalid(format!("health_check {what} must be above 0")));
         }
     }

@@ -85,7 +85,12 @@ fn probe_for(def: &UpstreamDef, hc: &HealthCheckDef, entry: &ConfiguredAddr) -> 
         .host
         .clone()
         .or_else(|| entry.name().map(|n| n.to_owned()))
-        .or_else(|| def.host_header.as_ref().and_then(|h| h.to_str().ok()).map(str::to_owned))
+        .or_else(|| {
+            def.host_header
+                .as_ref()
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
         .unwrap_or_else(|| entry.to_string());
     let mut probe = HttpHealthCheck::new(&host, def.tls.is_some());
     let mut peer = make_peer(placeholder, entry.name(), def);
@@ -119,11 +124,7 @@ async fn health_loop(b: Weak<Balancer>) {
     let Some(hc) = def.health_check.clone() else {
         return;
     };
-    let probes: Vec<Arc<HttpHealthCheck>> = def
-        .addrs
-        .iter()
-        .map(|e| Arc::new(probe_for(&def, &hc, e)))
-        .collect();
+    let probes: Vec<Arc<HttpHealthCheck>> = def.addrs.iter().map(|e| Arc::new(probe_for(&def, &hc, e))).collect();
     loop {
         let Some(set) = b.upgrade().filter(|b| !b.is_retired()).map(|b| b.addresses()) else {
             return;

@@ -19,7 +19,11 @@ use common::{request, Gateway, Reply, Upstream};
 /// One upstream server on each of `ips`, all on the same port (a name's records carry no port).
 fn servers_on(ips: &[&str]) -> (u16, Vec<Upstream>) {
     for _attempt in 0..20 {
-        let port = TcpListener::bind(format!("{}:0", ips[0])).unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind(format!("{}:0", ips[0]))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let servers: Option<Vec<Upstream>> = ips
             .iter()
             .map(|ip| {
@@ -41,7 +45,9 @@ fn config(dns: &Dnsmasq, addrs: &[&str], resolver: &[(&str, &str)]) -> String {
     for (k, v) in resolver {
         c = c.set("resolver", k, v);
     }
-    c.upstream("api", Up::addrs(addrs)).route(Route::new("api", "api").prefix("/")).build()
+    c.upstream("api", Up::addrs(addrs))
+        .route(Route::new("api", "api").prefix("/"))
+        .build()
 }
 
 /// Who answered a request to the gateway.
@@ -65,7 +71,12 @@ fn eventually(tries: usize, what: &str, mut cond: impl FnMut() -> bool) {
 fn dns_failures(gw: &Gateway, host: &str) -> f64 {
     ["timeout", "error", "nxdomain", "no_records"]
         .iter()
-        .map(|r| gw.metric("statusgate_dns_resolutions_total", &[("upstream", "api"), ("host", host), ("result", r)]))
+        .map(|r| {
+            gw.metric(
+                "statusgate_dns_resolutions_total",
+                &[("upstream", "api"), ("host", host), ("result", r)],
+            )
+        })
         .sum()
 }
 
@@ -81,20 +92,39 @@ fn every_record_of_a_name_is_used_and_a_changed_record_is_followed_within_its_tt
     seen.dedup();
     assert_eq!(seen, ["127.0.0.2", "127.0.0.3"], "both A records are in the rotation");
     let host = servers[0].requests()[0].header("host").map(str::to_owned);
-    assert_eq!(host.as_deref(), Some(addr.as_str()), "Host defaults to the configured name");
-    gw.expect_metric("statusgate_dns_addresses", &[("upstream", "api"), ("host", "api.test")], 2.0, "two records");
+    assert_eq!(
+        host.as_deref(),
+        Some(addr.as_str()),
+        "Host defaults to the configured name"
+    );
+    gw.expect_metric(
+        "statusgate_dns_addresses",
+        &[("upstream", "api"), ("host", "api.test")],
+        2.0,
+        "two records",
+    );
 
     dns.set(&[("127.0.0.4", "api.test")]);
-    eventually(200, "the gateway follows the changed record", || served_by(&gw) == "127.0.0.4");
+    eventually(200, "the gateway follows the changed record", || {
+        served_by(&gw) == "127.0.0.4"
+    });
     let after: Vec<String> = (0..6).map(|_| served_by(&gw)).collect();
-    assert!(after.iter().all(|s| s == "127.0.0.4"), "the old addresses left: {after:?}");
+    assert!(
+        after.iter().all(|s| s == "127.0.0.4"),
+        "the old addresses left: {after:?}"
+    );
     let state = gw.admin_get("/-/config").json();
     let api = &state["upstreams"]["api"];
     assert_eq!(api["names"][0]["host"], "api.test", "{api}");
     assert_eq!(api["names"][0]["addresses"], serde_json::json!(["127.0.0.4"]), "{api}");
     assert_eq!(api["addresses"][0]["address"], format!("127.0.0.4:{port}"), "{api}");
     assert_eq!(api["addresses"][0]["from"], addr, "{api}");
-    assert!(gw.metric("statusgate_dns_resolutions_total", &[("upstream", "api"), ("result", "ok")]) >= 2.0);
+    assert!(
+        gw.metric(
+            "statusgate_dns_resolutions_total",
+            &[("upstream", "api"), ("result", "ok")]
+        ) >= 2.0
+    );
 }
 
 #[test]
@@ -102,12 +132,19 @@ fn a_dns_server_that_stops_answering_leaves_the_last_good_addresses_serving_and_
     let (port, _servers) = servers_on(&["127.0.0.2"]);
     let mut dns = Dnsmasq::start(&[("127.0.0.2", "api.test")]);
     let addr = format!("api.test:{port}");
-    let resolver = [("min_ttl", "1s"), ("max_ttl", "1s"), ("timeout", "300ms"), ("stale_for", "1h")];
+    let resolver = [
+        ("min_ttl", "1s"),
+        ("max_ttl", "1s"),
+        ("timeout", "300ms"),
+        ("stale_for", "1h"),
+    ];
     let gw = Gateway::start(&config(&dns, &[&addr], &resolver), &[]);
     assert_eq!(served_by(&gw), "127.0.0.2");
 
     dns.stop();
-    eventually(200, "a failed resolution is counted", || dns_failures(&gw, "api.test") >= 1.0);
+    eventually(200, "a failed resolution is counted", || {
+        dns_failures(&gw, "api.test") >= 1.0
+    });
     for _ in 0..5 {
         assert_eq!(served_by(&gw), "127.0.0.2", "the last good address keeps serving");
     }
@@ -122,7 +159,12 @@ fn stale_addresses_leave_after_stale_for_and_the_group_answers_no_upstream_addre
     let (port, _servers) = servers_on(&["127.0.0.2"]);
     let mut dns = Dnsmasq::start(&[("127.0.0.2", "api.test")]);
     let addr = format!("api.test:{port}");
-    let resolver = [("min_ttl", "1s"), ("max_ttl", "1s"), ("timeout", "300ms"), ("stale_for", "2s")];
+    let resolver = [
+        ("min_ttl", "1s"),
+        ("max_ttl", "1s"),
+        ("timeout", "300ms"),
+        ("stale_for", "2s"),
+    ];
     let gw = Gateway::start(&config(&dns, &[&addr], &resolver), &[]);
     assert_eq!(served_by(&gw), "127.0.0.2");
 
@@ -132,7 +174,12 @@ fn stale_addresses_leave_after_stale_for_and_the_group_answers_no_upstream_addre
     });
     let r = request(gw.port, "GET", "/x", &[], b"");
     assert::strict_gateway_problem(&r, 503, "no-upstream-address");
-    gw.expect_metric("statusgate_dns_addresses", &[("upstream", "api"), ("host", "api.test")], 0.0, "stale addresses gone");
+    gw.expect_metric(
+        "statusgate_dns_addresses",
+        &[("upstream", "api"), ("host", "api.test")],
+        0.0,
+        "stale addresses gone",
+    );
 }
 
 #[test]
@@ -145,7 +192,12 @@ fn a_name_that_never_resolved_is_a_load_warning_and_a_503_no_upstream_address_un
     // The load that `statusgate check` runs: accepted, with a positioned warning.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("statusgate.yaml");
-    std::fs::write(&path, text.replace("${LISTEN}", "127.0.0.1:1").replace("${ADMIN}", "127.0.0.1:2")).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("${LISTEN}", "127.0.0.1:1")
+            .replace("${ADMIN}", "127.0.0.1:2"),
+    )
+    .unwrap();
     let snap = statusgate::snapshot::load(&path).expect("an unresolvable name does not reject the load");
     let warning = snap
         .warnings
@@ -153,7 +205,10 @@ fn a_name_that_never_resolved_is_a_load_warning_and_a_503_no_upstream_address_un
         .map(ToString::to_string)
         .find(|w| w.contains("late.test"))
         .expect("a warning names the host");
-    assert!(warning.contains("does not resolve") && warning.contains("statusgate.yaml:"), "{warning}");
+    assert!(
+        warning.contains("does not resolve") && warning.contains("statusgate.yaml:"),
+        "{warning}"
+    );
 
     let gw = Gateway::start(&text, &[]);
     for _ in 0..3 {
@@ -166,7 +221,10 @@ fn a_name_that_never_resolved_is_a_load_warning_and_a_503_no_upstream_address_un
         3.0,
         "counted as its own kind",
     );
-    assert!(dns_failures(&gw, "late.test") >= 1.0, "the failed load-time resolution is counted");
+    assert!(
+        dns_failures(&gw, "late.test") >= 1.0,
+        "the failed load-time resolution is counted"
+    );
 
     dns.set(&[("127.0.0.3", "late.test")]);
     eventually(200, "the name resolves and serves", || {
@@ -186,23 +244,36 @@ fn a_reload_that_keeps_the_group_keeps_its_resolution_running() {
     // An unrelated change (a new route) keeps the group and its resolution running.
     let path = gw.path("statusgate.yaml");
     let on_disk = std::fs::read_to_string(&path).unwrap();
-    let more = on_disk.replace("routes:\n", "routes:\n  - name: other\n    path_prefix: /other/\n    upstream: api\n");
+    let more = on_disk.replace(
+        "routes:\n",
+        "routes:\n  - name: other\n    path_prefix: /other/\n    upstream: api\n",
+    );
     std::fs::write(&path, more).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     // The file watcher may have applied it first: then this reload finds it unchanged.
     let (outcome, _) = rt.block_on(gw.handle.reload());
     assert_ne!(outcome, statusgate::reload::ReloadOutcome::Rejected);
     assert_eq!(gw.handle.current().routes.len(), 2, "the new route serves");
     dns.set(&[("127.0.0.3", "api.test")]);
-    eventually(200, "the kept group still follows its name", || served_by(&gw) == "127.0.0.3");
+    eventually(200, "the kept group still follows its name", || {
+        served_by(&gw) == "127.0.0.3"
+    });
 }
 
 /// The YAML blocks of a `### heading` section of docs/configuration.md.
 fn doc_examples(heading: &str) -> Vec<String> {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md")).unwrap();
-    let start = doc.find(heading).unwrap_or_else(|| panic!("docs/configuration.md has `{heading}`"));
+    let start = doc
+        .find(heading)
+        .unwrap_or_else(|| panic!("docs/configuration.md has `{heading}`"));
     let section = &doc[start + heading.len()..];
-    let section = &section[..section.find("\n## ").or_else(|| section.find("\n### ")).unwrap_or(section.len())];
+    let section = &section[..section
+        .find("\n## ")
+        .or_else(|| section.find("\n### "))
+        .unwrap_or(section.len())];
     section
         .split("```yaml\n")
         .skip(1)

@@ -79,7 +79,10 @@ fn an_address_failing_its_health_check_leaves_the_rotation_and_returns_after_ris
     let (a, b) = (Server::start("a"), Server::start("b"));
     let check = "{ path: /health, interval: 100ms, timeout: 500ms, rise: 3, fall: 2 }";
     let config = Config::new()
-        .upstream("pool", Up::addrs(&[&a.up.addr(), &b.up.addr()]).set("health_check", check))
+        .upstream(
+            "pool",
+            Up::addrs(&[&a.up.addr(), &b.up.addr()]).set("health_check", check),
+        )
         .route(Route::new("r", "pool").prefix("/"))
         .build();
     let gw = Gateway::start(&config, &[]);
@@ -103,7 +106,11 @@ fn an_address_failing_its_health_check_leaves_the_rotation_and_returns_after_ris
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.json()["served_by"], "b");
     }
-    assert_eq!(a.client_requests(), before, "no client request reaches a failed address");
+    assert_eq!(
+        a.client_requests(),
+        before,
+        "no client request reaches a failed address"
+    );
 
     let passes_before = a.passes.load(Ordering::Relaxed);
     a.health.store(200, Ordering::Relaxed);
@@ -118,7 +125,11 @@ fn an_address_failing_its_health_check_leaves_the_rotation_and_returns_after_ris
     });
     let probe = &a.probes()[0];
     assert_eq!(probe.method, "GET");
-    assert_eq!(probe.header("host"), Some(a.up.addr().as_str()), "a literal's probe Host is the address");
+    assert_eq!(
+        probe.header("host"),
+        Some(a.up.addr().as_str()),
+        "a literal's probe Host is the address"
+    );
 }
 
 #[test]
@@ -128,7 +139,10 @@ fn expect_lists_the_passing_statuses_and_head_probes_work() {
     b.health.store(204, Ordering::Relaxed);
     let check = "{ path: /health, method: HEAD, interval: 100ms, timeout: 500ms, expect: [204], rise: 1, fall: 1, host: probe.example }";
     let config = Config::new()
-        .upstream("pool", Up::addrs(&[&a.up.addr(), &b.up.addr()]).set("health_check", check))
+        .upstream(
+            "pool",
+            Up::addrs(&[&a.up.addr(), &b.up.addr()]).set("health_check", check),
+        )
         .route(Route::new("r", "pool").prefix("/"))
         .build();
     let gw = Gateway::start(&config, &[]);
@@ -167,14 +181,20 @@ fn bad_health_check_keys_are_problems_at_their_position() {
     let text = "listen: 127.0.0.1:1\nupstreams:\n  pool:\n    addrs: [127.0.0.1:9]\n    health_check: { path: health, method: POST, rise: 0, expect: [700] }\nroutes:\n  - { name: r, upstream: pool }\n";
     std::fs::write(&path, text).unwrap();
     let problems: Vec<String> = statusgate::snapshot::load(&path)
-        .err()
-        .expect("rejected")
+        .expect_err("rejected")
         .iter()
         .map(ToString::to_string)
         .collect();
-    for (what, col) in [("health_check path", "5:27"), ("method `POST`", "5:43"), ("rise", "5:55"), ("700", "5:67")] {
+    for (what, col) in [
+        ("health_check path", "5:27"),
+        ("method `POST`", "5:43"),
+        ("rise", "5:55"),
+        ("700", "5:67"),
+    ] {
         assert!(
-            problems.iter().any(|p| p.contains(what) && p.contains(&format!("statusgate.yaml:{col}"))),
+            problems
+                .iter()
+                .any(|p| p.contains(what) && p.contains(&format!("statusgate.yaml:{col}"))),
             "{what} at {col}: {problems:#?}"
         );
     }
