@@ -916,6 +916,38 @@ mod tests {
     }
 
     #[test]
+    fn an_address_is_an_ip_literal_or_a_dns_name_with_a_port() {
+        let ip = |s: &str| Some(ConfiguredAddr::Ip(s.parse().unwrap()));
+        let name = |h: &str, port| {
+            Some(ConfiguredAddr::Name {
+                host: h.to_owned(),
+                port,
+            })
+        };
+        assert_eq!(ConfiguredAddr::parse("10.0.0.5:443"), ip("10.0.0.5:443"));
+        assert_eq!(ConfiguredAddr::parse("[2001:db8::5]:443"), ip("[2001:db8::5]:443"));
+        assert_eq!(
+            ConfiguredAddr::parse("API.Vendor.example.com:8443"),
+            name("api.vendor.example.com", 8443)
+        );
+        assert_eq!(ConfiguredAddr::parse("localhost:80"), name("localhost", 80));
+        assert_eq!(ConfiguredAddr::parse("host.example.:80"), name("host.example", 80));
+        for bad in [
+            "api.example.com",
+            "api.example.com:0",
+            "api.example.com:70000",
+            ":443",
+            "10.0.0:443",
+            "-bad.example:443",
+            "a..b:443",
+            "sp ace:443",
+            "http://x:80",
+        ] {
+            assert_eq!(ConfiguredAddr::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn the_shipped_canonical_profile_names_a_problem_type_for_every_failure_kind() {
         let path = Path::new(EMBEDDED_CANONICAL);
         let text = read_text(path).expect("embedded canonical");

@@ -125,6 +125,13 @@ fn every_record_of_a_name_is_used_and_a_changed_record_is_followed_within_its_tt
             &[("upstream", "api"), ("result", "ok")]
         ) >= 2.0
     );
+    let metrics = gw.admin_get("/metrics").text();
+    let up = |ip: &str| format!("statusgate_upstream_address_up{{address=\"{ip}:{port}\",upstream=\"api\"}} 1");
+    assert!(metrics.contains(&up("127.0.0.4")), "{metrics}");
+    assert!(
+        !metrics.contains(&format!("127.0.0.2:{port}")),
+        "a left address takes its series along"
+    );
 }
 
 #[test]
@@ -233,6 +240,36 @@ fn a_name_that_never_resolved_is_a_load_warning_and_a_503_no_upstream_address_un
 }
 
 #[test]
+fn passive_health_skips_one_resolved_address_and_keeps_the_others() {
+    let (port, _servers) = servers_on(&["127.0.0.2"]);
+    // 127.0.0.5 has no server on the port: connecting to it is refused.
+    let dns = Dnsmasq::start(&[("127.0.0.2", "api.test"), ("127.0.0.5", "api.test")]);
+    let addr = format!("api.test:{port}");
+    let mut c = Config::new().set("resolver", "nameservers", &format!("[{}]", dns.addr()));
+    c = c.upstream("api", Up::addr(&addr).fail_timeout("1h"));
+    let gw = Gateway::start(&c.route(Route::new("api", "api").prefix("/")).build(), &[]);
+    for _ in 0..6 {
+        assert_eq!(
+            served_by(&gw),
+            "127.0.0.2",
+            "a refused address is skipped, the request retried"
+        );
+    }
+    let state = gw.admin_get("/-/config").json();
+    let addresses = state["upstreams"]["api"]["addresses"].as_array().unwrap().clone();
+    let of = |ip: &str| {
+        addresses
+            .iter()
+            .find(|a| a["address"] == format!("{ip}:{port}"))
+            .unwrap_or_else(|| panic!("{ip} in {addresses:?}"))
+            .clone()
+    };
+    assert_eq!(of("127.0.0.5")["in_rotation"], false, "{addresses:?}");
+    assert!(of("127.0.0.5")["passive_down_ms"].as_u64() > Some(0), "{addresses:?}");
+    assert_eq!(of("127.0.0.2")["in_rotation"], true, "{addresses:?}");
+}
+
+#[test]
 fn a_reload_that_keeps_the_group_keeps_its_resolution_running() {
     let (port, _servers) = servers_on(&["127.0.0.2", "127.0.0.3"]);
     let dns = Dnsmasq::start(&[("127.0.0.2", "api.test")]);
@@ -261,6 +298,14 @@ fn a_reload_that_keeps_the_group_keeps_its_resolution_running() {
     eventually(200, "the kept group still follows its name", || {
         served_by(&gw) == "127.0.0.3"
     });
+
+    // Shutdown stops the background tasks.
+    let handle = gw.handle.clone();
+    drop(gw);
+    assert!(
+        handle.current().balancers.iter().all(|b| b.is_retired()),
+        "upkeep stopped at shutdown"
+    );
 }
 
 /// The YAML blocks of a `### heading` section of docs/configuration.md.
