@@ -192,7 +192,8 @@ impl Balancer {
     }
 
     /// Round robin over the addresses in rotation (not skipped by passive health, not failed by
-    /// active checks). One `ArcSwap` load, no allocation.
+    /// active checks). One `ArcSwap` load (`load_full`: the set stays alive while the request
+    /// uses its peer, across awaits), no allocation.
     pub fn pick(&self) -> Result<Picked, NoPeer> {
         let set = self.set.load_full();
         let n = set.addrs.len();
