@@ -238,13 +238,23 @@ impl pingora::services::background::BackgroundService for SighupReload {
     }
 }
 
-/// Stops the balancers' background tasks when the server shuts down.
+/// Stops the balancers' background tasks when the server shuts down: when the shutdown watch
+/// fires, or when pingora drops this service's task with its runtime first (a zero grace
+/// period can do that before the task sees the watch).
 pub struct UpkeepStop(pub Arc<SnapshotHandle>);
+
+struct StopOnDrop<'a>(&'a SnapshotHandle);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stop_upkeep();
+    }
+}
 
 #[async_trait::async_trait]
 impl pingora::services::background::BackgroundService for UpkeepStop {
     async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let _stop = StopOnDrop(&self.0);
         let _ = shutdown.changed().await;
-        self.0.stop_upkeep();
     }
 }
