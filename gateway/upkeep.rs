@@ -36,10 +36,15 @@ fn runtime() -> Option<&'static tokio::runtime::Runtime> {
 /// Activates `b` (its metric series) and starts its tasks.
 pub fn start(b: &Arc<Balancer>) {
     b.activate();
+    let named = b.named_entries();
+    if named.is_empty() && b.def().health_check.is_none() {
+        // Literal addresses, passive health only: nothing to keep current.
+        return;
+    }
     let Some(rt) = runtime() else {
         return;
     };
-    for (entry, host, first_wait) in b.named_entries() {
+    for (entry, host, first_wait) in named {
         rt.spawn(resolve_loop(Arc::downgrade(b), entry, host, first_wait));
     }
     if b.def().health_check.is_some() {
