@@ -182,6 +182,17 @@ impl AdminApp {
                 "profile": r.profile.source,
                 "rules": r.profile.rule_names().collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
+            "upstreams": snap.upstreams.values().filter_map(|g| {
+                let b = snap.balancers.of(g)?;
+                Some((g.name.clone(), b.status()))
+            }).collect::<serde_json::Map<_, _>>(),
+            "resolver": {
+                "nameservers": snap.resolver.nameservers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "min_ttl_ms": snap.resolver.min_ttl.as_millis() as u64,
+                "max_ttl_ms": snap.resolver.max_ttl.as_millis() as u64,
+                "stale_for_ms": snap.resolver.stale_for.as_millis() as u64,
+                "timeout_ms": snap.resolver.timeout.as_millis() as u64,
+            },
             "admin": {
                 "token": snap.admin_auth.token_source,
                 "protect_metrics": snap.admin_auth.protect_metrics,

@@ -6,6 +6,8 @@
 //! - `reload`: the live snapshot behind arc-swap and the reload path; `watch`: file triggers;
 //! - `balancer`: the upstream groups' runtime state, made when a snapshot is accepted (`reload`)
 //!   and read by the proxy, so neither imports the other's runtime;
+//! - `dns`: resolving upstream host names; `upkeep`: the background tasks that keep each
+//!   balancer's addresses and health current (resolution, active health checks);
 //! - `proxy`: the pingora glue (upstream exchange, the failure table `rescue`);
 //! - `telemetry`: a request's `outcome` and what reads it, `metrics` and `access_log`;
 //! - `admin`: operations; `server`: assembling pingora's server;
@@ -16,10 +18,12 @@ pub mod admin;
 pub mod balancer;
 pub mod cli;
 pub mod config;
+pub mod dns;
 pub use statusgate_engine as engine;
 pub mod proxy;
 pub mod reload;
 pub mod server;
 pub mod snapshot;
 pub mod telemetry;
+pub mod upkeep;
 pub mod watch;

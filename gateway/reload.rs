@@ -37,12 +37,26 @@ impl std::ops::Deref for Serving {
 
 impl Serving {
     /// Accepts `snapshot`: resolves its series and balancers (carrying over `previous`'s).
-    fn accept(snapshot: Snapshot, previous: Option<&Serving>) -> Serving {
+    /// `upkeep`: start the new balancers' background tasks (false once the server stopped).
+    fn accept(snapshot: Snapshot, previous: Option<&Serving>, upkeep: bool) -> Serving {
         let series = metrics::global().accept(
             snapshot.routes.iter().map(|r| (&*r.name, r.profile.rule_names())),
             previous.map(|p| &p.series),
         );
         let balancers = Balancers::carry(&snapshot, previous.map(|p| (&p.snapshot, &p.balancers)));
+        // Balancers not carried over stop (and take their series with them) before the new
+        // ones start writing theirs: a redefined group keeps its name, so its labels.
+        for old in previous.iter().flat_map(|p| p.balancers.iter()) {
+            if !balancers.contains(old) {
+                old.retire();
+            }
+        }
+        for b in balancers.iter() {
+            let carried = previous.is_some_and(|p| p.balancers.contains(b));
+            if !carried && upkeep {
+                crate::upkeep::start(b);
+            }
+        }
         // A group that is gone takes its connection gauge with it.
         for name in previous.iter().flat_map(|p| p.snapshot.upstreams.keys()) {
             if !snapshot.upstreams.contains_key(name) {
@@ -88,6 +102,8 @@ pub struct SnapshotHandle {
     /// The boot-only settings the process started with: a reload cannot change them.
     boot: BootSettings,
     reload_lock: tokio::sync::Mutex<()>,
+    /// Set at shutdown: the balancers' background tasks are stopped and no new ones start.
+    upkeep_stopped: std::sync::atomic::AtomicBool,
 }
 
 impl SnapshotHandle {
@@ -96,10 +112,20 @@ impl SnapshotHandle {
         let boot = first.boot.clone();
         SnapshotHandle {
             path: path.to_path_buf(),
-            current: ArcSwap::from_pointee(Serving::accept(first, None)),
+            current: ArcSwap::from_pointee(Serving::accept(first, None, true)),
             last_error: Mutex::new(None),
             boot,
             reload_lock: tokio::sync::Mutex::new(()),
+            upkeep_stopped: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Stops every balancer's background tasks (resolution, health checks) for good.
+    pub fn stop_upkeep(&self) {
+        use std::sync::atomic::Ordering;
+        self.upkeep_stopped.store(true, Ordering::Relaxed);
+        for b in self.current.load().balancers.iter() {
+            b.retire();
         }
     }
 
@@ -164,7 +190,8 @@ impl SnapshotHandle {
                     tracing::warn!(problem = %w, "configuration warning");
                 }
                 tracing::info!(version = %next.version, "configuration reloaded");
-                let serving = Serving::accept(next, Some(&self.current.load()));
+                let upkeep = !self.upkeep_stopped.load(std::sync::atomic::Ordering::Relaxed);
+                let serving = Serving::accept(next, Some(&self.current.load()), upkeep);
                 self.current.store(Arc::new(serving));
                 if let Ok(mut g) = self.last_error.lock() {
                     *g = None;
@@ -208,5 +235,26 @@ impl pingora::services::background::BackgroundService for SighupReload {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+}
+
+/// Stops the balancers' background tasks when the server shuts down: when the shutdown watch
+/// fires, or when pingora drops this service's task with its runtime first (a zero grace
+/// period can do that before the task sees the watch).
+pub struct UpkeepStop(pub Arc<SnapshotHandle>);
+
+struct StopOnDrop<'a>(&'a SnapshotHandle);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stop_upkeep();
+    }
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for UpkeepStop {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let _stop = StopOnDrop(&self.0);
+        let _ = shutdown.changed().await;
     }
 }

@@ -77,6 +77,10 @@ pub fn build(handle: Arc<SnapshotHandle>, upgrade: bool) -> pingora::Result<Buil
         "sighup-reload",
         crate::reload::SighupReload(handle_for_hup.clone()),
     ));
+    server.add_service(background_service(
+        "upstream-upkeep-stop",
+        crate::reload::UpkeepStop(handle_for_hup.clone()),
+    ));
     if snap.boot.watch_config {
         let watcher = crate::watch::ConfigWatcher {
             handle: handle_for_hup,

@@ -15,9 +15,10 @@ use serde_saphyr::Spanned;
 
 use crate::config::listeners::{check_distinct, Listener};
 use crate::config::load::{parse_yaml, read_text, resolve, EMBEDDED_CANONICAL};
-use crate::config::schema::{RawCanonical, RawConfig, RawProfile, RawUpstream};
+use crate::config::schema::{RawCanonical, RawConfig, RawHealthCheck, RawProfile, RawResolver, RawUpstream};
 use crate::config::units::parse_duration;
 use crate::config::{ConfigProblem, ProblemKind, SourcePos};
+use crate::dns::{DnsError, Resolution, ResolverSettings};
 use crate::engine::body::DEFAULT_BODY_DEPTH;
 use crate::engine::canonical::{CanonicalStatus, GatewayFailure};
 use crate::engine::diagnostics::{HeaderError, PathError, PathKey};
@@ -26,19 +27,104 @@ use crate::engine::profile::{check_body_depth, EnsureHeaders, DEFAULT_BODY_BUFFE
 use crate::engine::redact::Redaction;
 use crate::engine::{CanonicalProfile, CompiledProfile};
 
-/// One upstream address with its pingora peer (timeouts, TLS, SNI), built once per snapshot.
-#[derive(Debug)]
-pub struct UpstreamPeer {
-    pub addr: SocketAddr,
-    pub peer: HttpPeer,
+/// One entry of an upstream group's `addrs`: an IP literal (used as it is, no resolver
+/// involved) or a host name resolved in the background (every A/AAAA record joins the rotation).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ConfiguredAddr {
+    Ip(SocketAddr),
+    Name { host: String, port: u16 },
+}
+
+impl ConfiguredAddr {
+    /// `ip:port`, or `host:port` when `host` is a DNS name (lower-cased); `None` otherwise.
+    pub fn parse(s: &str) -> Option<ConfiguredAddr> {
+        if let Ok(sa) = s.parse::<SocketAddr>() {
+            return Some(ConfiguredAddr::Ip(sa));
+        }
+        let (host, port) = s.rsplit_once(':')?;
+        let port = port.parse::<u16>().ok().filter(|p| *p != 0)?;
+        let host = host.strip_suffix('.').unwrap_or(host);
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        let is_name = host.len() <= 253
+            && host.split('.').all(label_ok)
+            // All-numeric labels would be a mistyped IP address, not a name.
+            && !host.split('.').all(|l| l.bytes().all(|b| b.is_ascii_digit()));
+        is_name.then(|| ConfiguredAddr::Name {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+
+    /// The host name, for a named entry.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            ConfiguredAddr::Ip(_) => None,
+            ConfiguredAddr::Name { host, .. } => Some(host),
+        }
+    }
+}
+
+impl std::fmt::Display for ConfiguredAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfiguredAddr::Ip(sa) => write!(f, "{sa}"),
+            ConfiguredAddr::Name { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+/// `GET` or `HEAD`, the methods a health probe may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeMethod {
+    Get,
+    Head,
+}
+
+impl ProbeMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeMethod::Get => "GET",
+            ProbeMethod::Head => "HEAD",
+        }
+    }
+}
+
+/// A group's compiled `health_check:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckDef {
+    pub path: String,
+    pub method: ProbeMethod,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Passing statuses; `None`: any 200-399.
+    pub expect: Option<Vec<u16>>,
+    pub rise: u32,
+    pub fall: u32,
+    /// The probe's Host header; `None`: the configured name, else `host_header`, else the address.
+    pub host: Option<String>,
+}
+
+impl HealthCheckDef {
+    pub fn passes(&self, status: u16) -> bool {
+        match &self.expect {
+            None => (200..400).contains(&status),
+            Some(list) => list.contains(&status),
+        }
+    }
 }
 
 /// Everything that defines an upstream group, compiled. Groups with equal definitions (same
-/// name too) keep their runtime state (passive health, connection count: the proxy's
-/// `balancer`) across a reload.
+/// name too) keep their runtime state (resolved addresses, passive and active health,
+/// connection count: the proxy's `balancer`) across a reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamDef {
-    pub addrs: Vec<SocketAddr>,
+    pub addrs: Vec<ConfiguredAddr>,
     /// SNI and whether to verify the certificate, when TLS is on.
     pub tls: Option<(String, bool)>,
     pub connect_timeout: Duration,
@@ -56,17 +142,20 @@ pub struct UpstreamDef {
     pub fail_timeout: Duration,
     /// Host header sent upstream instead of the client's.
     pub host_header: Option<http::HeaderValue>,
+    /// Active health checks (`None`: passive only).
+    pub health_check: Option<HealthCheckDef>,
+    /// The resolver settings, for a group with host names (a change restarts its resolution).
+    pub resolver: Option<ResolverSettings>,
 }
 
-/// An upstream group as a snapshot holds it: immutable (its runtime state is the proxy's).
+/// An upstream group as a snapshot holds it: immutable (its runtime state, the addresses
+/// included, is the proxy's balancer).
 #[derive(Debug)]
 pub struct UpstreamGroup {
     pub name: String,
     /// Position in the snapshot's groups (sorted by name): the proxy's balancers index by it.
     pub index: usize,
     pub def: UpstreamDef,
-    /// One per address, in the order of `def.addrs`.
-    pub peers: Vec<UpstreamPeer>,
 }
 
 #[derive(Debug)]
@@ -185,6 +274,10 @@ pub struct Snapshot {
     pub routes: Vec<Route>,
     pub limits: Limits,
     pub warnings: Vec<ConfigProblem>,
+    /// The resolver of upstream host names.
+    pub resolver: ResolverSettings,
+    /// What each upstream host name resolved to at load (the first addresses of a new group).
+    pub resolved: HashMap<String, Result<Resolution, DnsError>>,
 }
 
 impl Snapshot {
@@ -286,9 +379,11 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
         client_connections: raw.limits.client_connections.as_ref().map(|c| c.value),
     };
 
+    let resolver = compile_resolver(main, raw.resolver.as_ref(), &mut l);
     let mut upstreams = HashMap::new();
+    let mut named = Vec::new();
     for (index, (name, up)) in raw.upstreams.iter().enumerate() {
-        let group = compile_upstream(main, name, index, up, &mut l);
+        let group = compile_upstream(main, name, index, up, &resolver, &mut named, &mut l);
         upstreams.insert(name.clone(), Arc::new(group));
     }
 
@@ -422,6 +517,7 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
     };
     let mut warnings = challenge_warnings(&routes);
     warnings.extend(admin_warnings);
+    let resolved = resolve_at_load(&resolver, &named, &mut warnings);
     Ok(Snapshot {
         version: format!("{:016x}", l.hasher.finish()),
         loaded_at: SystemTime::now(),
@@ -450,7 +546,165 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
         routes,
         limits,
         warnings,
+        resolver,
+        resolved,
     })
+}
+
+/// Resolves every upstream host name once (concurrently, bounded by `resolver.timeout`): a
+/// name that does not resolve is a warning, not a rejection.
+fn resolve_at_load(
+    resolver: &ResolverSettings,
+    named: &[(String, String, SourcePos)],
+    warnings: &mut Vec<ConfigProblem>,
+) -> HashMap<String, Result<Resolution, DnsError>> {
+    let mut hosts: Vec<String> = named.iter().map(|(_, h, _)| h.clone()).collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    let results = crate::dns::resolve_blocking(resolver, &hosts);
+    let resolved: HashMap<String, Result<Resolution, DnsError>> = hosts.into_iter().zip(results).collect();
+    for (group, host, at) in named {
+        if let Some(Err(e)) = resolved.get(host) {
+            warnings.push(ConfigProblem::warning(
+                at.clone(),
+                format!(
+                    "upstream `{group}`: `{host}` does not resolve ({e}); resolution keeps trying in the background, and while the group has no address its requests get 503 no-upstream-address"
+                ),
+            ));
+        }
+    }
+    resolved
+}
+
+fn compile_resolver(file: &Path, raw: Option<&Spanned<RawResolver>>, l: &mut Loader) -> ResolverSettings {
+    let d = ResolverSettings::default();
+    let Some(raw) = raw else {
+        return d;
+    };
+    let r = &raw.value;
+    let mut nameservers = Vec::new();
+    for ns in &r.nameservers {
+        match ns.value.parse::<SocketAddr>() {
+            Ok(sa) => nameservers.push(sa),
+            Err(_) => l.error(
+                SourcePos::of(file, ns),
+                ProblemKind::Invalid(format!("nameserver `{}`: expected ip:port, e.g. 10.0.0.2:53", ns.value)),
+            ),
+        }
+    }
+    let settings = ResolverSettings {
+        nameservers,
+        min_ttl: l.duration(file, &r.min_ttl, d.min_ttl),
+        max_ttl: l.duration(file, &r.max_ttl, d.max_ttl),
+        stale_for: l.duration(file, &r.stale_for, d.stale_for),
+        timeout: l.duration(file, &r.timeout, d.timeout),
+    };
+    if settings.min_ttl > settings.max_ttl {
+        let at = r
+            .min_ttl
+            .as_ref()
+            .map_or(SourcePos::of(file, raw), |m| SourcePos::of(file, m));
+        l.error(
+            at,
+            ProblemKind::Invalid("resolver: min_ttl is larger than max_ttl".to_owned()),
+        );
+    }
+    if settings.timeout.is_zero() {
+        let at = r
+            .timeout
+            .as_ref()
+            .map_or(SourcePos::of(file, raw), |m| SourcePos::of(file, m));
+        l.error(at, ProblemKind::Invalid("resolver: timeout must be above 0".to_owned()));
+    }
+    settings
+}
+
+fn compile_health_check(file: &Path, raw: &Spanned<RawHealthCheck>, l: &mut Loader) -> HealthCheckDef {
+    let h = &raw.value;
+    let path = h.path.as_ref().map_or("/".to_owned(), |p| p.value.clone());
+    if let Some(p) = &h.path {
+        let valid = p.value.starts_with('/') && http::uri::PathAndQuery::try_from(p.value.as_str()).is_ok();
+        if !valid {
+            l.error(
+                SourcePos::of(file, p),
+                ProblemKind::Path(format!(
+                    "health_check path `{}` must be an origin-form path starting with /",
+                    p.value
+                )),
+            );
+        }
+    }
+    let method = match h.method.as_ref().map(|m| (m, m.value.to_ascii_uppercase())) {
+        None => ProbeMethod::Get,
+        Some((_, m)) if m == "GET" => ProbeMethod::Get,
+        Some((_, m)) if m == "HEAD" => ProbeMethod::Head,
+        Some((m, _)) => {
+            l.error(
+                SourcePos::of(file, m),
+                ProblemKind::Invalid(format!("health_check method `{}`: use GET or HEAD", m.value)),
+            );
+            ProbeMethod::Get
+        }
+    };
+    let interval = l.duration(file, &h.interval, Duration::from_secs(5));
+    let timeout = l.duration(file, &h.timeout, Duration::from_secs(2));
+    for (d, raw_d, what) in [(interval, &h.interval, "interval"), (timeout, &h.timeout, "timeout")] {
+        if d.is_zero() {
+            let at = raw_d
+                .as_ref()
+                .map_or(SourcePos::of(file, raw), |x| SourcePos::of(file, x));
+            l.error(at, ProblemKind::Invalid(format!("health_check {what} must be above 0")));
+        }
+    }
+    let expect = h.expect.as_ref().map(|list| {
+        if list.value.is_empty() {
+            l.error(
+                SourcePos::of(file, list),
+                ProblemKind::Status("health_check expect lists no status".to_owned()),
+            );
+        }
+        list.value
+            .iter()
+            .map(|s| {
+                if !(100..=599).contains(&s.value) {
+                    l.error(
+                        SourcePos::of(file, s),
+                        ProblemKind::Status(format!("{} is outside 100-599", s.value)),
+                    );
+                }
+                s.value
+            })
+            .collect()
+    });
+    let mut count = |raw_n: &Option<Spanned<u32>>, default: u32, what: &str| match raw_n {
+        None => default,
+        Some(n) if n.value == 0 => {
+            l.error(
+                SourcePos::of(file, n),
+                ProblemKind::Invalid(format!("health_check {what} must be at least 1")),
+            );
+            default
+        }
+        Some(n) => n.value,
+    };
+    let rise = count(&h.rise, 2, "rise");
+    let fall = count(&h.fall, 3, "fall");
+    let host = h.host.as_ref().and_then(|x| {
+        http::HeaderValue::from_str(&x.value)
+            .map(|_| x.value.clone())
+            .map_err(|_| l.error(SourcePos::of(file, x), ProblemKind::Header(x.value.clone())))
+            .ok()
+    });
+    HealthCheckDef {
+        path,
+        method,
+        interval,
+        timeout,
+        expect,
+        rise,
+        fall,
+        host,
+    }
 }
 
 /// RFC 9110: a 401 must carry WWW-Authenticate (15.5.2) and a 405 Allow (15.5.6). Warns for
@@ -489,13 +743,26 @@ fn check_addr(file: &Path, a: &Spanned<String>, l: &mut Loader) {
     }
 }
 
-fn compile_upstream(file: &Path, name: &str, index: usize, up: &Spanned<RawUpstream>, l: &mut Loader) -> UpstreamGroup {
+fn compile_upstream(
+    file: &Path,
+    name: &str,
+    index: usize,
+    up: &Spanned<RawUpstream>,
+    resolver: &ResolverSettings,
+    named: &mut Vec<(String, String, SourcePos)>,
+    l: &mut Loader,
+) -> UpstreamGroup {
     let u = &up.value;
     let mut addrs = Vec::new();
     for a in &u.addrs {
-        match a.value.to_socket_addrs().map(|mut it| it.next()) {
-            Ok(Some(sa)) => addrs.push(sa),
-            _ => l.error(SourcePos::of(file, a), ProblemKind::Address(a.value.clone())),
+        match ConfiguredAddr::parse(a.value.trim()) {
+            Some(ca) => {
+                if let Some(host) = ca.name() {
+                    named.push((name.to_owned(), host.to_owned(), SourcePos::of(file, a)));
+                }
+                addrs.push(ca);
+            }
+            None => l.error(SourcePos::of(file, a), ProblemKind::Address(a.value.clone())),
         }
     }
     if u.addrs.is_empty() {
@@ -521,20 +788,8 @@ fn compile_upstream(file: &Path, name: &str, index: usize, up: &Spanned<RawUpstr
             })
             .ok()
     });
-    let peers = addrs
-        .iter()
-        .map(|&addr| UpstreamPeer {
-            addr,
-            peer: make_peer(
-                addr,
-                tls.as_ref(),
-                connect_timeout,
-                response_timeout,
-                body_timeout,
-                idle_timeout,
-            ),
-        })
-        .collect();
+    let health_check = u.health_check.as_ref().map(|h| compile_health_check(file, h, l));
+    let has_names = addrs.iter().any(|a| a.name().is_some());
     UpstreamGroup {
         name: name.to_owned(),
         index,
@@ -550,30 +805,31 @@ fn compile_upstream(file: &Path, name: &str, index: usize, up: &Spanned<RawUpstr
             max_connections,
             fail_timeout,
             host_header,
+            health_check,
+            resolver: has_names.then(|| resolver.clone()),
         },
-        peers,
     }
 }
 
-fn make_peer(
-    addr: SocketAddr,
-    tls: Option<&(String, bool)>,
-    connect_timeout: Duration,
-    response_timeout: Duration,
-    body_timeout: Duration,
-    idle_timeout: Duration,
-) -> HttpPeer {
-    let (is_tls, sni) = match tls {
-        Some((sni, _)) => (true, sni.clone()),
+/// The pingora peer of one address of a group: timeouts, TLS, SNI. `name` is the configured
+/// host name the address was resolved from (`None` for an IP literal): the SNI when the group's
+/// `tls.sni` is empty.
+///
+/// A local copy of the shared peer factory (DESIGN-11: `gateway/upstream_peer.rs`, owned by the
+/// tls branch, same signature); the merge replaces this one with it.
+pub fn make_peer(addr: SocketAddr, name: Option<&str>, def: &UpstreamDef) -> HttpPeer {
+    let (is_tls, sni) = match &def.tls {
+        Some((sni, _)) if !sni.is_empty() => (true, sni.clone()),
+        Some(_) => (true, name.unwrap_or_default().to_owned()),
         None => (false, String::new()),
     };
     let mut peer = HttpPeer::new(addr, is_tls, sni);
-    peer.options.connection_timeout = Some(connect_timeout);
-    peer.options.total_connection_timeout = Some(connect_timeout);
-    peer.options.read_timeout = Some(body_timeout);
-    peer.options.write_timeout = Some(response_timeout);
-    peer.options.idle_timeout = Some(idle_timeout);
-    if let Some((_, verify)) = tls {
+    peer.options.connection_timeout = Some(def.connect_timeout);
+    peer.options.total_connection_timeout = Some(def.connect_timeout);
+    peer.options.read_timeout = Some(def.body_timeout);
+    peer.options.write_timeout = Some(def.response_timeout);
+    peer.options.idle_timeout = Some(def.idle_timeout);
+    if let Some((_, verify)) = &def.tls {
         peer.options.verify_cert = *verify;
         peer.options.verify_hostname = *verify;
     }
@@ -684,6 +940,38 @@ mod tests {
                 "server.upgrade_sock"
             ]
         );
+    }
+
+    #[test]
+    fn an_address_is_an_ip_literal_or_a_dns_name_with_a_port() {
+        let ip = |s: &str| Some(ConfiguredAddr::Ip(s.parse().unwrap()));
+        let name = |h: &str, port| {
+            Some(ConfiguredAddr::Name {
+                host: h.to_owned(),
+                port,
+            })
+        };
+        assert_eq!(ConfiguredAddr::parse("10.0.0.5:443"), ip("10.0.0.5:443"));
+        assert_eq!(ConfiguredAddr::parse("[2001:db8::5]:443"), ip("[2001:db8::5]:443"));
+        assert_eq!(
+            ConfiguredAddr::parse("API.Vendor.example.com:8443"),
+            name("api.vendor.example.com", 8443)
+        );
+        assert_eq!(ConfiguredAddr::parse("localhost:80"), name("localhost", 80));
+        assert_eq!(ConfiguredAddr::parse("host.example.:80"), name("host.example", 80));
+        for bad in [
+            "api.example.com",
+            "api.example.com:0",
+            "api.example.com:70000",
+            ":443",
+            "10.0.0:443",
+            "-bad.example:443",
+            "a..b:443",
+            "sp ace:443",
+            "http://x:80",
+        ] {
+            assert_eq!(ConfiguredAddr::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -33,6 +33,48 @@ pub struct RawConfig {
     pub server: RawServer,
     pub upstreams: BTreeMap<String, Spanned<RawUpstream>>,
     pub routes: Vec<Spanned<RawRoute>>,
+    /// How upstream host names are resolved (default: the system's resolv.conf).
+    pub resolver: Option<Spanned<RawResolver>>,
+}
+
+/// `resolver:`: the DNS resolver of upstream host names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResolver {
+    /// `ip:port` of each nameserver (UDP, TCP on truncation); default: resolv.conf's.
+    #[serde(default)]
+    pub nameservers: Vec<Spanned<String>>,
+    /// Floor on a record's TTL before it is resolved again (default 5s).
+    pub min_ttl: Option<Spanned<String>>,
+    /// Ceiling on a record's TTL (default 5m).
+    pub max_ttl: Option<Spanned<String>>,
+    /// How long the last good addresses keep serving once resolution fails (default 1h).
+    pub stale_for: Option<Spanned<String>>,
+    /// Bound on one resolution (default 5s).
+    pub timeout: Option<Spanned<String>>,
+}
+
+/// `health_check:` of an upstream group: an active HTTP probe of every address.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    /// Request path (default `/`).
+    pub path: Option<Spanned<String>>,
+    /// `GET` (default) or `HEAD`.
+    pub method: Option<Spanned<String>>,
+    /// Time between two probes of an address (default 5s).
+    pub interval: Option<Spanned<String>>,
+    /// Bound on one probe, connect to response header (default 2s).
+    pub timeout: Option<Spanned<String>>,
+    /// Statuses that pass (default: any 200-399).
+    pub expect: Option<Spanned<Vec<Spanned<u16>>>>,
+    /// Consecutive passes that bring a failed address back (default 2).
+    pub rise: Option<Spanned<u32>>,
+    /// Consecutive failures that take an address out (default 3).
+    pub fall: Option<Spanned<u32>>,
+    /// Host header of the probe (default: the configured host name, else `host_header`, else
+    /// the address).
+    pub host: Option<Spanned<String>>,
 }
 
 /// `admin: 127.0.0.1:9090`, or `admin: {addr: 0.0.0.0:9090, token_file: admin-token}`.
@@ -152,6 +194,8 @@ pub struct RawUpstream {
     pub fail_timeout: Option<Spanned<String>>,
     /// Host header sent upstream instead of the client's (e.g. the vendor's own name).
     pub host_header: Option<Spanned<String>>,
+    /// Active health checks of every address (default: passive only).
+    pub health_check: Option<Spanned<RawHealthCheck>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -109,6 +109,9 @@ gateway_failures! {
     FdExhausted = "fd_exhausted", 503, Upstream, "The gateway is out of connection resources; retry later.";
     /// The upstream group already holds its maximum of connections.
     UpstreamConnectionLimit = "upstream_connection_limit", 503, Upstream, "The upstream's connection limit is reached; retry later.";
+    /// The group has no address: its host names have not resolved yet, or resolution has
+    /// failed for longer than `resolver.stale_for`.
+    NoUpstreamAddress = "no_upstream_address", 503, Upstream, "The upstream's host name has no address; retry later.";
 }
 
 impl GatewayFailure {

@@ -24,6 +24,7 @@ use super::connections::acquire_upstream;
 use super::rescue::{rescue, Rescue, Trouble};
 use super::respond::{to_pingora, X_REQUEST_ID};
 use super::target::normalize_path;
+use crate::balancer::NoPeer;
 use crate::engine::pipeline::{self, BodyNeed, Normalized, RawBody};
 use crate::engine::response::{compose_gateway, CanonicalBody, HOP_BY_HOP};
 use crate::engine::{GatewayFailure, Origin, ProblemFormat, RequestFacts, UpstreamHead};
@@ -186,10 +187,13 @@ impl Exchange<'_> {
         let mut connect_failures = 0;
         let mut retried = false;
         let mut next_req = Some(upstream_req);
-        let (mut up, peer) = loop {
-            let Some(peer) = balancer.pick(group) else {
-                return self.rescue(Trouble::NoUpstream).await;
+        let (mut up, picked) = loop {
+            let picked = match balancer.pick() {
+                Ok(p) => p,
+                Err(NoPeer::AllDown) => return self.rescue(Trouble::NoUpstream).await,
+                Err(NoPeer::NoAddress) => return self.rescue(Trouble::NoAddress).await,
             };
+            let peer = picked.address();
             self.log.upstream_addr = Some(peer.addr);
             let (mut up, reused) = match self.connector.get_http_session(&peer.peer).await {
                 Ok(s) => s,
@@ -198,14 +202,14 @@ impl Exchange<'_> {
                     if rescue(Trouble::Connect(&e)).marks_down() {
                         balancer.mark_down(peer.addr);
                         connect_failures += 1;
-                        if connect_failures < group.peers.len() {
+                        if connect_failures < picked.set_len() {
                             continue;
                         }
                     }
                     return self.rescue(Trouble::Connect(&e)).await;
                 }
             };
-            let req = match next_req.take() {
+            let mut req = match next_req.take() {
                 Some(r) => r,
                 None => {
                     let rebuilt = self.upstream_request(self.session.req_header(), &upstream_path, group);
@@ -215,9 +219,15 @@ impl Exchange<'_> {
                     }
                 }
             };
+            // A named address gets its configured name as Host unless `host_header` says.
+            if let (None, Some(host)) = (&group.def.host_header, &peer.host) {
+                if req.insert_header(header::HOST, host.clone()).is_err() {
+                    return self.rescue(Trouble::UnbuildableRequest).await;
+                }
+            }
             let mut body_sent = false;
             match self.send(&mut up, req, group, &mut body_sent).await {
-                Ok(()) => break (up, peer),
+                Ok(()) => break (up, picked),
                 Err(SendStop::Upstream(_)) if reused && !body_sent && !retried => retried = true,
                 Err(SendStop::Upstream(e)) => return self.rescue(Trouble::Send { error: &e, body_sent }).await,
                 Err(SendStop::Deadline) => return self.rescue(Trouble::ResponseDeadline { body_sent }).await,
@@ -229,7 +239,7 @@ impl Exchange<'_> {
         let ending = self.respond(&mut up, &upstream_path, route).await;
         if up.response_done() {
             self.connector
-                .release_http_session(up, &peer.peer, Some(group.def.idle_timeout))
+                .release_http_session(up, &picked.address().peer, Some(group.def.idle_timeout))
                 .await;
         }
         ending

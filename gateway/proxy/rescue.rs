@@ -41,6 +41,8 @@ pub enum Trouble<'e> {
     UpstreamConnectionLimit,
     /// Every address of the group is marked down.
     NoUpstream,
+    /// The group has no address at all (its host names never resolved, or stale too long).
+    NoAddress,
     /// Connecting to an address failed (the last one tried, when it blames the address).
     Connect(&'e Error),
     /// Writing the request or reading the response header failed.
@@ -110,6 +112,7 @@ pub fn rescue(t: Trouble<'_>) -> Rescue {
         Trouble::UnbuildableRequest => answer(F::BadRequest, false),
         Trouble::UpstreamConnectionLimit => answer(F::UpstreamConnectionLimit, false),
         Trouble::NoUpstream => answer(F::NoUpstream, true),
+        Trouble::NoAddress => answer(F::NoUpstreamAddress, true),
         Trouble::Connect(e) => {
             let failure = classify(e);
             answer(failure, marks_down(failure))

@@ -11,7 +11,9 @@
 //! `other`) x 502 upstream codes (plus `none`) x 2 origins for responses (in practice the
 //! handful a vendor uses), one series per gateway failure kind (`GatewayFailure::ALL`, split
 //! into upstream and client failures) plus `after_header`, one series per rule, 4 skip reasons,
-//! one redaction counter, 6 status classes; no path, client or address labels.
+//! one redaction counter, 6 status classes; no path or client labels. Upstream address and host
+//! labels are bounded by the configured groups, their host names and what those resolve to;
+//! the series of an address or a name that leaves are removed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -45,6 +47,12 @@ pub struct Metrics {
     pub last_reload_success: Gauge,
     pub config_info: IntGaugeVec,
     pub build_info: IntGaugeVec,
+    /// Resolutions of upstream host names by result (`ok` or a `DnsError` label).
+    pub dns_resolutions: IntCounterVec,
+    /// Addresses each upstream host name serves with right now (stale ones included).
+    pub dns_addresses: IntGaugeVec,
+    /// 1 while an address is in rotation as far as active health checks say, else 0.
+    pub upstream_address_up: IntGaugeVec,
     /// Requests that matched no route.
     no_route: OnceLock<Arc<RouteMetrics>>,
 }
@@ -139,6 +147,21 @@ impl Metrics {
                 "statusgate_build_info",
                 "statusgate's version (value 1).",
                 &["version"]
+            )?,
+            dns_resolutions: register_int_counter_vec!(
+                "statusgate_dns_resolutions_total",
+                "Resolutions of upstream host names, by group, host and result: ok, nxdomain, no_records, timeout, config, error.",
+                &["upstream", "host", "result"]
+            )?,
+            dns_addresses: register_int_gauge_vec!(
+                "statusgate_dns_addresses",
+                "Addresses an upstream host name serves with (the last good resolution, until resolver.stale_for runs out).",
+                &["upstream", "host"]
+            )?,
+            upstream_address_up: register_int_gauge_vec!(
+                "statusgate_upstream_address_up",
+                "1 while an upstream address is in rotation as far as active health checks say (always 1 without health_check), 0 after fall failed checks.",
+                &["upstream", "address"]
             )?,
             no_route: OnceLock::new(),
         };

@@ -6,6 +6,7 @@
 pub mod assert;
 pub mod client;
 pub mod config;
+pub mod dns;
 pub mod gateway;
 pub mod upstream;
 pub mod vendor;

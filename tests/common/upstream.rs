@@ -74,6 +74,8 @@ type Handler = dyn Fn(&Received) -> Reply + Send + Sync;
 
 pub struct Upstream {
     pub port: u16,
+    /// The loopback address it listens on (127.0.0.1 unless `start_at` said otherwise).
+    pub ip: std::net::IpAddr,
     pub received: Arc<Mutex<Vec<Received>>>,
     /// TCP connections accepted so far.
     pub connections: Arc<AtomicUsize>,
@@ -82,8 +84,15 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn start(handler: impl Fn(&Received) -> Reply + Send + Sync + 'static) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
+        Upstream::start_at("127.0.0.1:0", handler).expect("loopback port")
+    }
+
+    /// On a given loopback address (`127.0.0.2:8080`; port 0: any free port), e.g. several
+    /// servers on one port that a host name resolves to; `None` when the address is taken.
+    pub fn start_at(addr: &str, handler: impl Fn(&Received) -> Reply + Send + Sync + 'static) -> Option<Upstream> {
+        let listener = TcpListener::bind(addr).ok()?;
+        let local = listener.local_addr().unwrap();
+        let (ip, port) = (local.ip(), local.port());
         let received = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let handler: Arc<Handler> = Arc::new(handler);
@@ -100,12 +109,13 @@ impl Upstream {
                 thread::spawn(move || serve(conn, &*h, &rec));
             }
         });
-        Upstream {
+        Some(Upstream {
             port,
+            ip,
             received,
             connections,
             stop,
-        }
+        })
     }
 
     pub fn requests(&self) -> Vec<Received> {
@@ -113,14 +123,14 @@ impl Upstream {
     }
 
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 }
 
 impl Drop for Upstream {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        let _ = TcpStream::connect((self.ip, self.port));
     }
 }
 
