@@ -21,7 +21,7 @@ use crate::config::{ConfigProblem, ProblemKind, SourcePos};
 use crate::dns::{DnsError, Resolution, ResolverSettings};
 use crate::engine::body::DEFAULT_BODY_DEPTH;
 use crate::engine::canonical::{CanonicalStatus, GatewayFailure};
-use crate::engine::diagnostics::{HeaderError, PathError, PathKey};
+use crate::engine::diagnostics::{HeaderError, HealthCheckError, PathError, PathKey, ResolverError};
 use crate::engine::examples;
 use crate::engine::profile::{check_body_depth, EnsureHeaders, DEFAULT_BODY_BUFFER};
 use crate::engine::redact::Redaction;
@@ -588,7 +588,7 @@ fn compile_resolver(file: &Path, raw: Option<&Spanned<RawResolver>>, l: &mut Loa
             Ok(sa) => nameservers.push(sa),
             Err(_) => l.error(
                 SourcePos::of(file, ns),
-                ProblemKind::Invalid(format!("nameserver `{}`: expected ip:port, e.g. 10.0.0.2:53", ns.value)),
+                ResolverError::Nameserver(ns.value.clone()).into(),
             ),
         }
     }
@@ -604,17 +604,14 @@ fn compile_resolver(file: &Path, raw: Option<&Spanned<RawResolver>>, l: &mut Loa
             .min_ttl
             .as_ref()
             .map_or(SourcePos::of(file, raw), |m| SourcePos::of(file, m));
-        l.error(
-            at,
-            ProblemKind::Invalid("resolver: min_ttl is larger than max_ttl".to_owned()),
-        );
+        l.error(at, ResolverError::MinTtlAboveMax.into());
     }
     if settings.timeout.is_zero() {
         let at = r
             .timeout
             .as_ref()
             .map_or(SourcePos::of(file, raw), |m| SourcePos::of(file, m));
-        l.error(at, ProblemKind::Invalid("resolver: timeout must be above 0".to_owned()));
+        l.error(at, ResolverError::ZeroTimeout.into());
     }
     settings
 }
@@ -625,13 +622,7 @@ fn compile_health_check(file: &Path, raw: &Spanned<RawHealthCheck>, l: &mut Load
     if let Some(p) = &h.path {
         let valid = p.value.starts_with('/') && http::uri::PathAndQuery::try_from(p.value.as_str()).is_ok();
         if !valid {
-            l.error(
-                SourcePos::of(file, p),
-                ProblemKind::Path(format!(
-                    "health_check path `{}` must be an origin-form path starting with /",
-                    p.value
-                )),
-            );
+            l.error(SourcePos::of(file, p), HealthCheckError::Path(p.value.clone()).into());
         }
     }
     let method = match h.method.as_ref().map(|m| (m, m.value.to_ascii_uppercase())) {
@@ -639,10 +630,7 @@ fn compile_health_check(file: &Path, raw: &Spanned<RawHealthCheck>, l: &mut Load
         Some((_, m)) if m == "GET" => ProbeMethod::Get,
         Some((_, m)) if m == "HEAD" => ProbeMethod::Head,
         Some((m, _)) => {
-            l.error(
-                SourcePos::of(file, m),
-                ProblemKind::Invalid(format!("health_check method `{}`: use GET or HEAD", m.value)),
-            );
+            l.error(SourcePos::of(file, m), HealthCheckError::Method(m.value.clone()).into());
             ProbeMethod::Get
         }
     };
@@ -653,7 +641,7 @@ fn compile_health_check(file: &Path, raw: &Spanned<RawHealthCheck>, l: &mut Load
             let at = raw_d
                 .as_ref()
                 .map_or(SourcePos::of(file, raw), |x| SourcePos::of(file, x));
-            l.error(at, ProblemKind::Invalid(format!("health_check {what} must be above 0")));
+            l.error(at, HealthCheckError::ZeroDuration(what).into());
         }
     }
     let expect = h.expect.as_ref().map(|list| {
@@ -676,13 +664,10 @@ fn compile_health_check(file: &Path, raw: &Spanned<RawHealthCheck>, l: &mut Load
             })
             .collect()
     });
-    let mut count = |raw_n: &Option<Spanned<u32>>, default: u32, what: &str| match raw_n {
+    let mut count = |raw_n: &Option<Spanned<u32>>, default: u32, what: &'static str| match raw_n {
         None => default,
         Some(n) if n.value == 0 => {
-            l.error(
-                SourcePos::of(file, n),
-                ProblemKind::Invalid(format!("health_check {what} must be at least 1")),
-            );
+            l.error(SourcePos::of(file, n), HealthCheckError::ZeroCount(what).into());
             default
         }
         Some(n) => n.value,
@@ -692,7 +677,15 @@ fn compile_health_check(file: &Path, raw: &Spanned<RawHealthCheck>, l: &mut Load
     let host = h.host.as_ref().and_then(|x| {
         http::HeaderValue::from_str(&x.value)
             .map(|_| x.value.clone())
-            .map_err(|_| l.error(SourcePos::of(file, x), ProblemKind::Header(x.value.clone())))
+            .map_err(|_| {
+                l.error(
+                    SourcePos::of(file, x),
+                    ProblemKind::Header(HeaderError::Value {
+                        name: "Host".to_owned(),
+                        value: x.value.clone(),
+                    }),
+                )
+            })
             .ok()
     });
     HealthCheckDef {

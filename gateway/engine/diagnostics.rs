@@ -116,6 +116,12 @@ pub enum ProblemKind {
     /// The `admin:` section's bearer token.
     #[error("{0}")]
     Admin(#[from] AdminError),
+    /// The `resolver:` section.
+    #[error("resolver: {0}")]
+    Resolver(#[from] ResolverError),
+    /// An upstream's `health_check:`.
+    #[error("health_check: {0}")]
+    HealthCheck(#[from] HealthCheckError),
     /// The reload's compile task died (a panic): the last good snapshot keeps serving.
     #[error("reload task failed: {0}")]
     ReloadTask(String),
@@ -159,6 +165,8 @@ impl ProblemKind {
             ProblemKind::Admin(AdminError::EnvNotUnicode(_)) => "admin_token_env_not_unicode",
             ProblemKind::Admin(AdminError::ProtectWithoutToken(_)) => "admin_protect_without_token",
             ProblemKind::ReloadTask(_) => "reload_task",
+            ProblemKind::Resolver(_) => "resolver",
+            ProblemKind::HealthCheck(_) => "health_check",
             ProblemKind::ListenerOverlap(_) => "listener_overlap",
             ProblemKind::Warning(_) => "warning",
         }
@@ -250,6 +258,32 @@ pub enum AdminError {
     EnvNotUnicode(TokenSource),
     #[error("{0} needs a token: set token_file or token_env")]
     ProtectWithoutToken(AdminSwitch),
+}
+
+/// What is wrong with the `resolver:` section.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolverError {
+    #[error("nameserver `{0}`: expected ip:port, e.g. 10.0.0.2:53")]
+    Nameserver(String),
+    #[error("min_ttl is larger than max_ttl")]
+    MinTtlAboveMax,
+    #[error("timeout must be above 0")]
+    ZeroTimeout,
+}
+
+/// What is wrong with an upstream's `health_check:`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HealthCheckError {
+    #[error("path `{0}` must be an origin-form path starting with /")]
+    Path(String),
+    #[error("method `{0}`: use GET or HEAD")]
+    Method(String),
+    /// `interval` or `timeout` of zero.
+    #[error("{0} must be above 0")]
+    ZeroDuration(&'static str),
+    /// `rise` or `fall` of zero.
+    #[error("{0} must be at least 1")]
+    ZeroCount(&'static str),
 }
 
 /// A listener whose address an earlier listener already takes.
