@@ -11,11 +11,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use pingora::upstreams::peer::HttpPeer;
+
+pub use crate::config::upstream_tls::UpstreamTls;
 use serde_saphyr::Spanned;
 
 use crate::config::load::{parse_yaml, read_text, resolve, EMBEDDED_CANONICAL};
 use crate::config::schema::{RawCanonical, RawConfig, RawProfile, RawUpstream};
 use crate::config::units::parse_duration;
+use crate::config::upstream_tls::compile_tls;
 use crate::config::{ConfigProblem, ProblemKind, SourcePos};
 use crate::engine::body::DEFAULT_BODY_DEPTH;
 use crate::engine::canonical::{CanonicalStatus, GatewayFailure};
@@ -23,6 +26,10 @@ use crate::engine::examples;
 use crate::engine::profile::{check_body_depth, EnsureHeaders, DEFAULT_BODY_BUFFER};
 use crate::engine::redact::Redaction;
 use crate::engine::{CanonicalProfile, CompiledProfile};
+use crate::upstream_peer::make_peer;
+
+/// Concurrent streams per HTTP/2 upstream connection without `max_h2_streams`.
+pub const DEFAULT_MAX_H2_STREAMS: usize = 100;
 
 /// One upstream address with its pingora peer (timeouts, TLS, SNI), built once per snapshot.
 #[derive(Debug)]
@@ -37,8 +44,8 @@ pub struct UpstreamPeer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamDef {
     pub addrs: Vec<SocketAddr>,
-    /// SNI and whether to verify the certificate, when TLS is on.
-    pub tls: Option<(String, bool)>,
+    /// TLS to the upstream (`None`: plain text).
+    pub tls: Option<UpstreamTls>,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub idle_timeout: Duration,
@@ -54,6 +61,10 @@ pub struct UpstreamDef {
     pub fail_timeout: Duration,
     /// Host header sent upstream instead of the client's.
     pub host_header: Option<http::HeaderValue>,
+    /// Offer HTTP/2 (ALPN h2 with HTTP/1.1 fallback on TLS, h2c on plain text).
+    pub http2: bool,
+    /// Concurrent streams per HTTP/2 connection.
+    pub max_h2_streams: usize,
 }
 
 /// An upstream group as a snapshot holds it: immutable (its runtime state is the proxy's).
@@ -196,6 +207,7 @@ struct Loader {
     files: Vec<PathBuf>,
     hasher: DefaultHasher,
     problems: Vec<ConfigProblem>,
+    warnings: Vec<ConfigProblem>,
 }
 
 impl Loader {
@@ -246,6 +258,7 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
         files: Vec::new(),
         hasher: DefaultHasher::new(),
         problems: Vec::new(),
+        warnings: Vec::new(),
     };
     let Some(raw) = l.read::<RawConfig>(main) else {
         return Err(l.problems);
@@ -401,6 +414,7 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
     };
     let mut warnings = challenge_warnings(&routes);
     warnings.extend(admin_warnings);
+    warnings.append(&mut l.warnings);
     Ok(Snapshot {
         version: format!("{:016x}", l.hasher.finish()),
         loaded_at: SystemTime::now(),
@@ -470,17 +484,38 @@ fn check_addr(file: &Path, a: &Spanned<String>, l: &mut Loader) {
 
 fn compile_upstream(file: &Path, name: &str, index: usize, up: &Spanned<RawUpstream>, l: &mut Loader) -> UpstreamGroup {
     let u = &up.value;
-    let mut addrs = Vec::new();
+    let (mut addrs, mut names) = (Vec::new(), Vec::new());
     for a in &u.addrs {
         match a.value.to_socket_addrs().map(|mut it| it.next()) {
-            Ok(Some(sa)) => addrs.push(sa),
+            Ok(Some(sa)) => {
+                addrs.push(sa);
+                names.push(host_name(&a.value));
+            }
             _ => l.error(SourcePos::of(file, a), ProblemKind::Address(a.value.clone())),
         }
     }
     if u.addrs.is_empty() {
         l.error(SourcePos::of(file, up), ProblemKind::NoAddresses(name.to_owned()));
     }
-    let tls = u.tls.as_ref().map(|t| (t.sni.value.clone(), t.verify));
+    let tls = u.tls.as_ref().and_then(|t| {
+        let (mut problems, mut warnings) = (Vec::new(), Vec::new());
+        let compiled = compile_tls(file, name, t, &mut |p| l.read_text_file(p), &mut problems, &mut warnings);
+        l.problems.extend(problems);
+        l.warnings.extend(warnings);
+        compiled
+    });
+    let http2 = u.http2.as_ref().is_some_and(|h| h.value);
+    let max_h2_streams = match &u.max_h2_streams {
+        None => DEFAULT_MAX_H2_STREAMS,
+        Some(m) if m.value == 0 => {
+            l.error(
+                SourcePos::of(file, m),
+                ProblemKind::Invalid("max_h2_streams must be at least 1".to_owned()),
+            );
+            DEFAULT_MAX_H2_STREAMS
+        }
+        Some(m) => m.value,
+    };
     let connect_timeout = l.duration(file, &u.connect_timeout, Duration::from_secs(2));
     let response_timeout = l.duration(file, &u.response_timeout, Duration::from_secs(30));
     let idle_timeout = l.duration(file, &u.idle_timeout, Duration::from_secs(60));
@@ -494,63 +529,46 @@ fn compile_upstream(file: &Path, name: &str, index: usize, up: &Spanned<RawUpstr
             .map_err(|_| l.error(SourcePos::of(file, h), ProblemKind::Header(h.value.clone())))
             .ok()
     });
-    let peers = addrs
+    let def = UpstreamDef {
+        addrs,
+        tls,
+        connect_timeout,
+        response_timeout,
+        idle_timeout,
+        body_timeout,
+        write_timeout,
+        body_deadline,
+        max_connections,
+        fail_timeout,
+        host_header,
+        http2,
+        max_h2_streams,
+    };
+    let peers = def
+        .addrs
         .iter()
-        .map(|&addr| UpstreamPeer {
+        .zip(&names)
+        .map(|(&addr, host)| UpstreamPeer {
             addr,
-            peer: make_peer(
-                addr,
-                tls.as_ref(),
-                connect_timeout,
-                response_timeout,
-                body_timeout,
-                idle_timeout,
-            ),
+            peer: make_peer(addr, host.as_deref(), &def),
         })
         .collect();
     UpstreamGroup {
         name: name.to_owned(),
         index,
-        def: UpstreamDef {
-            addrs,
-            tls,
-            connect_timeout,
-            response_timeout,
-            idle_timeout,
-            body_timeout,
-            write_timeout,
-            body_deadline,
-            max_connections,
-            fail_timeout,
-            host_header,
-        },
+        def,
         peers,
     }
 }
 
-fn make_peer(
-    addr: SocketAddr,
-    tls: Option<&(String, bool)>,
-    connect_timeout: Duration,
-    response_timeout: Duration,
-    body_timeout: Duration,
-    idle_timeout: Duration,
-) -> HttpPeer {
-    let (is_tls, sni) = match tls {
-        Some((sni, _)) => (true, sni.clone()),
-        None => (false, String::new()),
-    };
-    let mut peer = HttpPeer::new(addr, is_tls, sni);
-    peer.options.connection_timeout = Some(connect_timeout);
-    peer.options.total_connection_timeout = Some(connect_timeout);
-    peer.options.read_timeout = Some(body_timeout);
-    peer.options.write_timeout = Some(response_timeout);
-    peer.options.idle_timeout = Some(idle_timeout);
-    if let Some((_, verify)) = tls {
-        peer.options.verify_cert = *verify;
-        peer.options.verify_hostname = *verify;
+/// The host name of a configured address (`api.example.com:443` -> `api.example.com`), `None`
+/// for a literal IP address.
+fn host_name(addr: &str) -> Option<String> {
+    if addr.parse::<SocketAddr>().is_ok() {
+        return None;
     }
-    peer
+    let (host, _) = addr.rsplit_once(':')?;
+    Some(host.trim_start_matches('[').trim_end_matches(']').to_owned())
 }
 
 fn compile_canonical(file: &Path, raw: &RawCanonical, l: &mut Loader) -> Option<CanonicalProfile> {

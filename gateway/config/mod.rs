@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod load;
 pub mod schema;
+pub mod upstream_tls;
 pub use statusgate_engine::units;
 
 pub use load::{ConfigProblem, ProblemKind, Severity, SourcePos};
