@@ -170,7 +170,7 @@ pub struct RawUpstreamTls {
     /// Check that the certificate names the server (default: `verify`).
     pub verify_hostname: Option<Spanned<bool>>,
     /// PEM file(s) of the CA certificates to trust; relative to this file.
-    pub ca: Option<OneOrMany<Spanned<String>>>,
+    pub ca: Option<Spanned<OneOrMany<String>>>,
     /// With `ca`: trust the system roots too (default false: `ca` replaces them).
     pub system_roots: Option<Spanned<bool>>,
     /// Client certificate chain (PEM) for mTLS; needs `key`.

@@ -159,8 +159,8 @@ pub fn compile_tls(
     };
 
     let mut files = Vec::new();
-    for path in t.ca.iter().flat_map(|c| c.0.iter()) {
-        if let Some(certs) = read_certs(file, path, "tls.ca", read, problems) {
+    for (path, at) in t.ca.iter().flat_map(|c| c.value.0.iter().map(move |p| (p, c))) {
+        if let Some(certs) = read_certs(file, path, at, "tls.ca", read, problems) {
             files.extend(certs);
         }
     }
@@ -228,23 +228,24 @@ pub fn compile_tls(
     })
 }
 
-fn invalid(file: &Path, at: &Spanned<String>, message: String) -> ConfigProblem {
+fn invalid<T>(file: &Path, at: &Spanned<T>, message: String) -> ConfigProblem {
     ConfigProblem::error(SourcePos::of(file, at), ProblemKind::Invalid(message))
 }
 
 /// Reads a PEM file named by `key`; the problem (missing, unreadable) is on the key.
-fn read_pem(
+fn read_pem<T>(
     file: &Path,
-    path: &Spanned<String>,
+    path: &str,
+    at: &Spanned<T>,
     key: &str,
     read: &mut ReadFile<'_>,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<String> {
-    let resolved = resolve(file, &path.value);
+    let resolved = resolve(file, path);
     read(&resolved)
         .map_err(|p| {
             problems.push(ConfigProblem::error(
-                SourcePos::of(file, path),
+                SourcePos::of(file, at),
                 ProblemKind::Invalid(format!("{key} {}: {}", resolved.display(), p.kind)),
             ))
         })
@@ -252,38 +253,39 @@ fn read_pem(
 }
 
 /// The certificates of a PEM file, each checked the way pingora will use it.
-fn read_certs(
+fn read_certs<T>(
     file: &Path,
-    path: &Spanned<String>,
+    path: &str,
+    at: &Spanned<T>,
     key: &str,
     read: &mut ReadFile<'_>,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<Vec<Vec<u8>>> {
-    let text = read_pem(file, path, key, read, problems)?;
+    let text = read_pem(file, path, at, key, read, problems)?;
     let mut out = Vec::new();
     for item in CertificateDer::pem_slice_iter(text.as_bytes()) {
         match item {
             Ok(c) if x509_parser::parse_x509_certificate(&c).is_ok() => out.push(c.to_vec()),
             Ok(_) => {
-                problems.push(invalid(file, path, format!("{key} {}: a certificate is not valid X.509", path.value)));
+                problems.push(invalid(file, at, format!("{key} {}: a certificate is not valid X.509", path)));
                 return None;
             }
             Err(e) => {
-                problems.push(invalid(file, path, format!("{key} {}: not PEM: {e}", path.value)));
+                problems.push(invalid(file, at, format!("{key} {}: not PEM: {e}", path)));
                 return None;
             }
         }
     }
     if out.is_empty() {
-        problems.push(invalid(file, path, format!("{key} {}: no PEM certificate in the file", path.value)));
+        problems.push(invalid(file, at, format!("{key} {}: no PEM certificate in the file", path)));
         return None;
     }
     if key == "tls.ca" {
         if let Some(i) = out.iter().position(|d| !usable_root(d)) {
             problems.push(invalid(
                 file,
-                path,
-                format!("{key} {}: certificate {} cannot be a trust anchor", path.value, i + 1),
+                at,
+                format!("{key} {}: certificate {} cannot be a trust anchor", path, i + 1),
             ));
             return None;
         }
@@ -307,8 +309,8 @@ fn client_cert(
     read: &mut ReadFile<'_>,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<ClientCert> {
-    let chain = read_certs(file, cert, "tls.cert", read, problems);
-    let key_text = read_pem(file, key, "tls.key", read, problems)?;
+    let chain = read_certs(file, &cert.value, cert, "tls.cert", read, problems);
+    let key_text = read_pem(file, &key.value, key, "tls.key", read, problems)?;
     let chain = chain?;
     let key_der = match PrivateKeyDer::from_pem_slice(key_text.as_bytes()) {
         Ok(k) => k,

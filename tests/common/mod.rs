@@ -7,6 +7,7 @@ pub mod assert;
 pub mod client;
 pub mod config;
 pub mod gateway;
+pub mod tls;
 pub mod upstream;
 pub mod vendor;
 
