@@ -7,7 +7,7 @@
 mod common;
 
 use common::config::{Config, Route, Upstream as Up};
-use common::tls::{have_nginx, Ca, Nginx, ServerOpts, TlsServer};
+use common::tls::{require_nginx, Ca, Nginx, ServerOpts, TlsServer};
 use common::{assert::gateway_problem, request, Gateway};
 
 fn gateway(up: Up, files: &[(&str, &str)]) -> Gateway {
@@ -275,10 +275,7 @@ fn tls_files_that_are_missing_unparsable_or_half_a_pair_are_positioned_problems(
 
 #[test]
 fn http2_is_negotiated_by_alpn_and_falls_back_to_http_1_1() {
-    if !have_nginx() {
-        eprintln!("skipped: no {}", common::tls::NGINX_BIN);
-        return;
-    }
+    require_nginx();
     let ca = Ca::new("ca");
     let leaf = ca.leaf(&["vendor.internal"]);
     let nginx = Nginx::start(
@@ -312,10 +309,7 @@ fn http2_is_negotiated_by_alpn_and_falls_back_to_http_1_1() {
 
 #[test]
 fn h2c_rules_bodies_and_failures_work_as_over_http_1_1() {
-    if !have_nginx() {
-        eprintln!("skipped: no {}", common::tls::NGINX_BIN);
-        return;
-    }
+    require_nginx();
     let nginx = Nginx::start(
         "http2",
         "    location /proto { return 200 \"$server_protocol $http_host\"; }\n    location /throttle { default_type application/json; return 400 '{\"error_code\":\"EndPoint.0022\"}'; }\n    location /post { default_type text/plain; return 200 \"$request_method $content_length\"; }",
@@ -348,10 +342,7 @@ fn h2c_rules_bodies_and_failures_work_as_over_http_1_1() {
 /// answers its own 400; the profile in docs/configuration.md maps that to the gateway's side.
 #[test]
 fn nginx_answering_400_for_a_missing_client_certificate_is_mapped_by_the_documented_profile() {
-    if !have_nginx() {
-        eprintln!("skipped: no {}", common::tls::NGINX_BIN);
-        return;
-    }
+    require_nginx();
     let (ca, clients) = (Ca::new("server ca"), Ca::new("client ca"));
     let leaf = ca.leaf(&["vendor.internal"]);
     let nginx = Nginx::start(

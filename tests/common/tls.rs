@@ -205,9 +205,12 @@ pub struct Nginx {
 
 pub const NGINX_BIN: &str = "/usr/sbin/nginx";
 
-/// Whether the test machine has nginx (scripts/setup installs it).
-pub fn have_nginx() -> bool {
-    Path::new(NGINX_BIN).exists()
+/// Fails the test, saying how to fix it, when the machine has no nginx.
+pub fn require_nginx() {
+    assert!(
+        Path::new(NGINX_BIN).exists(),
+        "{NGINX_BIN} is missing: run scripts/setup nginx (scripts/test does)"
+    );
 }
 
 impl Nginx {
