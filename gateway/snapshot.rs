@@ -499,7 +499,14 @@ fn compile_upstream(file: &Path, name: &str, index: usize, up: &Spanned<RawUpstr
     }
     let tls = u.tls.as_ref().and_then(|t| {
         let (mut problems, mut warnings) = (Vec::new(), Vec::new());
-        let compiled = compile_tls(file, name, t, &mut |p| l.read_text_file(p), &mut problems, &mut warnings);
+        let compiled = compile_tls(
+            file,
+            name,
+            t,
+            &mut |p| l.read_text_file(p),
+            &mut problems,
+            &mut warnings,
+        );
         l.problems.extend(problems);
         l.warnings.extend(warnings);
         compiled

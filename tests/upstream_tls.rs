@@ -11,7 +11,10 @@ use common::tls::{require_nginx, Ca, Nginx, ServerOpts, TlsServer};
 use common::{assert::gateway_problem, request, Gateway};
 
 fn gateway(up: Up, files: &[(&str, &str)]) -> Gateway {
-    Gateway::start(&Config::new().upstream("up", up).route(Route::new("r", "up")).build(), files)
+    Gateway::start(
+        &Config::new().upstream("up", up).route(Route::new("r", "up")).build(),
+        files,
+    )
 }
 
 fn get(gw: &Gateway) -> common::Response {
@@ -31,7 +34,9 @@ fn problems(config: &str, files: &[(&str, &str)]) -> (String, Vec<String>) {
         std::fs::write(dir.path().join(name), text).unwrap();
     }
     let path = dir.path().join("statusgate.yaml");
-    let text = config.replace("${LISTEN}", "127.0.0.1:1").replace("${ADMIN}", "127.0.0.1:2");
+    let text = config
+        .replace("${LISTEN}", "127.0.0.1:1")
+        .replace("${ADMIN}", "127.0.0.1:2");
     std::fs::write(&path, text).unwrap();
     let out = match statusgate::snapshot::load(&path) {
         Ok(_) => Vec::new(),
@@ -63,10 +68,7 @@ fn an_upstream_signed_by_another_ca_is_the_gateways_502_tls() {
     );
     gateway_problem(&get(&gw), 502, "upstream-tls");
     // The system roots do not know a private CA either.
-    let gw = gateway(
-        Up::addr(&srv.addr()).set("tls", "{ sni: vendor.internal }"),
-        &[],
-    );
+    let gw = gateway(Up::addr(&srv.addr()).set("tls", "{ sni: vendor.internal }"), &[]);
     gateway_problem(&get(&gw), 502, "upstream-tls");
     // With system_roots: true the group's CA adds to them.
     let gw = gateway(
@@ -97,11 +99,17 @@ fn hostname_verification_rejects_a_certificate_for_another_name() {
 fn without_sni_a_literal_ip_address_is_verified_against_the_certificates_ip() {
     let ca = Ca::new("ca");
     let by_ip = TlsServer::start(&ca.leaf(&["127.0.0.1"]), ServerOpts::default());
-    let gw = gateway(Up::addr(&by_ip.addr()).set("tls", "{ ca: ca.pem }"), &[("ca.pem", &ca.pem)]);
+    let gw = gateway(
+        Up::addr(&by_ip.addr()).set("tls", "{ ca: ca.pem }"),
+        &[("ca.pem", &ca.pem)],
+    );
     // No SNI is sent for an IP address (RFC 6066 section 3), and the certificate matched it.
     assert_eq!(seen(&get(&gw))["sni"], serde_json::Value::Null);
     let by_name = TlsServer::start(&ca.leaf(&["vendor.internal"]), ServerOpts::default());
-    let gw = gateway(Up::addr(&by_name.addr()).set("tls", "{ ca: ca.pem }"), &[("ca.pem", &ca.pem)]);
+    let gw = gateway(
+        Up::addr(&by_name.addr()).set("tls", "{ ca: ca.pem }"),
+        &[("ca.pem", &ca.pem)],
+    );
     gateway_problem(&get(&gw), 502, "upstream-tls");
 }
 
@@ -148,10 +156,7 @@ fn an_mtls_upstream_is_served_with_cert_and_key_and_refuses_the_handshake_withou
     // A certificate from a CA the upstream does not trust.
     let stranger = ca.leaf(&["statusgate"]);
     let gw = gateway(
-        Up::addr(&srv.addr()).set(
-            "tls",
-            "{ ca: ca.pem, sni: vendor.internal, cert: s.crt, key: s.key }",
-        ),
+        Up::addr(&srv.addr()).set("tls", "{ ca: ca.pem, sni: vendor.internal, cert: s.crt, key: s.key }"),
         &[
             ("ca.pem", &ca.pem),
             ("s.crt", &stranger.cert_pem),
@@ -248,14 +253,29 @@ fn tls_files_that_are_missing_unparsable_or_half_a_pair_are_positioned_problems(
     let line_of = |cfg: &str| cfg.lines().position(|l| l.contains("tls:")).unwrap() + 1;
     for (tls, files, says) in [
         ("{ ca: missing.pem }", vec![], "tls.ca"),
-        ("{ ca: [ok.pem, bad.pem] }", vec![("ok.pem", ca.pem.as_str()), ("bad.pem", "not a certificate\n")], "no PEM certificate"),
+        (
+            "{ ca: [ok.pem, bad.pem] }",
+            vec![("ok.pem", ca.pem.as_str()), ("bad.pem", "not a certificate\n")],
+            "no PEM certificate",
+        ),
         (
             "{ ca: bad.pem }",
-            vec![("bad.pem", "-----BEGIN CERTIFICATE-----\nAAAA!!!!\n-----END CERTIFICATE-----\n")],
+            vec![(
+                "bad.pem",
+                "-----BEGIN CERTIFICATE-----\nAAAA!!!!\n-----END CERTIFICATE-----\n",
+            )],
             "tls.ca",
         ),
-        ("{ cert: c.crt }", vec![("c.crt", leaf.cert_pem.as_str())], "without tls.key"),
-        ("{ key: c.key }", vec![("c.key", leaf.key_pem.as_str())], "without tls.cert"),
+        (
+            "{ cert: c.crt }",
+            vec![("c.crt", leaf.cert_pem.as_str())],
+            "without tls.key",
+        ),
+        (
+            "{ key: c.key }",
+            vec![("c.key", leaf.key_pem.as_str())],
+            "without tls.cert",
+        ),
         (
             "{ cert: c.crt, key: c.key }",
             vec![("c.crt", leaf.cert_pem.as_str()), ("c.key", "garbage\n")],
@@ -285,7 +305,10 @@ fn http2_is_negotiated_by_alpn_and_falls_back_to_http_1_1() {
     );
     let tls = "{ ca: ca.pem, sni: vendor.internal }";
     let gw = gateway(
-        Up::addr(&nginx.addr()).set("tls", tls).set("http2", "true").set("max_h2_streams", "10"),
+        Up::addr(&nginx.addr())
+            .set("tls", tls)
+            .set("http2", "true")
+            .set("max_h2_streams", "10"),
         &[("ca.pem", &ca.pem)],
     );
     for _ in 0..3 {
@@ -371,10 +394,7 @@ fn nginx_answering_400_for_a_missing_client_certificate_is_mapped_by_the_documen
         &Config::new()
             .upstream(
                 "up",
-                Up::addr(&nginx.addr()).set(
-                    "tls",
-                    "{ ca: ca.pem, sni: vendor.internal, cert: c.crt, key: c.key }",
-                ),
+                Up::addr(&nginx.addr()).set("tls", "{ ca: ca.pem, sni: vendor.internal, cert: c.crt, key: c.key }"),
             )
             .route(Route::new("r", "up").profile("nginx-mtls.yaml"))
             .build(),
@@ -392,7 +412,9 @@ fn nginx_answering_400_for_a_missing_client_certificate_is_mapped_by_the_documen
 fn doc_block(name: &str) -> String {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md")).unwrap();
     let marker = format!("<!-- {name} -->");
-    let at = doc.find(&marker).unwrap_or_else(|| panic!("no {marker} in docs/configuration.md"));
+    let at = doc
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {marker} in docs/configuration.md"));
     let rest = &doc[at..];
     let start = rest.find("```yaml\n").unwrap() + "```yaml\n".len();
     let end = rest[start..].find("```").unwrap();

@@ -34,12 +34,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::prelude::HttpPeer;
 use pingora::protocols::tls::CaType;
-use pingora::utils::tls::{parse_x509, WrappedX509};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
 use pingora::proxy::{http_proxy_service, ProxyHttp, Session};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
+use pingora::utils::tls::{parse_x509, WrappedX509};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
 
 /// statusgate's default `idle_timeout` for pooled upstream connections.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);

@@ -70,7 +70,12 @@ impl Eq for TrustRoots {}
 
 impl fmt::Debug for TrustRoots {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TrustRoots({} certificates, system: {})", self.der.len(), self.system)
+        write!(
+            f,
+            "TrustRoots({} certificates, system: {})",
+            self.der.len(),
+            self.system
+        )
     }
 }
 
@@ -184,7 +189,9 @@ pub fn compile_tls(
                     // connector (it adds the whole list per connection): leave it out.
                     Ok(certs) => der.extend(certs.into_iter().map(|c| c.to_vec()).filter(|d| usable_root(d))),
                     Err(e) => problems.push(ConfigProblem::error(
-                        t.system_roots.as_ref().map_or(SourcePos::of(file, raw), |s| SourcePos::of(file, s)),
+                        t.system_roots
+                            .as_ref()
+                            .map_or(SourcePos::of(file, raw), |s| SourcePos::of(file, s)),
                         ProblemKind::Invalid(format!("tls.system_roots: cannot load the system roots: {e}")),
                     )),
                 }
@@ -267,7 +274,11 @@ fn read_certs<T>(
         match item {
             Ok(c) if x509_parser::parse_x509_certificate(&c).is_ok() => out.push(c.to_vec()),
             Ok(_) => {
-                problems.push(invalid(file, at, format!("{key} {}: a certificate is not valid X.509", path)));
+                problems.push(invalid(
+                    file,
+                    at,
+                    format!("{key} {}: a certificate is not valid X.509", path),
+                ));
                 return None;
             }
             Err(e) => {
@@ -277,7 +288,11 @@ fn read_certs<T>(
         }
     }
     if out.is_empty() {
-        problems.push(invalid(file, at, format!("{key} {}: no PEM certificate in the file", path)));
+        problems.push(invalid(
+            file,
+            at,
+            format!("{key} {}: no PEM certificate in the file", path),
+        ));
         return None;
     }
     if key == "tls.ca" {
@@ -297,9 +312,7 @@ fn read_certs<T>(
 /// each per-peer CA on every connection).
 fn usable_root(der: &[u8]) -> bool {
     x509_parser::parse_x509_certificate(der).is_ok()
-        && RootCertStore::empty()
-            .add(CertificateDer::from(der.to_vec()))
-            .is_ok()
+        && RootCertStore::empty().add(CertificateDer::from(der.to_vec())).is_ok()
 }
 
 fn client_cert(
@@ -315,7 +328,11 @@ fn client_cert(
     let key_der = match PrivateKeyDer::from_pem_slice(key_text.as_bytes()) {
         Ok(k) => k,
         Err(e) => {
-            problems.push(invalid(file, key, format!("tls.key {}: no usable PEM private key: {e}", key.value)));
+            problems.push(invalid(
+                file,
+                key,
+                format!("tls.key {}: no usable PEM private key: {e}", key.value),
+            ));
             return None;
         }
     };
@@ -323,7 +340,11 @@ fn client_cert(
     // pingora converts the key back from its bytes with `try_into().unwrap()` per connection:
     // the same conversion must succeed here.
     if PrivateKeyDer::try_from(key_bytes.clone()).is_err() {
-        problems.push(invalid(file, key, format!("tls.key {}: unrecognized private key format", key.value)));
+        problems.push(invalid(
+            file,
+            key,
+            format!("tls.key {}: unrecognized private key format", key.value),
+        ));
         return None;
     }
     pingora::tls::install_default_crypto_provider();

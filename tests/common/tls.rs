@@ -47,7 +47,8 @@ impl Ca {
     /// A server or client certificate for `names` (DNS names or IP addresses).
     pub fn leaf(&self, names: &[&str]) -> Leaf {
         let mut p = CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("client"));
+        p.distinguished_name
+            .push(DnType::CommonName, names.first().copied().unwrap_or("client"));
         p.extended_key_usages = vec![
             rcgen::ExtendedKeyUsagePurpose::ServerAuth,
             rcgen::ExtendedKeyUsagePurpose::ClientAuth,
@@ -94,9 +95,7 @@ fn server_config(leaf: &Leaf, opts: &ServerOpts) -> rustls::ServerConfig {
         }
     };
     let key = rustls::pki_types::PrivateKeyDer::try_from(leaf.key_der.clone()).unwrap();
-    builder
-        .with_single_cert(vec![leaf.der.clone().into()], key)
-        .unwrap()
+    builder.with_single_cert(vec![leaf.der.clone().into()], key).unwrap()
 }
 
 /// A rustls HTTP/1.1 server on loopback. Each response body is
@@ -233,7 +232,14 @@ impl Nginx {
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
         let child = Command::new(NGINX_BIN)
-            .args(["-p", &d, "-c", &format!("{d}/nginx.conf"), "-e", &format!("{d}/error.log")])
+            .args([
+                "-p",
+                &d,
+                "-c",
+                &format!("{d}/nginx.conf"),
+                "-e",
+                &format!("{d}/error.log"),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -241,7 +247,10 @@ impl Nginx {
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
-            assert!(started.elapsed() < Duration::from_secs(10), "nginx did not listen on {port}:\n{log}");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "nginx did not listen on {port}:\n{log}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Nginx { port, dir, child }
