@@ -1,7 +1,8 @@
-//! Upstream group runtime state: round robin, passive health (addresses that refused or timed
-//! out skipped for `fail_timeout`) and the connections in use under `max_connections`. The
-//! snapshot holds only the group's definition; a `Balancer` is made when a snapshot is
-//! accepted and carried over to the next one when its group's definition did not change.
+//! Upstream group runtime state: the pingora peers (made by `crate::upstream_peer`), round
+//! robin, passive health (addresses that refused or timed out skipped for `fail_timeout`) and
+//! the connections in use under `max_connections`. The snapshot holds only the group's
+//! definition; a `Balancer` is made when a snapshot is accepted and carried over to the next one
+//! when its group's definition did not change.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -9,13 +10,16 @@ use std::time::Instant;
 
 use std::net::SocketAddr;
 
-use crate::snapshot::{Snapshot, UpstreamDef, UpstreamGroup, UpstreamPeer};
+use crate::snapshot::{Snapshot, UpstreamDef, UpstreamGroup};
+use crate::upstream_peer::{make_peers, UpstreamPeer};
 
 /// One upstream group's runtime state.
 #[derive(Debug)]
 pub struct Balancer {
     /// The definition this state belongs to (compared at the next reload).
     def: UpstreamDef,
+    /// One pingora peer per address, in the order of `def.addrs`.
+    peers: Vec<UpstreamPeer>,
     next: AtomicUsize,
     /// Per address: until when (ms since `epoch`) it is skipped.
     down_until: Vec<AtomicU64>,
@@ -28,6 +32,7 @@ impl Balancer {
     fn new(def: &UpstreamDef) -> Self {
         Balancer {
             def: def.clone(),
+            peers: make_peers(def),
             next: AtomicUsize::new(0),
             down_until: def.addrs.iter().map(|_| AtomicU64::new(0)).collect(),
             epoch: Instant::now(),
@@ -41,16 +46,21 @@ impl Balancer {
 
     /// Round robin over the group's addresses that have not failed within `fail_timeout`;
     /// `None` when every address is down.
-    pub fn pick<'g>(&self, group: &'g UpstreamGroup) -> Option<&'g UpstreamPeer> {
-        let n = group.peers.len().min(self.down_until.len());
+    pub fn pick(&self) -> Option<&UpstreamPeer> {
+        let n = self.peers.len().min(self.down_until.len());
         let now = self.now_ms();
         for _ in 0..n {
             let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
             if self.down_until[i].load(Ordering::Relaxed) <= now {
-                return group.peers.get(i);
+                return self.peers.get(i);
             }
         }
         None
+    }
+
+    /// How many addresses the group has.
+    pub fn addresses(&self) -> usize {
+        self.peers.len()
     }
 
     /// Takes an address out of rotation for `fail_timeout` (passive health checking).

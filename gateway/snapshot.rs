@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use pingora::upstreams::peer::HttpPeer;
-
 pub use crate::config::upstream_tls::UpstreamTls;
 use serde_saphyr::Spanned;
 
@@ -26,17 +24,9 @@ use crate::engine::examples;
 use crate::engine::profile::{check_body_depth, EnsureHeaders, DEFAULT_BODY_BUFFER};
 use crate::engine::redact::Redaction;
 use crate::engine::{CanonicalProfile, CompiledProfile};
-use crate::upstream_peer::make_peer;
 
 /// Concurrent streams per HTTP/2 upstream connection without `max_h2_streams`.
 pub const DEFAULT_MAX_H2_STREAMS: usize = 100;
-
-/// One upstream address with its pingora peer (timeouts, TLS, SNI), built once per snapshot.
-#[derive(Debug)]
-pub struct UpstreamPeer {
-    pub addr: SocketAddr,
-    pub peer: HttpPeer,
-}
 
 /// Everything that defines an upstream group, compiled. Groups with equal definitions (same
 /// name too) keep their runtime state (passive health, connection count: the proxy's
@@ -44,6 +34,9 @@ pub struct UpstreamPeer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamDef {
     pub addrs: Vec<SocketAddr>,
+    /// The host name each address was configured by (`None` for a literal IP), in the order
+    /// of `addrs`: the SNI default (`crate::upstream_peer::make_peer`).
+    pub names: Vec<Option<String>>,
     /// TLS to the upstream (`None`: plain text).
     pub tls: Option<UpstreamTls>,
     pub connect_timeout: Duration,
@@ -67,15 +60,14 @@ pub struct UpstreamDef {
     pub max_h2_streams: usize,
 }
 
-/// An upstream group as a snapshot holds it: immutable (its runtime state is the proxy's).
+/// An upstream group as a snapshot holds it: immutable (its runtime state, the pingora peers
+/// included, is the balancer's).
 #[derive(Debug)]
 pub struct UpstreamGroup {
     pub name: String,
     /// Position in the snapshot's groups (sorted by name): the proxy's balancers index by it.
     pub index: usize,
     pub def: UpstreamDef,
-    /// One per address, in the order of `def.addrs`.
-    pub peers: Vec<UpstreamPeer>,
 }
 
 #[derive(Debug)]
@@ -536,35 +528,25 @@ fn compile_upstream(file: &Path, name: &str, index: usize, up: &Spanned<RawUpstr
             .map_err(|_| l.error(SourcePos::of(file, h), ProblemKind::Header(h.value.clone())))
             .ok()
     });
-    let def = UpstreamDef {
-        addrs,
-        tls,
-        connect_timeout,
-        response_timeout,
-        idle_timeout,
-        body_timeout,
-        write_timeout,
-        body_deadline,
-        max_connections,
-        fail_timeout,
-        host_header,
-        http2,
-        max_h2_streams,
-    };
-    let peers = def
-        .addrs
-        .iter()
-        .zip(&names)
-        .map(|(&addr, host)| UpstreamPeer {
-            addr,
-            peer: make_peer(addr, host.as_deref(), &def),
-        })
-        .collect();
     UpstreamGroup {
         name: name.to_owned(),
         index,
-        def,
-        peers,
+        def: UpstreamDef {
+            addrs,
+            names,
+            tls,
+            connect_timeout,
+            response_timeout,
+            idle_timeout,
+            body_timeout,
+            write_timeout,
+            body_deadline,
+            max_connections,
+            fail_timeout,
+            host_header,
+            http2,
+            max_h2_streams,
+        },
     }
 }
 
@@ -682,6 +664,17 @@ mod tests {
                 "server.upgrade_sock"
             ]
         );
+    }
+
+    #[test]
+    fn a_configured_address_names_its_host_unless_it_is_a_literal_ip() {
+        assert_eq!(
+            host_name("api.vendor.example:443").as_deref(),
+            Some("api.vendor.example")
+        );
+        assert_eq!(host_name("localhost:8443").as_deref(), Some("localhost"));
+        assert_eq!(host_name("127.0.0.1:443"), None);
+        assert_eq!(host_name("[::1]:443"), None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The one factory of pingora upstream peers: an address of a group, with the name it was
 //! configured by, becomes an `HttpPeer` carrying the group's timeouts, TLS (SNI, verification,
 //! trust roots, client certificate) and HTTP/2 offer. Whatever resolves addresses calls
-//! `make_peer` for each; nothing else builds a peer. Also the one check pingora's connector
+//! `make_peer` for each (the balancer, when a snapshot is accepted); nothing else builds a peer. Also the one check pingora's connector
 //! cannot make itself: the negotiated TLS version against `tls.min_version`.
 //!
 //! SNI: `tls.sni` when set, else the configured host name, else the literal IP address. pingora
@@ -17,6 +17,25 @@ use pingora::{Error, ErrorType};
 
 use crate::config::upstream_tls::TlsVersion;
 use crate::snapshot::UpstreamDef;
+
+/// One upstream address with its pingora peer.
+#[derive(Debug)]
+pub struct UpstreamPeer {
+    pub addr: SocketAddr,
+    pub peer: HttpPeer,
+}
+
+/// The peers of a group's configured addresses, in the order of `def.addrs`.
+pub fn make_peers(def: &UpstreamDef) -> Vec<UpstreamPeer> {
+    def.addrs
+        .iter()
+        .enumerate()
+        .map(|(i, &addr)| UpstreamPeer {
+            addr,
+            peer: make_peer(addr, def.names.get(i).and_then(Option::as_deref), def),
+        })
+        .collect()
+}
 
 /// The peer for `addr` of the group `def`; `name` is the configured host name `addr` came
 /// from (`None` for a literal IP address).

@@ -163,6 +163,12 @@ pub fn compile_tls(
         },
     };
 
+    if let Some(c) = t.ca.as_ref().filter(|c| c.value.0.is_empty()) {
+        problems.push(ConfigProblem::error(
+            SourcePos::of(file, c),
+            ProblemKind::Invalid("tls.ca names no file (leave it out to trust the system roots)".to_owned()),
+        ));
+    }
     let mut files = Vec::new();
     for (path, at) in t.ca.iter().flat_map(|c| c.value.0.iter().map(move |p| (p, c))) {
         if let Some(certs) = read_certs(file, path, at, "tls.ca", read, problems) {
@@ -365,4 +371,17 @@ fn client_cert(
         chain: chain.into(),
         key: key_bytes.into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_versions_compare_against_the_minimum() {
+        assert_eq!(TlsVersion::from_digest("TLSv1_2"), Some(TlsVersion::V1_2));
+        assert_eq!(TlsVersion::from_digest("TLSv1_3"), Some(TlsVersion::V1_3));
+        assert_eq!(TlsVersion::from_digest(""), None);
+        assert!(TlsVersion::V1_2 < TlsVersion::V1_3);
+    }
 }

@@ -188,7 +188,7 @@ impl Exchange<'_> {
         let mut retried = false;
         let mut next_req = Some(upstream_req);
         let (mut up, peer) = loop {
-            let Some(peer) = balancer.pick(group) else {
+            let Some(peer) = balancer.pick() else {
                 return self.rescue(Trouble::NoUpstream).await;
             };
             self.log.upstream_addr = Some(peer.addr);
@@ -210,7 +210,7 @@ impl Exchange<'_> {
                     if rescue(Trouble::Connect(&e)).marks_down() {
                         balancer.mark_down(peer.addr);
                         connect_failures += 1;
-                        if connect_failures < group.peers.len() {
+                        if connect_failures < balancer.addresses() {
                             continue;
                         }
                     }
