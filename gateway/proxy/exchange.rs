@@ -46,6 +46,8 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const HTTP: HeaderValue = HeaderValue::from_static("http");
 const HTTPS: HeaderValue = HeaderValue::from_static("https");
 static EMPTY: LazyLock<HeaderMap> = LazyLock::new(HeaderMap::new);
+/// How long the trailers of an HTTP/2 response are waited for once its body is through.
+const H2_TRAILER_WAIT: Duration = Duration::from_millis(100);
 
 /// Where sending the request or reading the response header stopped, with pingora's error: not a
 /// failure kind (the failure table, `rescue`, decides that).
@@ -192,16 +194,17 @@ impl Exchange<'_> {
                 return self.rescue(Trouble::NoUpstream).await;
             };
             self.log.upstream_addr = Some(peer.addr);
+            // Every session, pooled ones too: a reused HTTP/2 stream rides on a connection
+            // that may never have been checked (pingora pools it as soon as it is made).
             let session = match self.connector.get_http_session(&peer.peer).await {
-                Ok((up, false)) => match below_min_version(&up, &group.def) {
+                Ok((mut up, reused)) => match below_min_version(&up, &group.def) {
                     Some(e) => {
-                        let mut up = up;
                         up.shutdown().await;
                         Err(e)
                     }
-                    None => Ok((up, false)),
+                    None => Ok((up, reused)),
                 },
-                other => other,
+                Err(e) => Err(e),
             };
             let (mut up, reused) = match session {
                 Ok(s) => s,
@@ -241,9 +244,13 @@ impl Exchange<'_> {
         let ending = self.respond(&mut up, &upstream_path, route).await;
         if let UpstreamSession::H2(h2) = &mut up {
             // An h2 response with trailers ends after them: read (and drop, as over HTTP/1.1)
-            // them so that the stream counts as finished and its connection is reused.
-            if !h2.response_finished() && ending == Ending::Complete && h2.read_trailers().await.is_err() {
-                h2.shutdown();
+            // them so that the stream counts as finished. Briefly: with body data still
+            // unread (a replaced body) trailers never come, and the stream is reset instead.
+            if !h2.response_finished() {
+                let trailers = pingora::time::fast_timeout::fast_timeout(H2_TRAILER_WAIT, h2.read_trailers()).await;
+                if !matches!(trailers, Ok(Ok(_))) || !h2.response_finished() {
+                    h2.shutdown();
+                }
             }
         }
         if up.response_done() {
