@@ -317,6 +317,22 @@ fn http2_is_negotiated_by_alpn_and_falls_back_to_http_1_1() {
     }
     let gw = gateway(Up::addr(&nginx.addr()).set("tls", tls), &[("ca.pem", &ca.pem)]);
     assert_eq!(get(&gw).text(), "HTTP/1.1 vendor.internal");
+    // min_version holds for every stream of a multiplexed connection, not only its first.
+    let tls12 = Nginx::start(
+        "ssl http2",
+        "    ssl_protocols TLSv1.2;\n    ssl_certificate $DIR/s.crt;\n    ssl_certificate_key $DIR/s.key;\n    location / { return 200 \"$server_protocol\"; }",
+        &[("s.crt", &leaf.cert_pem), ("s.key", &leaf.key_pem)],
+    );
+    let gw = gateway(
+        Up::addr(&tls12.addr())
+            .set("tls", "{ ca: ca.pem, sni: vendor.internal, min_version: \"1.3\" }")
+            .set("http2", "true")
+            .fail_timeout("0s"),
+        &[("ca.pem", &ca.pem)],
+    );
+    for _ in 0..3 {
+        gateway_problem(&get(&gw), 502, "upstream-tls");
+    }
     // An upstream without h2: ALPN falls back to HTTP/1.1.
     let h1 = Nginx::start(
         "ssl",
