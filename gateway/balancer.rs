@@ -19,8 +19,9 @@ use pingora::upstreams::peer::HttpPeer;
 use serde_json::json;
 
 use crate::dns::{DnsError, Resolution};
-use crate::snapshot::{make_peer, ConfiguredAddr, Snapshot, UpstreamDef, UpstreamGroup};
+use crate::snapshot::{ConfiguredAddr, Snapshot, UpstreamDef, UpstreamGroup};
 use crate::telemetry::metrics;
+use crate::upstream_peer::make_peer;
 
 /// The health of one address, kept across address-set replacements while the address stays.
 #[derive(Debug)]

@@ -10,6 +10,7 @@
 //!   balancer's addresses and health current (resolution, active health checks);
 //! - `proxy`: the pingora glue (upstream exchange, the failure table `rescue`);
 //! - `telemetry`: a request's `outcome` and what reads it, `metrics` and `access_log`;
+//! - `upstream_peer`: the one factory of pingora upstream peers (TLS, HTTP/2, timeouts);
 //! - `admin`: operations; `server`: assembling pingora's server;
 //! - `cli`: `run`, `check`, `explain` (the binary adds `demo`, with the vendor emulators of the
 //!   separate `statusgate-emulators` crate; this library does not depend on them).
@@ -26,4 +27,5 @@ pub mod server;
 pub mod snapshot;
 pub mod telemetry;
 pub mod upkeep;
+pub mod upstream_peer;
 pub mod watch;

@@ -10,13 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use pingora::upstreams::peer::HttpPeer;
+pub use crate::config::upstream_tls::UpstreamTls;
 use serde_saphyr::Spanned;
 
 use crate::config::listeners::{check_distinct, Listener};
 use crate::config::load::{parse_yaml, read_text, resolve, EMBEDDED_CANONICAL};
 use crate::config::schema::{RawCanonical, RawConfig, RawHealthCheck, RawProfile, RawResolver, RawUpstream};
 use crate::config::units::parse_duration;
+use crate::config::upstream_tls::compile_tls;
 use crate::config::{ConfigProblem, ProblemKind, SourcePos};
 use crate::dns::{DnsError, Resolution, ResolverSettings};
 use crate::engine::body::DEFAULT_BODY_DEPTH;
@@ -119,14 +120,17 @@ impl HealthCheckDef {
     }
 }
 
+/// Concurrent streams per HTTP/2 upstream connection without `max_h2_streams`.
+pub const DEFAULT_MAX_H2_STREAMS: usize = 100;
+
 /// Everything that defines an upstream group, compiled. Groups with equal definitions (same
 /// name too) keep their runtime state (resolved addresses, passive and active health,
 /// connection count: the proxy's `balancer`) across a reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamDef {
     pub addrs: Vec<ConfiguredAddr>,
-    /// SNI and whether to verify the certificate, when TLS is on.
-    pub tls: Option<(String, bool)>,
+    /// TLS to the upstream (`None`: plain text).
+    pub tls: Option<UpstreamTls>,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub idle_timeout: Duration,
@@ -146,6 +150,10 @@ pub struct UpstreamDef {
     pub health_check: Option<HealthCheckDef>,
     /// The resolver settings, for a group with host names (a change restarts its resolution).
     pub resolver: Option<ResolverSettings>,
+    /// Offer HTTP/2 (ALPN h2 with HTTP/1.1 fallback on TLS, h2c on plain text).
+    pub http2: bool,
+    /// Concurrent streams per HTTP/2 connection.
+    pub max_h2_streams: usize,
 }
 
 /// An upstream group as a snapshot holds it: immutable (its runtime state, the addresses
@@ -291,6 +299,7 @@ struct Loader {
     files: Vec<PathBuf>,
     hasher: DefaultHasher,
     problems: Vec<ConfigProblem>,
+    warnings: Vec<ConfigProblem>,
 }
 
 impl Loader {
@@ -341,6 +350,7 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
         files: Vec::new(),
         hasher: DefaultHasher::new(),
         problems: Vec::new(),
+        warnings: Vec::new(),
     };
     let Some(raw) = l.read::<RawConfig>(main) else {
         return Err(l.problems);
@@ -518,6 +528,7 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
     let mut warnings = challenge_warnings(&routes);
     warnings.extend(admin_warnings);
     let resolved = resolve_at_load(&resolver, &named, &mut warnings);
+    warnings.append(&mut l.warnings);
     Ok(Snapshot {
         version: format!("{:016x}", l.hasher.finish()),
         loaded_at: SystemTime::now(),
@@ -761,7 +772,29 @@ fn compile_upstream(
     if u.addrs.is_empty() {
         l.error(SourcePos::of(file, up), ProblemKind::NoAddresses(name.to_owned()));
     }
-    let tls = u.tls.as_ref().map(|t| (t.sni.value.clone(), t.verify));
+    let tls = u.tls.as_ref().and_then(|t| {
+        let (mut problems, mut warnings) = (Vec::new(), Vec::new());
+        let compiled = compile_tls(
+            file,
+            name,
+            t,
+            &mut |p| l.read_text_file(p),
+            &mut problems,
+            &mut warnings,
+        );
+        l.problems.extend(problems);
+        l.warnings.extend(warnings);
+        compiled
+    });
+    let http2 = u.http2.as_ref().is_some_and(|h| h.value);
+    let max_h2_streams = match &u.max_h2_streams {
+        None => DEFAULT_MAX_H2_STREAMS,
+        Some(m) if m.value == 0 => {
+            l.error(SourcePos::of(file, m), ProblemKind::AtLeastOne("max_h2_streams"));
+            DEFAULT_MAX_H2_STREAMS
+        }
+        Some(m) => m.value,
+    };
     let connect_timeout = l.duration(file, &u.connect_timeout, Duration::from_secs(2));
     let response_timeout = l.duration(file, &u.response_timeout, Duration::from_secs(30));
     let idle_timeout = l.duration(file, &u.idle_timeout, Duration::from_secs(60));
@@ -800,33 +833,10 @@ fn compile_upstream(
             host_header,
             health_check,
             resolver: has_names.then(|| resolver.clone()),
+            http2,
+            max_h2_streams,
         },
     }
-}
-
-/// The pingora peer of one address of a group: timeouts, TLS, SNI. `name` is the configured
-/// host name the address was resolved from (`None` for an IP literal): the SNI when the group's
-/// `tls.sni` is empty.
-///
-/// A local copy of the shared peer factory (DESIGN-11: `gateway/upstream_peer.rs`, owned by the
-/// tls branch, same signature); the merge replaces this one with it.
-pub fn make_peer(addr: SocketAddr, name: Option<&str>, def: &UpstreamDef) -> HttpPeer {
-    let (is_tls, sni) = match &def.tls {
-        Some((sni, _)) if !sni.is_empty() => (true, sni.clone()),
-        Some(_) => (true, name.unwrap_or_default().to_owned()),
-        None => (false, String::new()),
-    };
-    let mut peer = HttpPeer::new(addr, is_tls, sni);
-    peer.options.connection_timeout = Some(def.connect_timeout);
-    peer.options.total_connection_timeout = Some(def.connect_timeout);
-    peer.options.read_timeout = Some(def.body_timeout);
-    peer.options.write_timeout = Some(def.response_timeout);
-    peer.options.idle_timeout = Some(def.idle_timeout);
-    if let Some((_, verify)) = &def.tls {
-        peer.options.verify_cert = *verify;
-        peer.options.verify_hostname = *verify;
-    }
-    peer
 }
 
 fn compile_canonical(file: &Path, raw: &RawCanonical, l: &mut Loader) -> Option<CanonicalProfile> {

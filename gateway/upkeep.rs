@@ -16,7 +16,8 @@ use pingora::ErrorType::CustomCode;
 
 use crate::balancer::Balancer;
 use crate::dns::{DnsError, Resolver};
-use crate::snapshot::{make_peer, ConfiguredAddr, HealthCheckDef, UpstreamDef};
+use crate::snapshot::{ConfiguredAddr, HealthCheckDef, UpstreamDef};
+use crate::upstream_peer::make_peer;
 
 /// The runtime the tasks run on (one worker: they mostly wait).
 fn runtime() -> Option<&'static tokio::runtime::Runtime> {

@@ -16,6 +16,10 @@
 //!
 //! THREADS defaults to the number of cores (statusgate's `server.threads` default), GRACE_SECONDS
 //! to 5 (statusgate's `server.grace_period` default). SIGINT exits at once, SIGTERM drains.
+//!
+//! TLS to the upstream (the benchmark's TLS rows): `UPSTREAM_TLS_SNI=name` makes the upstream
+//! connections TLS with that SNI, verified against the CA certificates of the PEM file
+//! `UPSTREAM_TLS_CA` (pingora's per-peer `ca`, as statusgate's `tls: {ca, sni}` sets it).
 
 /// `--features mimalloc`: the same allocator experiment as statusgate's.
 #[cfg(feature = "mimalloc")]
@@ -24,19 +28,26 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::net::SocketAddr;
 use std::process::exit;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::prelude::HttpPeer;
+use pingora::protocols::tls::CaType;
 use pingora::proxy::{http_proxy_service, ProxyHttp, Session};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
+use pingora::utils::tls::{parse_x509, WrappedX509};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
 
 /// statusgate's default `idle_timeout` for pooled upstream connections.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 struct Passthrough {
     upstream: SocketAddr,
+    /// SNI and trusted CAs when the upstream speaks TLS.
+    tls: Option<(String, Arc<CaType>)>,
 }
 
 #[async_trait]
@@ -46,7 +57,14 @@ impl ProxyHttp for Passthrough {
     fn new_ctx(&self) -> Self::CTX {}
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> pingora::Result<Box<HttpPeer>> {
-        let mut peer = HttpPeer::new(self.upstream, false, String::new());
+        let mut peer = match &self.tls {
+            None => HttpPeer::new(self.upstream, false, String::new()),
+            Some((sni, ca)) => {
+                let mut p = HttpPeer::new(self.upstream, true, sni.clone());
+                p.options.ca = Some(ca.clone());
+                p
+            }
+        };
         peer.options.idle_timeout = Some(IDLE_TIMEOUT);
         Ok(Box::new(peer))
     }
@@ -57,6 +75,22 @@ fn usage(problem: &str) -> ! {
     eprintln!("usage: passthrough LISTEN UPSTREAM [THREADS] [GRACE_SECONDS]");
     eprintln!("  e.g. passthrough 127.0.0.1:18201 127.0.0.1:18200 2 5");
     exit(2)
+}
+
+/// The CA certificates of a PEM file, each checked before pingora's wrapper parses it.
+fn load_ca(path: &str) -> Arc<CaType> {
+    let text = std::fs::read(path).unwrap_or_else(|e| usage(&format!("UPSTREAM_TLS_CA {path:?}: {e}")));
+    let mut certs = Vec::new();
+    for c in CertificateDer::pem_slice_iter(&text) {
+        match c {
+            Ok(c) if x509_parser::parse_x509_certificate(&c).is_ok() => certs.push(c.to_vec()),
+            _ => usage(&format!("UPSTREAM_TLS_CA {path:?}: not a PEM certificate file")),
+        }
+    }
+    if certs.is_empty() {
+        usage(&format!("UPSTREAM_TLS_CA {path:?}: no certificate"));
+    }
+    certs.into_iter().map(|d| WrappedX509::new(d, parse_x509)).collect()
 }
 
 fn main() {
@@ -101,9 +135,14 @@ fn main() {
     };
     let mut server = Server::new_with_opt_and_conf(Some(Opt::default()), conf);
     server.bootstrap();
-    let mut proxy = http_proxy_service(&server.configuration, Passthrough { upstream });
+    let tls = std::env::var("UPSTREAM_TLS_SNI").ok().map(|sni| {
+        let ca = std::env::var("UPSTREAM_TLS_CA").unwrap_or_else(|_| usage("UPSTREAM_TLS_SNI needs UPSTREAM_TLS_CA"));
+        (sni, load_ca(&ca))
+    });
+    let mode = if tls.is_some() { "TLS" } else { "plain" };
+    let mut proxy = http_proxy_service(&server.configuration, Passthrough { upstream, tls });
     proxy.add_tcp(&listen);
     server.add_service(proxy);
-    eprintln!("passthrough: {listen} -> {upstream}, {threads} threads, grace {grace}s");
+    eprintln!("passthrough: {listen} -> {upstream} ({mode}), {threads} threads, grace {grace}s");
     server.run_forever()
 }

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod listeners;
 pub mod load;
 pub mod schema;
+pub mod upstream_tls;
 pub use statusgate_engine::units;
 
 pub use load::{ConfigProblem, ProblemKind, Severity, SourcePos};

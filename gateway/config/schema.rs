@@ -179,7 +179,7 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     pub addrs: Vec<Spanned<String>>,
-    pub tls: Option<RawUpstreamTls>,
+    pub tls: Option<Spanned<RawUpstreamTls>>,
     pub connect_timeout: Option<Spanned<String>>,
     pub response_timeout: Option<Spanned<String>>,
     pub idle_timeout: Option<Spanned<String>>,
@@ -196,20 +196,33 @@ pub struct RawUpstream {
     pub host_header: Option<Spanned<String>>,
     /// Active health checks of every address (default: passive only).
     pub health_check: Option<Spanned<RawHealthCheck>>,
+    /// Offer HTTP/2: by ALPN (h2, falling back to HTTP/1.1) on TLS groups, h2c with prior
+    /// knowledge on plain-text groups (default false).
+    pub http2: Option<Spanned<bool>>,
+    /// Concurrent HTTP/2 streams per upstream connection (default 100).
+    pub max_h2_streams: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstreamTls {
-    /// Server name sent in SNI and checked in the certificate.
-    pub sni: Spanned<String>,
-    /// Verify the upstream certificate (default true).
-    #[serde(default = "yes")]
-    pub verify: bool,
-}
-
-fn yes() -> bool {
-    true
+    /// Server name sent in SNI and checked in the certificate (default: the address's host
+    /// name; for a literal IP address, the IP, which the certificate must then name).
+    pub sni: Option<Spanned<String>>,
+    /// Verify the upstream certificate (default true; false is warned about at every load).
+    pub verify: Option<Spanned<bool>>,
+    /// Check that the certificate names the server (default: `verify`).
+    pub verify_hostname: Option<Spanned<bool>>,
+    /// PEM file(s) of the CA certificates to trust; relative to this file.
+    pub ca: Option<Spanned<OneOrMany<String>>>,
+    /// With `ca`: trust the system roots too (default false: `ca` replaces them).
+    pub system_roots: Option<Spanned<bool>>,
+    /// Client certificate chain (PEM) for mTLS; needs `key`.
+    pub cert: Option<Spanned<String>>,
+    /// The client certificate's private key (PEM); needs `cert`.
+    pub key: Option<Spanned<String>>,
+    /// Lowest TLS version accepted: "1.2" (default) or "1.3".
+    pub min_version: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -116,6 +116,12 @@ pub enum ProblemKind {
     /// The `admin:` section's bearer token.
     #[error("{0}")]
     Admin(#[from] AdminError),
+    /// A count that must be at least 1 (the key's name).
+    #[error("{0} must be at least 1")]
+    AtLeastOne(&'static str),
+    /// An upstream group's `tls:` section.
+    #[error("{0}")]
+    UpstreamTls(Box<UpstreamTlsError>),
     /// The `resolver:` section.
     #[error("resolver: {0}")]
     Resolver(#[from] ResolverError),
@@ -165,6 +171,8 @@ impl ProblemKind {
             ProblemKind::Admin(AdminError::EnvNotUnicode(_)) => "admin_token_env_not_unicode",
             ProblemKind::Admin(AdminError::ProtectWithoutToken(_)) => "admin_protect_without_token",
             ProblemKind::ReloadTask(_) => "reload_task",
+            ProblemKind::AtLeastOne(_) => "at_least_one",
+            ProblemKind::UpstreamTls(_) => "upstream_tls",
             ProblemKind::Resolver(_) => "resolver",
             ProblemKind::HealthCheck(_) => "health_check",
             ProblemKind::ListenerOverlap(_) => "listener_overlap",
@@ -258,6 +266,36 @@ pub enum AdminError {
     EnvNotUnicode(TokenSource),
     #[error("{0} needs a token: set token_file or token_env")]
     ProtectWithoutToken(AdminSwitch),
+}
+
+impl From<UpstreamTlsError> for ProblemKind {
+    fn from(e: UpstreamTlsError) -> Self {
+        ProblemKind::UpstreamTls(Box::new(e))
+    }
+}
+
+/// What is wrong with an upstream group's `tls:` section.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamTlsError {
+    #[error("tls.sni `{0}` is not a DNS name or IP address")]
+    Sni(String),
+    #[error("tls.min_version `{0}`: use \"1.2\" or \"1.3\"")]
+    MinVersion(String),
+    #[error("tls.ca names no file (leave it out to trust the system roots)")]
+    EmptyCa,
+    #[error("tls.system_roots: false without `ca` leaves nothing to trust")]
+    NothingToTrust,
+    #[error("tls.system_roots: cannot load the system roots: {0}")]
+    SystemRoots(String),
+    #[error("tls.cert without tls.key: a client certificate needs its key")]
+    CertWithoutKey,
+    #[error("tls.key without tls.cert: a client key needs its certificate")]
+    KeyWithoutCert,
+    /// A file named by `key` (tls.ca, tls.cert, tls.key) that is missing or unusable.
+    #[error("{key} {path}: {reason}")]
+    File { key: String, path: String, reason: String },
+    #[error("tls.key {key} does not fit tls.cert {cert}: {reason}")]
+    KeyMismatch { key: String, cert: String, reason: String },
 }
 
 /// What is wrong with the `resolver:` section.

@@ -31,6 +31,7 @@ use crate::engine::{GatewayFailure, Origin, ProblemFormat, RequestFacts, Upstrea
 use crate::reload::Serving;
 use crate::snapshot::{Route, UpstreamGroup};
 use crate::telemetry::outcome::Outcome;
+use crate::upstream_peer::below_min_version;
 
 /// How a request ended, for connection reuse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +47,8 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const HTTP: HeaderValue = HeaderValue::from_static("http");
 const HTTPS: HeaderValue = HeaderValue::from_static("https");
 static EMPTY: LazyLock<HeaderMap> = LazyLock::new(HeaderMap::new);
+/// How long the trailers of an HTTP/2 response are waited for once its body is through.
+const H2_TRAILER_WAIT: Duration = Duration::from_millis(100);
 
 /// Where sending the request or reading the response header stopped, with pingora's error: not a
 /// failure kind (the failure table, `rescue`, decides that).
@@ -195,7 +198,19 @@ impl Exchange<'_> {
             };
             let peer = picked.address();
             self.log.upstream_addr = Some(peer.addr);
-            let (mut up, reused) = match self.connector.get_http_session(&peer.peer).await {
+            // Every session, pooled ones too: a reused HTTP/2 stream rides on a connection
+            // that may never have been checked (pingora pools it as soon as it is made).
+            let session = match self.connector.get_http_session(&peer.peer).await {
+                Ok((mut up, reused)) => match below_min_version(&up, &group.def) {
+                    Some(e) => {
+                        up.shutdown().await;
+                        Err(e)
+                    }
+                    None => Ok((up, reused)),
+                },
+                Err(e) => Err(e),
+            };
+            let (mut up, reused) = match session {
                 Ok(s) => s,
                 Err(e) => {
                     // The gateway's own trouble blames no address: answered at once.
@@ -237,6 +252,17 @@ impl Exchange<'_> {
         };
         self.log.upstream_header_after = Some(self.log.started.elapsed());
         let ending = self.respond(&mut up, &upstream_path, route).await;
+        if let UpstreamSession::H2(h2) = &mut up {
+            // An h2 response with trailers ends after them: read (and drop, as over HTTP/1.1)
+            // them so that the stream counts as finished. Briefly: with body data still
+            // unread (a replaced body) trailers never come, and the stream is reset instead.
+            if !h2.response_finished() {
+                let trailers = pingora::time::fast_timeout::fast_timeout(H2_TRAILER_WAIT, h2.read_trailers()).await;
+                if !matches!(trailers, Ok(Ok(_))) || !h2.response_finished() {
+                    h2.shutdown();
+                }
+            }
+        }
         if up.response_done() {
             self.connector
                 .release_http_session(up, &picked.address().peer, Some(group.def.idle_timeout))
@@ -332,6 +358,10 @@ impl Exchange<'_> {
         // exchange drives the session itself, so it sets them.
         up.set_write_timeout(Some(group.def.write_timeout));
         up.set_read_timeout(None);
+        let mut req = req;
+        if up.as_http2().is_some() {
+            for_h2(&mut req, group);
+        }
         up.write_request_header(Box::new(req))
             .await
             .map_err(SendStop::Upstream)?;
@@ -466,7 +496,18 @@ impl Exchange<'_> {
             )
         };
         let (header, body, final_status, rule, rule_index, skipped) = composed;
+        let h2_upstream = up.as_http2().is_some();
         let header = header.map(|mut h| {
+            if h2_upstream
+                && matches!(body, CanonicalBody::Upstream)
+                && !self.head_request
+                && !h.headers.contains_key(header::CONTENT_LENGTH)
+                && !matches!(h.status.as_u16(), 100..=199 | 204 | 304)
+            {
+                // HTTP/2 frames its body itself; towards an HTTP/1.1 client a body without a
+                // length is chunked (closing the connection instead would end keep-alive).
+                let _ = h.insert_header(header::TRANSFER_ENCODING, "chunked");
+            }
             if self.http10 && h.headers.contains_key(header::TRANSFER_ENCODING) {
                 // HTTP/1.0 has no chunked coding (RFC 9112 section 6.1): the body is delimited
                 // by closing the connection instead.
@@ -521,6 +562,29 @@ impl Exchange<'_> {
             }
         }
         ok(self.session.finish_body().await.is_ok())
+    }
+}
+
+/// The request for an HTTP/2 upstream: `Host` becomes `:authority` (with the scheme the
+/// connection has), and the connection-specific fields HTTP/2 forbids (RFC 9113 section 8.2.2)
+/// go; the hop-by-hop ones are already gone.
+fn for_h2(req: &mut RequestHeader, group: &UpstreamGroup) {
+    req.remove_header(&header::TRANSFER_ENCODING);
+    let authority = req
+        .remove_header(&header::HOST)
+        .and_then(|h| h.to_str().ok().map(str::to_owned))
+        .or_else(|| group.def.addrs.first().map(ToString::to_string));
+    let scheme = if group.def.tls.is_some() { "https" } else { "http" };
+    let path = req.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    if let Some(uri) = authority.and_then(|a| {
+        http::Uri::builder()
+            .scheme(scheme)
+            .authority(a)
+            .path_and_query(path)
+            .build()
+            .ok()
+    }) {
+        req.set_uri(uri);
     }
 }
 

@@ -9,7 +9,9 @@
 //! `InvalidHTTPHeader` whose message says "larger than"; a bad request-body chunk is
 //! `Custom("InvalidChunk")` (pingora-core's crate-private `INVALID_CHUNK`); and a peer that
 //! closes cleanly mid-header is, on some paths, a read or write error whose message says
-//! "closed".
+//! "closed". A TLS alert after the handshake (TLS 1.3: the upstream refuses the client
+//! certificate only once the client's side of the handshake is done) is a read error whose
+//! cause is rustls's error: matched by type, it is the gateway's `tls` failure.
 
 use pingora::{Error, ErrorType};
 
@@ -154,6 +156,26 @@ fn fd_exhausted(e: &Error) -> bool {
     false
 }
 
+/// Whether a read or write failed on a TLS error (rustls's, inside the I/O error): over TLS 1.3
+/// the client's handshake ends before the server has checked the client certificate, so an
+/// upstream refusing it (alert `certificate_required`, `unknown_ca`, ...) shows up on the first
+/// read after the request was sent, as a `ReadError`, not as a handshake failure.
+fn tls_refused(e: &Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e.root_cause());
+    while let Some(c) = cause {
+        if c.downcast_ref::<pingora::tls::RusTlsError>().is_some() {
+            return true;
+        }
+        if let Some(inner) = c.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            if inner.downcast_ref::<pingora::tls::RusTlsError>().is_some() {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// errno values (Linux and the BSDs agree on these two).
 mod libc_emfile {
     pub const ENFILE: i32 = 23;
@@ -165,6 +187,9 @@ fn classify(e: &Error) -> GatewayFailure {
     use ErrorType::*;
     if fd_exhausted(e) {
         return GatewayFailure::FdExhausted;
+    }
+    if tls_refused(e) {
+        return GatewayFailure::Tls;
     }
     match e.etype() {
         ConnectTimedout | TLSHandshakeTimedout => GatewayFailure::ConnectTimeout,
@@ -202,6 +227,17 @@ mod tests {
         ] {
             assert_eq!(classify(&Error::new(t.clone())).status(), want, "{t:?}");
         }
+    }
+
+    #[test]
+    fn a_tls_alert_on_a_read_is_the_gateways_502_tls() {
+        let alert = pingora::tls::RusTlsError::NoCertificatesPresented;
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, alert);
+        let e = Error::because(ErrorType::ReadError, "while reading", io);
+        assert_eq!(classify(&e), GatewayFailure::Tls);
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let e = Error::because(ErrorType::ReadError, "while reading", reset);
+        assert_eq!(classify(&e), GatewayFailure::UpstreamReset);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod dns;
 pub mod gateway;
+pub mod tls;
 pub mod upstream;
 pub mod vendor;
 
