@@ -315,10 +315,13 @@ fn doc_examples(heading: &str) -> Vec<String> {
         .find(heading)
         .unwrap_or_else(|| panic!("docs/configuration.md has `{heading}`"));
     let section = &doc[start + heading.len()..];
-    let section = &section[..section
-        .find("\n## ")
-        .or_else(|| section.find("\n### "))
-        .unwrap_or(section.len())];
+    // The section ends at the next heading of either level, whichever comes first.
+    let end = [section.find("\n## "), section.find("\n### ")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(section.len());
+    let section = &section[..end];
     section
         .split("```yaml\n")
         .skip(1)
