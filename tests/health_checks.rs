@@ -186,7 +186,7 @@ fn bad_health_check_keys_are_problems_at_their_position() {
         .map(ToString::to_string)
         .collect();
     for (what, col) in [
-        ("health_check path", "5:27"),
+        ("path `health` must be an origin-form path", "5:27"),
         ("method `POST`", "5:43"),
         ("rise", "5:55"),
         ("700", "5:67"),
