@@ -23,6 +23,7 @@ const CLIENT_BUFFERS: L4BufferSettings = L4BufferSettings {
 };
 
 use crate::admin::{AdminApp, Readiness};
+use crate::proxy::admission::Admission;
 use crate::proxy::GatewayApp;
 use crate::reload::SnapshotHandle;
 
@@ -52,12 +53,13 @@ pub fn build(handle: Arc<SnapshotHandle>, upgrade: bool) -> pingora::Result<Buil
 
     let handle_for_hup = handle.clone();
     let app = GatewayApp::new(handle.clone(), crate::telemetry::metrics::global());
-    let mut gateway = Service::new("statusgate".to_owned(), app);
+    let mut gateway = Service::new("statusgate".to_owned(), Admission::new(app));
     for addr in &snap.boot.listen {
         gateway.add_listener(ListenerConfig::tcp(addr.as_str()).l4_buffer(CLIENT_BUFFERS));
     }
     for t in &snap.boot.tls_listen {
-        let tls = TlsSettings::intermediate(&t.cert.to_string_lossy(), &t.key.to_string_lossy())?;
+        let mut tls = TlsSettings::intermediate(&t.cert.to_string_lossy(), &t.key.to_string_lossy())?;
+        tls.enable_h2();
         gateway.add_listener(ListenerConfig::tcp(t.addr.as_str()).tls(tls).l4_buffer(CLIENT_BUFFERS));
     }
     server.add_service(gateway);

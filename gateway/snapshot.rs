@@ -15,7 +15,9 @@ use serde_saphyr::Spanned;
 
 use crate::config::listeners::{check_distinct, Listener};
 use crate::config::load::{parse_yaml, read_text, resolve, EMBEDDED_CANONICAL};
-use crate::config::schema::{RawCanonical, RawConfig, RawHealthCheck, RawProfile, RawResolver, RawUpstream};
+use crate::config::schema::{
+    ByteSize, RawCanonical, RawConfig, RawHealthCheck, RawHttp2, RawProfile, RawResolver, RawUpstream,
+};
 use crate::config::units::parse_duration;
 use crate::config::upstream_tls::compile_tls;
 use crate::config::{ConfigProblem, ProblemKind, SourcePos};
@@ -217,7 +219,32 @@ pub struct Limits {
     pub client_body_timeout: Duration,
     pub client_keepalive_timeout: Duration,
     pub client_connections: Option<u32>,
+    /// The limits of each HTTP/2 client connection (read when a connection starts).
+    pub http2: Http2Limits,
 }
+
+/// `http2:`'s limits, applied to every new HTTP/2 client connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Limits {
+    pub max_concurrent_streams: u32,
+    pub max_header_list_size: u32,
+    pub stream_window: u32,
+    pub connection_window: u32,
+}
+
+impl Default for Http2Limits {
+    fn default() -> Self {
+        Http2Limits {
+            max_concurrent_streams: 100,
+            max_header_list_size: 64 * 1024,
+            stream_window: 64 * 1024,
+            connection_window: 1024 * 1024,
+        }
+    }
+}
+
+/// The largest flow-control window HTTP/2 allows (RFC 9113 section 6.9.1).
+const H2_MAX_WINDOW: u64 = (1 << 31) - 1;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsListener {
@@ -241,6 +268,8 @@ pub struct BootSettings {
     pub watch_config: bool,
     pub work_stealing: bool,
     pub upgrade_sock: PathBuf,
+    /// Plain-text listeners accept HTTP/2 with prior knowledge (`http2.h2c`).
+    pub h2c: bool,
 }
 
 impl BootSettings {
@@ -262,6 +291,7 @@ impl BootSettings {
         check(self.watch_config != running.watch_config, "server.watch_config");
         check(self.work_stealing != running.work_stealing, "server.work_stealing");
         check(self.upgrade_sock != running.upgrade_sock, "server.upgrade_sock");
+        check(self.h2c != running.h2c, "http2.h2c");
         out
     }
 }
@@ -342,6 +372,53 @@ impl Loader {
     }
 }
 
+/// `http2:`'s limits, each checked against what HTTP/2 allows.
+fn compile_http2(main: &Path, raw: &RawHttp2, l: &mut Loader) -> Http2Limits {
+    let default = Http2Limits::default();
+    let mut bounded = |key: &'static str, value: Option<(u64, SourcePos)>, min: u64, max: u64, default: u32| match value
+    {
+        None => default,
+        Some((value, _)) if (min..=max).contains(&value) => value as u32,
+        Some((value, at)) => {
+            l.error(at, ProblemKind::OutOfRange { key, value, min, max });
+            default
+        }
+    };
+    let size = |v: &Option<Spanned<ByteSize>>| v.as_ref().map(|s| (s.value.0, SourcePos::of(main, s)));
+    Http2Limits {
+        max_concurrent_streams: bounded(
+            "http2.max_concurrent_streams",
+            raw.max_concurrent_streams
+                .as_ref()
+                .map(|s| (u64::from(s.value), SourcePos::of(main, s))),
+            1,
+            u64::from(u32::MAX),
+            default.max_concurrent_streams,
+        ),
+        max_header_list_size: bounded(
+            "http2.max_header_list_size",
+            size(&raw.max_header_list_size),
+            1024,
+            u64::from(u32::MAX),
+            default.max_header_list_size,
+        ),
+        stream_window: bounded(
+            "http2.stream_window",
+            size(&raw.stream_window),
+            1,
+            H2_MAX_WINDOW,
+            default.stream_window,
+        ),
+        connection_window: bounded(
+            "http2.connection_window",
+            size(&raw.connection_window),
+            1,
+            H2_MAX_WINDOW,
+            default.connection_window,
+        ),
+    }
+}
+
 /// Loads and compiles everything reachable from the main config file. Collects all problems.
 /// Pure definitions: no metric is registered and no runtime state is made here (both happen
 /// when the live handle accepts the snapshot).
@@ -387,6 +464,7 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
         client_body_timeout: l.duration(main, &raw.limits.client_body_timeout, Duration::from_secs(30)),
         client_keepalive_timeout: l.duration(main, &raw.limits.client_keepalive_timeout, Duration::from_secs(60)),
         client_connections: raw.limits.client_connections.as_ref().map(|c| c.value),
+        http2: compile_http2(main, &raw.http2, &mut l),
     };
 
     let resolver = compile_resolver(main, raw.resolver.as_ref(), &mut l);
@@ -550,6 +628,7 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
                 || PathBuf::from("/tmp/statusgate_upgrade.sock"),
                 |s| resolve(main, &s.value),
             ),
+            h2c: raw.http2.h2c.unwrap_or(false),
         },
         admin_auth: admin.auth,
         canonical,
@@ -916,6 +995,7 @@ mod tests {
             watch_config: true,
             work_stealing: true,
             upgrade_sock: PathBuf::from("/tmp/u.sock"),
+            h2c: false,
         }
     }
 
@@ -930,6 +1010,7 @@ mod tests {
             work_stealing: false,
             upgrade_sock: PathBuf::from("/tmp/v.sock"),
             watch_config: false,
+            h2c: true,
             ..boot()
         };
         assert_eq!(
@@ -940,7 +1021,8 @@ mod tests {
                 "server.grace_period",
                 "server.watch_config",
                 "server.work_stealing",
-                "server.upgrade_sock"
+                "server.upgrade_sock",
+                "http2.h2c"
             ]
         );
     }

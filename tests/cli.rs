@@ -337,6 +337,7 @@ fn json_access_log_has_one_line_per_request_with_its_fields() {
     let text = server(&up.addr(), port, admin, "3s")
         .log_format("json")
         .log_filter("warn,statusgate::access=info")
+        .set("http2", "h2c", "true")
         .build();
     let cfg = write(dir.path(), "gw.yaml", &text);
     let log_path = dir.path().join("stderr.log");
@@ -344,13 +345,28 @@ fn json_access_log_has_one_line_per_request_with_its_fields() {
     let mut child = spawn_run(&cfg, port, log_file.into());
     let r = request(port, "GET", "/huawei/v1/x", &[("X-Request-Id", "json-log-1")], b"");
     assert_eq!(r.status, 429);
-    let line = eventually(|| {
-        let text = std::fs::read_to_string(&log_path).unwrap();
-        text.lines().find(|l| l.contains("json-log-1")).map(str::to_owned)
-    });
+    let h2 = common::curl::curl(
+        common::curl::Proto::H2c,
+        &format!("http://127.0.0.1:{port}/huawei/v1/y"),
+        &["-H", "X-Request-Id: json-log-2"],
+    );
+    assert_eq!((h2.response.status, h2.version.as_str()), (429, "2"));
+    let line_of = |id: &str| {
+        eventually(|| {
+            let text = std::fs::read_to_string(&log_path).unwrap();
+            text.lines().find(|l| l.contains(id)).map(str::to_owned)
+        })
+    };
+    let (line, line2) = (line_of("json-log-1"), line_of("json-log-2"));
     child.kill().unwrap();
     let _ = child.wait();
+    let v2: serde_json::Value = serde_json::from_str(&line2.expect("an access line")).expect("JSON");
+    assert_eq!(
+        (v2["protocol"].as_str(), v2["status"].as_u64()),
+        (Some("HTTP/2"), Some(429))
+    );
     let v: serde_json::Value = serde_json::from_str(&line.expect("an access line")).expect("JSON");
+    assert_eq!(v["protocol"], "HTTP/1.1");
     assert_eq!(v["request_id"], "json-log-1");
     assert_eq!(v["route"], "huawei");
     assert_eq!(v["status"], 429);

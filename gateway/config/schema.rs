@@ -35,6 +35,27 @@ pub struct RawConfig {
     pub routes: Vec<Spanned<RawRoute>>,
     /// How upstream host names are resolved (default: the system's resolv.conf).
     pub resolver: Option<Spanned<RawResolver>>,
+    /// HTTP/2 from clients: h2c on plain listeners and the limits of every HTTP/2 connection.
+    #[serde(default)]
+    pub http2: RawHttp2,
+}
+
+/// `http2:`: HTTP/2 from clients (TLS listeners offer it by ALPN; see `tls_listen`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp2 {
+    /// Plain-text listeners also accept HTTP/2 with prior knowledge (h2c); default false.
+    pub h2c: Option<bool>,
+    /// Streams a client may have open at once on one connection (default 100).
+    pub max_concurrent_streams: Option<Spanned<u32>>,
+    /// Largest decoded header list of a request (default 64KiB); `limits.request_header`
+    /// still answers 431 for anything larger than it.
+    pub max_header_list_size: Option<Spanned<ByteSize>>,
+    /// Flow-control window of each stream: request body bytes a client may send before the
+    /// gateway reads them (default 64KiB).
+    pub stream_window: Option<Spanned<ByteSize>>,
+    /// Flow-control window of the whole connection (default 1MiB).
+    pub connection_window: Option<Spanned<ByteSize>>,
 }
 
 /// `resolver:`: the DNS resolver of upstream host names.

@@ -112,6 +112,8 @@ gateway_failures! {
     /// The group has no address: its host names have not resolved yet, or resolution has
     /// failed for longer than `resolver.stale_for`.
     NoUpstreamAddress = "no_upstream_address", 503, Upstream, "The upstream's host name has no address; retry later.";
+    /// An `Expect` field other than `100-continue` (RFC 9110 section 10.1.1).
+    ExpectationFailed = "expectation_failed", 417, Client, "The gateway supports no expectation but 100-continue.";
 }
 
 impl GatewayFailure {

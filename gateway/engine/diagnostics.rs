@@ -119,6 +119,14 @@ pub enum ProblemKind {
     /// A count that must be at least 1 (the key's name).
     #[error("{0} must be at least 1")]
     AtLeastOne(&'static str),
+    /// A number outside what its key allows (the key's name and the bounds).
+    #[error("{key}: {value} is outside {min}-{max}")]
+    OutOfRange {
+        key: &'static str,
+        value: u64,
+        min: u64,
+        max: u64,
+    },
     /// An upstream group's `tls:` section.
     #[error("{0}")]
     UpstreamTls(Box<UpstreamTlsError>),
@@ -172,6 +180,7 @@ impl ProblemKind {
             ProblemKind::Admin(AdminError::ProtectWithoutToken(_)) => "admin_protect_without_token",
             ProblemKind::ReloadTask(_) => "reload_task",
             ProblemKind::AtLeastOne(_) => "at_least_one",
+            ProblemKind::OutOfRange { .. } => "out_of_range",
             ProblemKind::UpstreamTls(_) => "upstream_tls",
             ProblemKind::Resolver(_) => "resolver",
             ProblemKind::HealthCheck(_) => "health_check",

@@ -33,11 +33,11 @@ pub struct AtCapacity;
 /// One client connection's place on its listener.
 pub struct ClientSlot(Arc<Listener>);
 
-/// What a client connection carries from one request to the next (pingora's connection user
-/// context): its place on the listener, and whether the next request's whole header is already
-/// read (then no header deadline is needed: nothing is left to wait for).
+/// What an HTTP/1.x client connection carries from one request to the next (pingora's
+/// connection user context): whether the next request's whole header is already read (then no
+/// header deadline is needed: nothing is left to wait for). Its place on the listener is held
+/// by `admission` for the connection's whole life.
 pub struct ClientConnection {
-    pub slot: ClientSlot,
     pub header_ready: bool,
 }
 

@@ -68,6 +68,8 @@ pub struct Exchange<'a> {
     pub head_request: bool,
     /// The client speaks HTTP/1.0: no chunked responses.
     pub http10: bool,
+    /// The client sent `Expect: 100-continue`: it gets `100 Continue` when forwarding starts.
+    pub expects_continue: bool,
 }
 
 impl Exchange<'_> {
@@ -314,6 +316,23 @@ impl Exchange<'_> {
         for name in HOP_BY_HOP {
             up.remove_header(&name);
         }
+        // The gateway meets `Expect: 100-continue` itself (see `send`).
+        up.remove_header(&header::EXPECT);
+        if req.version == http::Version::HTTP_2 {
+            // HTTP/2 may split Cookie into several fields (RFC 9113 section 8.2.3); an HTTP/1.1
+            // upstream gets them as one, joined by "; ".
+            let mut cookies = req.headers.get_all(header::COOKIE).iter();
+            if let (Some(first), Some(_)) = (cookies.next(), cookies.next()) {
+                let mut joined = first.as_bytes().to_vec();
+                for c in req.headers.get_all(header::COOKIE).iter().skip(1) {
+                    joined.extend_from_slice(b"; ");
+                    joined.extend_from_slice(c.as_bytes());
+                }
+                if let Ok(v) = HeaderValue::from_bytes(&joined) {
+                    up.insert_header(header::COOKIE, v)?;
+                }
+            }
+        }
         up.insert_header(X_REQUEST_ID, self.log.request_id.as_str())?;
         if let Some(host) = &group.def.host_header {
             up.insert_header(header::HOST, host.clone())?;
@@ -365,6 +384,15 @@ impl Exchange<'_> {
         up.write_request_header(Box::new(req))
             .await
             .map_err(SendStop::Upstream)?;
+        if self.expects_continue && !self.session.is_body_done() {
+            // Forwarding has started: the client may send its body now (RFC 9110 section
+            // 10.1.1). Only once per request: a stale pooled connection's retry sends no second.
+            self.expects_continue = false;
+            self.session
+                .write_continue_response()
+                .await
+                .map_err(SendStop::ClientBody)?;
+        }
         let limit = self.snap.limits.request_body;
         let mut total = 0u64;
         loop {

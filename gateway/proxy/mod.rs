@@ -1,8 +1,9 @@
-//! The pingora glue: `GatewayApp` is a pingora `HttpServerApp` that reads each request, takes
-//! the serving snapshot once, hands the work to `exchange::Exchange`, and hands the request's
-//! `Outcome` to the metrics and the access log. `rescue` is the one failure table, `balancer`
-//! the upstream groups' runtime state.
+//! The pingora glue: `GatewayApp` is a pingora `HttpServerApp` that reads each request (an
+//! HTTP/1.x request or one HTTP/2 stream), takes the serving snapshot once, hands the work to
+//! `exchange::Exchange`, and hands the request's `Outcome` to the metrics and the access log.
+//! `admission` admits connections in front of it, `rescue` is the one failure table.
 
+pub mod admission;
 pub mod connections;
 pub mod exchange;
 pub mod request_id;
@@ -16,8 +17,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::BytesMut;
 use http::header;
-use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora::connectors::http::Connector;
+use pingora::protocols::http::v2::server::{default_h2_options, H2Options};
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 use pingora::time::fast_timeout::fast_timeout;
@@ -35,16 +37,39 @@ pub struct GatewayApp {
     snapshots: Arc<SnapshotHandle>,
     connector: Connector,
     metrics: Arc<Metrics>,
-    listeners: connections::ListenerCounts,
+    /// h2c and the HTTP/2 idle timeout: fixed at start (pingora reads them per connection by
+    /// reference).
+    server_options: HttpServerOptions,
 }
 
 impl GatewayApp {
     pub fn new(snapshots: Arc<SnapshotHandle>, metrics: Arc<Metrics>) -> Self {
+        let snap = snapshots.current();
+        let mut server_options = HttpServerOptions::default();
+        server_options.h2c = snap.boot.h2c;
+        // An idle HTTP/2 connection (no stream open) is closed like an idle HTTP/1.1 one.
+        server_options.h2_idle_timeout = Some(snap.limits.client_keepalive_timeout);
         GatewayApp {
             snapshots,
             connector: Connector::new(None),
-            listeners: connections::ListenerCounts::new(metrics.clone()),
             metrics,
+            server_options,
+        }
+    }
+
+    /// Answers the first request of a connection over `limits.client_connections` with the
+    /// canonical 503, then closes it.
+    async fn refuse_connection(&self, mut session: ServerSession, shutdown: &ShutdownWatch) {
+        let started = Instant::now();
+        let snap = self.snapshots.current();
+        let read = tokio::select! {
+            biased;
+            r = fast_timeout(snap.limits.client_header_timeout, session.read_request()) => r,
+            _ = wait_shutdown(shutdown) => return,
+        };
+        if let Ok(Ok(true)) = read {
+            self.refuse(&mut session, &snap, started, Trouble::ClientConnectionLimit)
+                .await;
         }
     }
 
@@ -65,6 +90,7 @@ impl GatewayApp {
             format: ProblemFormat::Json,
             head_request: false,
             http10: false,
+            expects_continue: false,
         };
         ex.rescue(trouble).await;
         self.finish(snap, &log, None);
@@ -88,6 +114,8 @@ struct Intake {
     format: ProblemFormat,
     head_request: bool,
     http10: bool,
+    /// The client waits for `100 Continue` before it sends its body.
+    expects_continue: bool,
     /// A refusal decided from the header alone.
     refused: Option<Trouble<'static>>,
 }
@@ -101,6 +129,11 @@ fn intake(req: &pingora::http::RequestHeader, snap: &Serving) -> Intake {
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .unwrap_or_else(request_id::generate);
     let format = ProblemFormat::negotiate(req.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    // RFC 9110 section 10.1.1: 100-continue is the only expectation; an HTTP/1.0 request's
+    // is ignored.
+    let http10 = req.version == http::Version::HTTP_10;
+    let expect = req.headers.get(header::EXPECT).filter(|_| !http10);
+    let expects_continue = expect.is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"100-continue"));
     let refused = if header_bytes(req) > snap.limits.request_header {
         Some(Trouble::HeaderTooLarge)
     } else if req.version == http::Version::HTTP_11 && !req.headers.contains_key(header::HOST) {
@@ -108,6 +141,8 @@ fn intake(req: &pingora::http::RequestHeader, snap: &Serving) -> Intake {
         Some(Trouble::MissingHost)
     } else if req.method == http::Method::CONNECT || !req.uri.path().starts_with('/') {
         Some(Trouble::MethodRefused)
+    } else if expect.is_some() && !expects_continue {
+        Some(Trouble::UnmetExpectation)
     } else {
         None
     };
@@ -115,7 +150,8 @@ fn intake(req: &pingora::http::RequestHeader, snap: &Serving) -> Intake {
         request_id,
         format,
         head_request: req.method == http::Method::HEAD,
-        http10: req.version == http::Version::HTTP_10,
+        http10,
+        expects_continue,
         refused,
     }
 }
@@ -168,37 +204,29 @@ impl HttpServerApp for GatewayApp {
         // Keep-alive as the request's version and Connection field say (RFC 9112 section 9.3:
         // HTTP/1.0 only with `keep-alive`; pingora also turns it off for CL + TE), never longer
         // than configured and never while shutting down.
+        let h2 = session.is_http2();
         let keepalive = session.get_keepalive().is_some() && !*shutdown.borrow();
         session.set_keepalive(keepalive.then(|| snap.limits.client_keepalive_timeout.as_secs().max(1)));
         session.set_read_timeout(Some(snap.limits.client_body_timeout));
         // Pipelined requests are answered one after the other, in order (RFC 9112 section 9.3.2).
         session.set_pipelining_enabled(true);
 
-        let conn = match conn {
-            Some(c) => c,
-            None => match self
-                .listeners
-                .admit(session.server_addr(), snap.limits.client_connections)
-            {
-                Ok(slot) => Box::new(connections::ClientConnection {
-                    slot,
-                    header_ready: false,
-                }),
-                Err(connections::AtCapacity) => {
-                    self.refuse(&mut session, &snap, started, Trouble::ClientConnectionLimit)
-                        .await;
-                    return None;
-                }
-            },
-        };
+        let conn = conn.unwrap_or_else(|| Box::new(connections::ClientConnection { header_ready: false }));
 
         let Intake {
             request_id,
             format,
             head_request,
             http10,
+            expects_continue,
             refused,
         } = intake(session.req_header(), &snap);
+        if expects_continue {
+            // Answered before its body arrived (refused, no route, an upstream that does not
+            // wait for it): the client may never send the body, so the connection closes
+            // rather than waiting to drain it.
+            session.set_close_on_response_before_downstream_finish(true);
+        }
         let mut log = Outcome::new(started, request_id);
         self.metrics.in_flight.inc();
         let ending = {
@@ -210,6 +238,7 @@ impl HttpServerApp for GatewayApp {
                 format,
                 head_request,
                 http10,
+                expects_continue,
             };
             match refused {
                 Some(t) => ex.rescue(t).await,
@@ -219,11 +248,32 @@ impl HttpServerApp for GatewayApp {
         self.metrics.in_flight.dec();
         self.finish(&snap, &log, Some(session.req_header()));
         if ending == Ending::Close {
+            // On HTTP/2 only this stream ends: reset when its response is unfinished, and the
+            // connection's other streams go on.
+            if h2 {
+                session.shutdown().await;
+            }
             return None;
         }
         let settings = HttpPersistentSettings::for_session(&session);
         let reusable = session.finish().await.ok()??;
         keep_alive(reusable, settings, conn, snap.limits.client_keepalive_timeout, shutdown).await
+    }
+
+    /// The limits of a new HTTP/2 client connection, from the serving configuration.
+    fn h2_options(&self) -> Option<H2Options> {
+        let limits = self.snapshots.current().limits.http2;
+        let mut options = default_h2_options();
+        options
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .max_header_list_size(limits.max_header_list_size)
+            .initial_window_size(limits.stream_window)
+            .initial_connection_window_size(limits.connection_window);
+        Some(options)
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        Some(&self.server_options)
     }
 }
 

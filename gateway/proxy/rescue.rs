@@ -32,6 +32,8 @@ pub enum Trouble<'e> {
     MissingHost,
     /// CONNECT, or a target that is not origin- or absolute-form.
     MethodRefused,
+    /// An `Expect` other than `100-continue`.
+    UnmetExpectation,
     /// The target is ambiguous or leaves its route.
     BadTarget,
     NoRoute,
@@ -108,6 +110,8 @@ pub fn rescue(t: Trouble<'_>) -> Rescue {
         Trouble::HeaderTooLarge => answer(F::HeaderTooLarge, false),
         Trouble::MissingHost => answer(F::BadRequest, false),
         Trouble::MethodRefused => answer(F::MethodNotAllowed, false),
+        // The body (if any) was not read: the connection closes.
+        Trouble::UnmetExpectation => answer(F::ExpectationFailed, false),
         Trouble::BadTarget => answer(F::BadTarget, false),
         Trouble::NoRoute => answer(F::NoRoute, true),
         Trouble::DeclaredBodyTooLarge => answer(F::RequestTooLarge, false),

@@ -42,6 +42,7 @@ pub fn emit(log: &Outcome, route: &str, req: Option<&pingora::http::RequestHeade
     let upstream = log.upstream_addr.map(|a| a.to_string());
     let method = req.map_or("-", |r| r.method.as_str());
     let path = req.map_or("-", |r| r.uri.path());
+    let protocol = req.map_or("-", |r| protocol_name(r.version));
     macro_rules! line {
         ($level:expr) => {
             tracing::event!(
@@ -49,6 +50,7 @@ pub fn emit(log: &Outcome, route: &str, req: Option<&pingora::http::RequestHeade
                 $level,
                 request_id = %log.request_id,
                 route = route,
+                protocol = protocol,
                 method = %method,
                 path = %path,
                 upstream = upstream.as_deref().unwrap_or("-"),
@@ -69,5 +71,17 @@ pub fn emit(log: &Outcome, route: &str, req: Option<&pingora::http::RequestHeade
         line!(tracing::Level::WARN);
     } else {
         line!(tracing::Level::INFO);
+    }
+}
+
+/// The client's protocol as the access log names it.
+fn protocol_name(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_11 => "HTTP/1.1",
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
+        _ => "-",
     }
 }

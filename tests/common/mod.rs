@@ -6,6 +6,7 @@
 pub mod assert;
 pub mod client;
 pub mod config;
+pub mod curl;
 pub mod dns;
 pub mod gateway;
 pub mod tls;
