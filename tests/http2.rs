@@ -555,3 +555,17 @@ fn the_streams_of_one_connection_share_its_place_under_client_connections() {
     assert_eq!(statuses, [200, 200, 200, 200], "streams are not connections");
     assert::strict_gateway_problem(&second, 503, "client-connection-limit");
 }
+
+#[test]
+fn the_documented_http2_example_passes_check() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md")).unwrap();
+    let section = &doc[doc.find("### HTTP/2 from clients").expect("the section")..];
+    let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
+    let example = &section[start..start + section[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("statusgate.yaml");
+    std::fs::write(&path, example).unwrap();
+    let snap = statusgate::snapshot::load(&path).unwrap_or_else(|ps| panic!("{ps:?}"));
+    assert!(snap.boot.h2c);
+    assert_eq!(snap.limits.http2.max_concurrent_streams, 100);
+}
