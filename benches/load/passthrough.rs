@@ -20,6 +20,10 @@
 //! TLS to the upstream (the benchmark's TLS rows): `UPSTREAM_TLS_SNI=name` makes the upstream
 //! connections TLS with that SNI, verified against the CA certificates of the PEM file
 //! `UPSTREAM_TLS_CA` (pingora's per-peer `ca`, as statusgate's `tls: {ca, sni}` sets it).
+//!
+//! HTTP/2 from clients (the benchmark's h2 rows): `H2C=1` lets the listener take HTTP/2 with
+//! prior knowledge beside HTTP/1.1 (pingora's `HttpServerOptions::h2c`, as statusgate's
+//! `http2.h2c: true`), with pingora's default HTTP/2 limits (100 streams, 64 KiB header list).
 
 /// `--features mimalloc`: the same allocator experiment as statusgate's.
 #[cfg(feature = "mimalloc")]
@@ -141,8 +145,16 @@ fn main() {
     });
     let mode = if tls.is_some() { "TLS" } else { "plain" };
     let mut proxy = http_proxy_service(&server.configuration, Passthrough { upstream, tls });
+    let h2c = std::env::var("H2C").is_ok_and(|v| v == "1");
+    if h2c {
+        let mut options = pingora::apps::HttpServerOptions::default();
+        options.h2c = true;
+        if let Some(app) = proxy.app_logic_mut() {
+            app.server_options = Some(options);
+        }
+    }
     proxy.add_tcp(&listen);
     server.add_service(proxy);
-    eprintln!("passthrough: {listen} -> {upstream} ({mode}), {threads} threads, grace {grace}s");
+    eprintln!("passthrough: {listen} -> {upstream} ({mode}), {threads} threads, grace {grace}s, h2c {h2c}");
     server.run_forever()
 }
