@@ -112,6 +112,9 @@ gateway_failures! {
     /// The group has no address: its host names have not resolved yet, or resolution has
     /// failed for longer than `resolver.stale_for`.
     NoUpstreamAddress = "no_upstream_address", 503, Upstream, "The upstream's host name has no address; retry later.";
+    /// An upgrade request (`Connection: upgrade`, `Upgrade: X`) on a route whose `upgrades:`
+    /// does not list X (Envoy answers 403 too). The proxy names X in the detail.
+    UpgradeRefused = "upgrade_refused", 403, Client, "This route does not forward this Upgrade protocol.";
 }
 
 impl GatewayFailure {

@@ -9,6 +9,8 @@ pub mod request_id;
 pub mod rescue;
 pub mod respond;
 pub mod target;
+pub mod tunnel;
+pub mod upgrade;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
