@@ -485,3 +485,51 @@ fn bytes_behind_an_upgrade_request_reach_the_upstream_only_after_its_101_as_tunn
     let bytes = |d| gw.metric("statusgate_tunnel_bytes_total", &[route, ("direction", d)]);
     assert_eq!((bytes("to_upstream"), bytes("to_client")), (SMUGGLED.len() as f64, 4.0));
 }
+
+#[test]
+fn bad_upgrades_settings_are_load_problems_at_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("statusgate.yaml");
+    let text = Config::new()
+        .listen_addr("127.0.0.1:1")
+        .no_admin()
+        .upgrade_idle_timeout("0s")
+        .upstream("h1", Up::addr("127.0.0.1:2"))
+        .upstream("h2", Up::addr("127.0.0.1:3").set("http2", "true"))
+        .route(
+            Route::new("a", "h1")
+                .prefix("/a/")
+                .upgrades(&["WebSocket", "h2c", "web/socket"]),
+        )
+        .route(Route::new("b", "h2").prefix("/b/").upgrades(&["websocket"]))
+        .build();
+    std::fs::write(&main, &text).unwrap();
+    let problems = statusgate::snapshot::load(&main).expect_err("rejected");
+    let texts: Vec<String> = problems.iter().map(|p| p.kind.to_string()).collect();
+    assert!(problems.iter().all(|p| p.kind.name() == "upgrade"), "{texts:?}");
+    for want in [
+        "limits.upgrade_idle_timeout must be above 0",
+        "upgrades: h2c is never forwarded",
+        "upgrades: `web/socket` is not a protocol name",
+        "route `b` goes to upstream `h2`, which has http2: true",
+    ] {
+        assert!(texts.iter().any(|t| t.contains(want)), "`{want}` not in {texts:?}");
+    }
+    assert_eq!(problems.len(), 4, "{texts:?}");
+}
+
+#[test]
+fn the_documented_upgrades_example_loads() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md")).unwrap();
+    let at = doc.find("<!-- upgrades-example -->").expect("the marker");
+    let rest = &doc[at..];
+    let start = rest.find("```yaml\n").unwrap() + "```yaml\n".len();
+    let end = rest[start..].find("```").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("statusgate.yaml");
+    std::fs::write(&main, &rest[start..start + end]).unwrap();
+    let snap = statusgate::snapshot::load(&main).unwrap_or_else(|ps| panic!("{ps:?}"));
+    assert_eq!(snap.routes[0].upgrades, ["websocket"]);
+    assert!(snap.routes[1].upgrades.is_empty());
+    assert_eq!(snap.limits.upgrade_idle_timeout, Duration::from_secs(300));
+}
