@@ -533,3 +533,26 @@ fn the_documented_upgrades_example_loads() {
     assert!(snap.routes[1].upgrades.is_empty());
     assert_eq!(snap.limits.upgrade_idle_timeout, Duration::from_secs(300));
 }
+
+#[test]
+fn a_gateway_failure_on_a_forwarded_upgrade_closes_the_connection_too() {
+    // A port nobody listens on: the gateway answers 502 itself.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let gw = Gateway::start(
+        &Config::new()
+            .upstream("down", Up::addr(&closed.to_string()))
+            .route(Route::new("refused-upstream", "down").upgrades(&["websocket"]))
+            .build(),
+        &[],
+    );
+    let mut raw = format!("{WS_HEAD}\r\n").into_bytes();
+    raw.extend_from_slice(SMUGGLED);
+    let (r, rest) = exchange_until_closed(gw.port, &raw);
+    assert::strict_gateway_problem(&r, 502, "upstream-refused");
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(
+        rest.is_empty(),
+        "the smuggled request is never answered: {}",
+        String::from_utf8_lossy(&rest)
+    );
+}

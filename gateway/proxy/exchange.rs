@@ -103,7 +103,9 @@ impl Exchange<'_> {
         let canonical = &self.snap.canonical;
         let mut problem = canonical.gateway_problem(failure, &self.log.request_id);
         if let (GatewayFailure::UpgradeRefused, Some(u)) = (failure, &self.log.upgrade) {
-            problem.detail = Some(format!("This route does not forward `Upgrade: {}`.", u.protocol));
+            if let Some(detail) = upgrade::refusal_detail(&u.protocol) {
+                problem.detail = Some(detail);
+            }
         }
         let resp = compose_gateway(
             &problem,
@@ -198,6 +200,11 @@ impl Exchange<'_> {
             }
         };
         self.log.route = Some(index);
+        if upgrade.is_some() {
+            // Whatever answers a forwarded upgrade request (a 101, the upstream's refusal, a
+            // gateway failure), the bytes behind its head are never read as a request.
+            self.session.set_keepalive(None);
+        }
         let group = &route.upstream;
         let Some(balancer) = snap.balancers.of(group) else {
             return self.rescue(Trouble::NoUpstream).await;
@@ -456,19 +463,18 @@ impl Exchange<'_> {
         self.log.upstream_status = Some(status);
         if let Some(offered) = upgrade {
             let protocol = offered.to_str().unwrap_or("-").to_owned();
-            if status != 101 {
-                // Declined: normalized like any other response; the connection closes after it.
-                self.log.upgrade = Some(Upgrade {
-                    protocol,
-                    result: UpgradeResult::Declined,
-                });
-                self.session.set_keepalive(None);
-            } else if let UpstreamSession::H1(h1) = up {
+            if let (101, UpstreamSession::H1(h1)) = (status, &mut *up) {
                 let named = h1.resp_header().and_then(|h| h.headers.get(header::UPGRADE));
                 if h1.was_upgraded() && upgrade::switched_to_offered(named, offered) {
                     return self.switch(h1, protocol).await;
                 }
             }
+            // Declined (or a 101 for a protocol that was not offered: 502 below): answered like
+            // any other response; the connection closes after it.
+            self.log.upgrade = Some(Upgrade {
+                protocol,
+                result: UpgradeResult::Declined,
+            });
         }
         if status == 101 {
             // No upgrade was forwarded (or the 101 names a protocol that was not offered): a 101

@@ -17,7 +17,8 @@ use pingora::http::RequestHeader;
 pub enum Plan {
     /// Not an upgrade request: served as an ordinary one, `Upgrade` dropped as hop-by-hop.
     Ordinary,
-    /// The route forwards none of the protocols asked for; the detail's protocol text.
+    /// The route forwards none of the protocols asked for: the client's `Upgrade` value (for
+    /// the log and, when it is plain tokens, the problem detail: `refusal_detail`).
     Refuse(String),
     /// An upgrade request that declares a body: the gateway reads nothing behind the head
     /// before the upstream's 101, so it cannot be forwarded (400).
@@ -45,7 +46,7 @@ pub fn plan(req: &RequestHeader, allowed: &[String]) -> Plan {
         return Plan::Ordinary;
     }
     let Ok(value) = upgrade.to_str() else {
-        return Plan::Refuse(detail_text(upgrade.as_bytes()));
+        return Plan::Refuse(log_text(upgrade.as_bytes()));
     };
     let mut forwarded: Vec<&str> = Vec::new();
     let mut refused = false;
@@ -62,7 +63,7 @@ pub fn plan(req: &RequestHeader, allowed: &[String]) -> Plan {
     }
     if forwarded.is_empty() {
         return if refused {
-            Plan::Refuse(detail_text(value.as_bytes()))
+            Plan::Refuse(log_text(value.as_bytes()))
         } else {
             Plan::Ordinary
         };
@@ -72,7 +73,7 @@ pub fn plan(req: &RequestHeader, allowed: &[String]) -> Plan {
     }
     match HeaderValue::from_str(&forwarded.join(", ")) {
         Ok(v) => Plan::Forward(v),
-        Err(_) => Plan::Refuse(detail_text(value.as_bytes())),
+        Err(_) => Plan::Refuse(log_text(value.as_bytes())),
     }
 }
 
@@ -105,18 +106,20 @@ fn declares_body(req: &RequestHeader) -> bool {
             .is_some_and(|v| v.as_bytes().iter().any(|b| *b != b'0' && *b != b' '))
 }
 
-/// The client's `Upgrade` value for the problem detail: shown only when it is plain protocol
-/// tokens (at most 64 bytes), so a client cannot write into the gateway's answer.
-fn detail_text(value: &[u8]) -> String {
-    let plain = value.len() <= 64
-        && value
-            .iter()
-            .all(|b| crate::snapshot::http_token_char(*b) || b"/, ".contains(b));
-    if plain && !value.is_empty() {
-        String::from_utf8_lossy(value).into_owned()
-    } else {
-        "(this protocol)".to_owned()
-    }
+/// The client's `Upgrade` value as the outcome keeps it: at most 64 bytes, lossy UTF-8.
+fn log_text(value: &[u8]) -> String {
+    String::from_utf8_lossy(&value[..value.len().min(64)]).into_owned()
+}
+
+/// The 403's detail naming the refused protocols, when the client's value is plain protocol
+/// tokens: otherwise `None` (the kind's fixed detail), so a client cannot write into the
+/// gateway's answer.
+pub fn refusal_detail(protocol: &str) -> Option<String> {
+    let plain = !protocol.is_empty()
+        && protocol
+            .bytes()
+            .all(|b| crate::snapshot::http_token_char(b) || b"/, ".contains(&b));
+    plain.then(|| format!("This route does not forward `Upgrade: {protocol}`."))
 }
 
 #[cfg(test)]
@@ -186,7 +189,12 @@ mod tests {
         );
         assert!(matches!(plan(&r, &ws()), Plan::Forward(_)));
         let r = req(H11, &[("Connection", "upgrade"), ("Upgrade", "<script>")]);
-        assert_eq!(plan(&r, &ws()), Plan::Refuse("(this protocol)".to_owned()));
+        assert_eq!(plan(&r, &ws()), Plan::Refuse("<script>".to_owned()));
+        assert_eq!(refusal_detail("<script>"), None);
+        assert_eq!(
+            refusal_detail("websocket, foo/2").as_deref(),
+            Some("This route does not forward `Upgrade: websocket, foo/2`.")
+        );
     }
 
     #[test]
