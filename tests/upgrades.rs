@@ -234,8 +234,6 @@ fn an_idle_tunnel_is_closed_after_upgrade_idle_timeout() {
     let gw = websocket_gateway("ws-idle", &echo, Some("300ms"));
     runtime().block_on(async {
         let mut ws = connect(gw.port, "ws-idle-1").await;
-        ws.send(Message::text("one message, then silence")).await.unwrap();
-        assert!(matches!(next(&mut ws).await, Some(Ok(Message::Text(_)))));
         // Silence both ways: the gateway ends the tunnel (no close frame: the stream just ends).
         match next(&mut ws).await {
             None | Some(Err(_)) => {}
@@ -555,4 +553,21 @@ fn a_gateway_failure_on_a_forwarded_upgrade_closes_the_connection_too() {
         "the smuggled request is never answered: {}",
         String::from_utf8_lossy(&rest)
     );
+}
+
+#[test]
+fn a_client_that_hangs_up_ends_the_tunnel_and_the_upstream_connection() {
+    capture_access_log();
+    let echo = start_echo();
+    let gw = websocket_gateway("ws-hangup", &echo, None);
+    runtime().block_on(async {
+        let mut ws = connect(gw.port, "ws-hangup-1").await;
+        ws.send(Message::text("bye")).await.unwrap();
+        assert!(matches!(next(&mut ws).await, Some(Ok(Message::Text(_)))));
+        // Gone without a close frame: the TCP connection just closes.
+        drop(ws);
+    });
+    let line = access_line("ws-hangup-1");
+    assert_eq!(line["tunnel_end"], "client_closed", "{line}");
+    gw.expect_metric("statusgate_tunnels_open", &[("route", "ws-hangup")], 0.0, "ended");
 }

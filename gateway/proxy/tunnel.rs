@@ -21,6 +21,9 @@ use tokio::time::Instant as TokioInstant;
 use crate::telemetry::metrics::TunnelSeries;
 use crate::telemetry::outcome::{TunnelEnd, TunnelStats};
 
+/// Bound on finishing the client's side once the tunnel is over.
+const FINISH_WAIT: Duration = Duration::from_secs(1);
+
 /// What the select over both reads produced.
 enum Step {
     FromClient(pingora::Result<Option<Bytes>>),
@@ -95,7 +98,9 @@ pub async fn relay(
     // close-delimited body is flushed, and its connection closes when the exchange ends.
     upstream.shutdown().await;
     if end != TunnelEnd::ClientError {
-        let _ = tokio::time::timeout(idle, client.finish_body()).await;
+        // Every relayed chunk was flushed as it went: this only ends the body, so a client that
+        // stopped reading does not hold the tunnel open again.
+        let _ = tokio::time::timeout(FINISH_WAIT, client.finish_body()).await;
     }
     TunnelStats {
         duration: started.elapsed(),
