@@ -1,7 +1,9 @@
 //! One client request, forwarded: route it, send it upstream, read the upstream's header (under
 //! a real deadline), read the body only when a rule may need it, let the engine decide, and
 //! write the canonical response. Everything that can fail ends in a `GatewayFailure` answered
-//! with a problem body, or, once the header is out, in a closed connection.
+//! with a problem body, or, once the header is out, in a closed connection. An upgrade request
+//! that its route forwards (`upgrade`) is sent without reading anything behind its head; on the
+//! upstream's 101 the connection becomes a `tunnel`, and whatever the answer, it closes after.
 //!
 //! Why not pingora's `ProxyHttp`: in pingora 0.9 the response header is written before any body
 //! arrives (cloudflare/pingora#978), so a status that depends on the body (Huawei's 400 whose

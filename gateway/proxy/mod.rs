@@ -1,7 +1,8 @@
 //! The pingora glue: `GatewayApp` is a pingora `HttpServerApp` that reads each request, takes
 //! the serving snapshot once, hands the work to `exchange::Exchange`, and hands the request's
 //! `Outcome` to the metrics and the access log. `rescue` is the one failure table, `balancer`
-//! the upstream groups' runtime state.
+//! the upstream groups' runtime state; `upgrade` decides what a route does with an upgrade
+//! request (WebSocket) and `tunnel` relays an upgraded connection after the upstream's 101.
 
 pub mod connections;
 pub mod exchange;
