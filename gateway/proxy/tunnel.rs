@@ -55,7 +55,8 @@ pub async fn relay(
         // `read_body_bytes` on either session): their only await is `read_buf` on the stream,
         // which is cancel-safe (a dropped read has consumed nothing), and every state change
         // comes after it, synchronously, so a read dropped here loses no byte and leaves the
-        // reader as it was. Writes are done after the select returns, never raced.
+        // reader as it was. Writes are done after the select returns, never raced against a
+        // read: only against the idle timer, and a write cut short by it ends the tunnel.
         let step = tokio::select! {
             r = client.read_request_body() => Step::FromClient(r),
             r = upstream.read_body_bytes() => Step::FromUpstream(r),
