@@ -181,6 +181,7 @@ impl AdminApp {
                 "upstream": r.upstream.name,
                 "profile": r.profile.source,
                 "rules": r.profile.rule_names().collect::<Vec<_>>(),
+                "upgrades": r.upgrades,
             })).collect::<Vec<_>>(),
             "upstreams": snap.upstreams.values().filter_map(|g| {
                 let b = snap.balancers.of(g)?;

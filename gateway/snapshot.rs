@@ -16,7 +16,7 @@ use serde_saphyr::Spanned;
 use crate::config::listeners::{check_distinct, Listener};
 use crate::config::load::{parse_yaml, read_text, resolve, EMBEDDED_CANONICAL};
 use crate::config::schema::{
-    ByteSize, RawCanonical, RawConfig, RawHealthCheck, RawHttp2, RawProfile, RawResolver, RawUpstream,
+    ByteSize, RawCanonical, RawConfig, RawHealthCheck, RawHttp2, RawProfile, RawResolver, RawRoute, RawUpstream,
 };
 use crate::config::units::parse_duration;
 use crate::config::upstream_tls::compile_tls;
@@ -24,7 +24,7 @@ use crate::config::{ConfigProblem, ProblemKind, SourcePos};
 use crate::dns::{DnsError, Resolution, ResolverSettings};
 use crate::engine::body::DEFAULT_BODY_DEPTH;
 use crate::engine::canonical::{CanonicalStatus, GatewayFailure};
-use crate::engine::diagnostics::{HeaderError, HealthCheckError, PathError, PathKey, ResolverError};
+use crate::engine::diagnostics::{HeaderError, HealthCheckError, PathError, PathKey, ResolverError, UpgradeError};
 use crate::engine::examples;
 use crate::engine::profile::{check_body_depth, EnsureHeaders, DEFAULT_BODY_BUFFER};
 use crate::engine::redact::Redaction;
@@ -178,6 +178,9 @@ pub struct Route {
     pub upstream: Arc<UpstreamGroup>,
     pub profile: Arc<CompiledProfile>,
     pub ensure: EnsureHeaders,
+    /// Protocols whose upgrade requests this route forwards (`upgrades:`), lower-case; empty:
+    /// none (the default: a tunnel bypasses every rule).
+    pub upgrades: Vec<String>,
 }
 
 impl Route {
@@ -221,6 +224,8 @@ pub struct Limits {
     pub client_connections: Option<u32>,
     /// The limits of each HTTP/2 client connection (read when a connection starts).
     pub http2: Http2Limits,
+    /// An upgraded connection carrying no byte either way for this long is closed.
+    pub upgrade_idle_timeout: Duration,
 }
 
 /// `http2:`'s limits, applied to every new HTTP/2 client connection.
@@ -465,7 +470,11 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
         client_keepalive_timeout: l.duration(main, &raw.limits.client_keepalive_timeout, Duration::from_secs(60)),
         client_connections: raw.limits.client_connections.as_ref().map(|c| c.value),
         http2: compile_http2(main, &raw.http2, &mut l),
+        upgrade_idle_timeout: l.duration(main, &raw.limits.upgrade_idle_timeout, Duration::from_secs(300)),
     };
+    if let (Some(raw_idle), true) = (&raw.limits.upgrade_idle_timeout, limits.upgrade_idle_timeout.is_zero()) {
+        l.error(SourcePos::of(main, raw_idle), UpgradeError::ZeroIdleTimeout.into());
+    }
 
     let resolver = compile_resolver(main, raw.resolver.as_ref(), &mut l);
     let mut upstreams = HashMap::new();
@@ -535,6 +544,7 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
             }
         };
         let ensure = EnsureHeaders::compile(main, &rv.ensure_headers, &mut l.problems);
+        let upgrades = compile_upgrades(main, rv, upstream.as_deref(), &mut l);
         if let (Some(upstream), Some(profile)) = (upstream, profile) {
             routes.push(Route {
                 name: Arc::from(rv.name.value.as_str()),
@@ -544,6 +554,7 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
                 upstream,
                 profile,
                 ensure,
+                upgrades,
             });
         }
     }
@@ -639,6 +650,48 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
         resolver,
         resolved,
     })
+}
+
+/// A route's `upgrades:`: protocol names (RFC 9110 tokens, no `/version`), lower-cased and
+/// deduplicated. `h2c` is never an upgrade to forward, and a tunnel needs HTTP/1.1 upstream.
+fn compile_upgrades(file: &Path, rv: &RawRoute, upstream: Option<&UpstreamGroup>, l: &mut Loader) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for token in &rv.upgrades {
+        let name = token.value.trim().to_ascii_lowercase();
+        let is_token = !name.is_empty() && name.bytes().all(http_token_char);
+        if !is_token {
+            l.error(
+                SourcePos::of(file, token),
+                UpgradeError::Token(token.value.clone()).into(),
+            );
+        } else if name == "h2c" {
+            l.error(SourcePos::of(file, token), UpgradeError::H2c.into());
+        } else if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    if let (Some(group), false) = (upstream, out.is_empty()) {
+        if group.def.http2 {
+            let at = rv
+                .upgrades
+                .first()
+                .map_or(SourcePos::of(file, &rv.name), |u| SourcePos::of(file, u));
+            l.error(
+                at,
+                UpgradeError::Http2Upstream {
+                    route: rv.name.value.clone(),
+                    upstream: group.name.clone(),
+                }
+                .into(),
+            );
+        }
+    }
+    out
+}
+
+/// An RFC 9110 `tchar`.
+pub fn http_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Resolves every upstream host name once (concurrently, bounded by `resolver.timeout`): a

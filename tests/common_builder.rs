@@ -50,6 +50,7 @@ fn a_config_using_every_typed_method_is_accepted_by_the_loader() {
         .client_body_timeout("1s")
         .client_keepalive_timeout("1s")
         .client_connections(10)
+        .upgrade_idle_timeout("30s")
         .work_stealing(true)
         .threads(1)
         .grace_period("0s")
@@ -76,6 +77,7 @@ fn a_config_using_every_typed_method_is_accepted_by_the_loader() {
                 .strip_prefix()
                 .host("api.example.test")
                 .profile("p.yaml")
+                .upgrades(&["websocket", "My-Proto"])
                 .ensure_header(401, "WWW-Authenticate", "Bearer realm=\"it's\""),
         )
         .build();

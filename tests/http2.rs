@@ -535,10 +535,6 @@ fn the_streams_of_one_connection_share_its_place_under_client_connections() {
                 .unwrap();
             pending.push(c.send_request(req, true).unwrap().0);
         }
-        // While that connection is open, a second one is over the limit.
-        let second = tokio::task::spawn_blocking(move || common::request(port, "GET", "/other", &[], b""))
-            .await
-            .unwrap();
         let mut statuses = Vec::new();
         for p in pending {
             statuses.push(
@@ -550,6 +546,12 @@ fn the_streams_of_one_connection_share_its_place_under_client_connections() {
                     .as_u16(),
             );
         }
+        // The HTTP/2 connection is admitted (it has answered) and still open: a second
+        // connection is over the limit.
+        let second = tokio::task::spawn_blocking(move || common::request(port, "GET", "/other", &[], b""))
+            .await
+            .unwrap();
+        drop(client);
         (statuses, second)
     });
     assert_eq!(statuses, [200, 200, 200, 200], "streams are not connections");

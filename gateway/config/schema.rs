@@ -169,6 +169,9 @@ pub struct RawLimits {
     /// Most client connections open at once on each listener (default: no limit); past it a new
     /// connection gets a 503 and is closed.
     pub client_connections: Option<Spanned<u32>>,
+    /// How long an upgraded connection (a WebSocket tunnel) may carry no byte either way
+    /// before both sides are closed (default 5m).
+    pub upgrade_idle_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -260,6 +263,10 @@ pub struct RawRoute {
     /// header is missing (e.g. `401: {WWW-Authenticate: 'Bearer realm="api"'}`).
     #[serde(default)]
     pub ensure_headers: BTreeMap<u16, BTreeMap<String, Spanned<String>>>,
+    /// Protocols whose `Connection: upgrade` requests this route forwards (e.g. `[websocket]`;
+    /// case-insensitive). Default none: an upgrade request is refused with 403.
+    #[serde(default)]
+    pub upgrades: Vec<Spanned<String>>,
 }
 
 pub use statusgate_engine::spec::*;

@@ -114,6 +114,9 @@ gateway_failures! {
     NoUpstreamAddress = "no_upstream_address", 503, Upstream, "The upstream's host name has no address; retry later.";
     /// An `Expect` field other than `100-continue` (RFC 9110 section 10.1.1).
     ExpectationFailed = "expectation_failed", 417, Client, "The gateway supports no expectation but 100-continue.";
+    /// An upgrade request (`Connection: upgrade`, `Upgrade: X`) on a route whose `upgrades:`
+    /// does not list X (Envoy answers 403 too). The proxy names X in the detail.
+    UpgradeRefused = "upgrade_refused", 403, Client, "This route does not forward this Upgrade protocol.";
 }
 
 impl GatewayFailure {

@@ -136,6 +136,9 @@ pub enum ProblemKind {
     /// An upstream's `health_check:`.
     #[error("health_check: {0}")]
     HealthCheck(#[from] HealthCheckError),
+    /// A route's `upgrades:` or `limits.upgrade_idle_timeout`.
+    #[error("{0}")]
+    Upgrade(#[from] UpgradeError),
     /// The reload's compile task died (a panic): the last good snapshot keeps serving.
     #[error("reload task failed: {0}")]
     ReloadTask(String),
@@ -184,6 +187,7 @@ impl ProblemKind {
             ProblemKind::UpstreamTls(_) => "upstream_tls",
             ProblemKind::Resolver(_) => "resolver",
             ProblemKind::HealthCheck(_) => "health_check",
+            ProblemKind::Upgrade(_) => "upgrade",
             ProblemKind::ListenerOverlap(_) => "listener_overlap",
             ProblemKind::Warning(_) => "warning",
         }
@@ -331,6 +335,19 @@ pub enum HealthCheckError {
     /// `rise` or `fall` of zero.
     #[error("{0} must be at least 1")]
     ZeroCount(&'static str),
+}
+
+/// What is wrong with a route's `upgrades:` (or `limits.upgrade_idle_timeout`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpgradeError {
+    #[error("upgrades: `{0}` is not a protocol name (a token such as websocket, without a version)")]
+    Token(String),
+    #[error("upgrades: h2c is never forwarded (an `Upgrade: h2c` request is served over HTTP/1.1)")]
+    H2c,
+    #[error("upgrades: route `{route}` goes to upstream `{upstream}`, which has http2: true; a tunnel needs HTTP/1.1 to the upstream")]
+    Http2Upstream { route: String, upstream: String },
+    #[error("limits.upgrade_idle_timeout must be above 0")]
+    ZeroIdleTimeout,
 }
 
 /// A listener whose address an earlier listener already takes.

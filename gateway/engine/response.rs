@@ -148,6 +148,44 @@ fn replace_with_problem(
     CanonicalBody::Replace(body)
 }
 
+/// The header fields of the `101 Switching Protocols` a client gets when its upgrade was
+/// accepted upstream: the upstream's fields (Sec-WebSocket-Accept, Sec-WebSocket-Protocol, ...)
+/// less the hop-by-hop and body-framing ones, then `Connection: upgrade` and the upstream's
+/// `Upgrade` (the protocol it switched to), with the request ids and `X-Upstream-Status` as on
+/// every upstream-answered response. No rule applies to a 101: it carries no body to rewrite
+/// and a changed status would break the protocol switch.
+pub fn compose_switch(upstream: &HeaderMap, request_id: &str) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(upstream.len() + 4);
+    let named: Vec<&str> = upstream
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    for (name, value) in upstream.iter() {
+        let framing = *name == header::CONTENT_LENGTH || *name == header::TRANSFER_ENCODING;
+        let listed = named.iter().any(|n| n.eq_ignore_ascii_case(name.as_str()));
+        if !is_hop_by_hop(name) && !framing && !listed && name != X_REQUEST_ID {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    for value in upstream.get_all(header::UPGRADE) {
+        headers.append(header::UPGRADE, value.clone());
+    }
+    if let Some(vendor_id) = upstream.get(X_REQUEST_ID) {
+        if vendor_id.as_bytes() != request_id.as_bytes() {
+            headers.insert(X_VENDOR_REQUEST_ID, vendor_id.clone());
+        }
+    }
+    headers.insert(X_UPSTREAM_STATUS, HeaderValue::from(101u16));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert(X_REQUEST_ID, v);
+    }
+    headers
+}
+
 /// A complete response for an error the gateway answers itself.
 pub fn compose_gateway<'p>(
     p: &ProblemBody,
@@ -216,6 +254,31 @@ pub fn decode<'b>(content_encoding: Option<&str>, body: &'b [u8], cap: usize) ->
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn a_switch_keeps_the_protocol_fields_and_drops_the_connection_scoped_ones() {
+        let mut up = HeaderMap::new();
+        up.insert(header::CONNECTION, HeaderValue::from_static("Upgrade, X-Hop"));
+        up.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        up.insert(
+            "sec-websocket-accept",
+            HeaderValue::from_static("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        );
+        up.insert("x-hop", HeaderValue::from_static("1"));
+        up.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        up.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        up.insert(X_REQUEST_ID, HeaderValue::from_static("vendor-1"));
+        let h = compose_switch(&up, "gw-1");
+        assert_eq!(h[header::CONNECTION], "upgrade");
+        assert_eq!(h[header::UPGRADE], "websocket");
+        assert_eq!(h["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(h[X_REQUEST_ID], "gw-1");
+        assert_eq!(h[X_VENDOR_REQUEST_ID], "vendor-1");
+        assert_eq!(h[X_UPSTREAM_STATUS], "101");
+        for gone in ["x-hop", "keep-alive", "content-length"] {
+            assert!(!h.contains_key(gone), "{gone}");
+        }
+    }
 
     fn decision(body: BodyPlan) -> Decision<'static> {
         Decision {

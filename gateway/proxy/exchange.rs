@@ -1,7 +1,9 @@
 //! One client request, forwarded: route it, send it upstream, read the upstream's header (under
 //! a real deadline), read the body only when a rule may need it, let the engine decide, and
 //! write the canonical response. Everything that can fail ends in a `GatewayFailure` answered
-//! with a problem body, or, once the header is out, in a closed connection.
+//! with a problem body, or, once the header is out, in a closed connection. An upgrade request
+//! that its route forwards (`upgrade`) is sent without reading anything behind its head; on the
+//! upstream's 101 the connection becomes a `tunnel`, and whatever the answer, it closes after.
 //!
 //! Why not pingora's `ProxyHttp`: in pingora 0.9 the response header is written before any body
 //! arrives (cloudflare/pingora#978), so a status that depends on the body (Huawei's 400 whose
@@ -24,13 +26,15 @@ use super::connections::acquire_upstream;
 use super::rescue::{rescue, Rescue, Trouble};
 use super::respond::{to_pingora, X_REQUEST_ID};
 use super::target::normalize_path;
+use super::tunnel;
+use super::upgrade::{self, Plan};
 use crate::balancer::NoPeer;
 use crate::engine::pipeline::{self, BodyNeed, Normalized, RawBody};
-use crate::engine::response::{compose_gateway, CanonicalBody, HOP_BY_HOP};
+use crate::engine::response::{compose_gateway, compose_switch, CanonicalBody, HOP_BY_HOP};
 use crate::engine::{GatewayFailure, Origin, ProblemFormat, RequestFacts, UpstreamHead};
 use crate::reload::Serving;
 use crate::snapshot::{Route, UpstreamGroup};
-use crate::telemetry::outcome::Outcome;
+use crate::telemetry::outcome::{Outcome, Upgrade, UpgradeResult};
 use crate::upstream_peer::below_min_version;
 
 /// How a request ended, for connection reuse.
@@ -101,7 +105,12 @@ impl Exchange<'_> {
         self.log.origin = Origin::Gateway;
         self.log.status = failure.status();
         let canonical = &self.snap.canonical;
-        let problem = canonical.gateway_problem(failure, &self.log.request_id);
+        let mut problem = canonical.gateway_problem(failure, &self.log.request_id);
+        if let (GatewayFailure::UpgradeRefused, Some(u)) = (failure, &self.log.upgrade) {
+            if let Some(detail) = upgrade::refusal_detail(&u.protocol) {
+                problem.detail = Some(detail);
+            }
+        }
         let resp = compose_gateway(
             &problem,
             canonical.reason(problem.status),
@@ -154,23 +163,40 @@ impl Exchange<'_> {
             match snap.route_for(host, path) {
                 None => Err((Trouble::NoRoute, None)),
                 Some((index, route)) => {
+                    // An upgrade request: one header lookup decides for every other request.
+                    let upgrade = match upgrade::plan(req, &route.upgrades) {
+                        Plan::Ordinary => Ok(None),
+                        Plan::Forward(protocols) => Ok(Some(protocols)),
+                        Plan::WithBody => Err(Trouble::UpgradeWithBody),
+                        Plan::Refuse(protocol) => {
+                            self.log.upgrade = Some(Upgrade {
+                                protocol,
+                                result: UpgradeResult::Refused,
+                            });
+                            Err(Trouble::UpgradeRefused)
+                        }
+                    };
                     let declared_len = req
                         .headers
                         .get(header::CONTENT_LENGTH)
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok());
-                    if declared_len.is_some_and(|n| n > snap.limits.request_body) {
-                        Err((Trouble::DeclaredBodyTooLarge, Some(index)))
-                    } else {
-                        let upstream_path = route.upstream_path(path).into_owned();
-                        self.upstream_request(req, &upstream_path, &route.upstream)
-                            .map(|r| (index, route, upstream_path, r))
-                            .map_err(|_| (Trouble::UnbuildableRequest, Some(index)))
+                    match upgrade {
+                        Err(trouble) => Err((trouble, Some(index))),
+                        Ok(_) if declared_len.is_some_and(|n| n > snap.limits.request_body) => {
+                            Err((Trouble::DeclaredBodyTooLarge, Some(index)))
+                        }
+                        Ok(upgrade) => {
+                            let upstream_path = route.upstream_path(path).into_owned();
+                            self.upstream_request(req, &upstream_path, &route.upstream, upgrade.as_ref())
+                                .map(|r| (index, route, upstream_path, r, upgrade))
+                                .map_err(|_| (Trouble::UnbuildableRequest, Some(index)))
+                        }
                     }
                 }
             }
         };
-        let (index, route, upstream_path, upstream_req) = match planned {
+        let (index, route, upstream_path, upstream_req, upgrade) = match planned {
             Ok(p) => p,
             Err((trouble, index)) => {
                 self.log.route = index;
@@ -178,6 +204,11 @@ impl Exchange<'_> {
             }
         };
         self.log.route = Some(index);
+        if upgrade.is_some() {
+            // Whatever answers a forwarded upgrade request (a 101, the upstream's refusal, a
+            // gateway failure), the bytes behind its head are never read as a request.
+            self.session.set_keepalive(None);
+        }
         let group = &route.upstream;
         let Some(balancer) = snap.balancers.of(group) else {
             return self.rescue(Trouble::NoUpstream).await;
@@ -229,7 +260,8 @@ impl Exchange<'_> {
             let mut req = match next_req.take() {
                 Some(r) => r,
                 None => {
-                    let rebuilt = self.upstream_request(self.session.req_header(), &upstream_path, group);
+                    let rebuilt =
+                        self.upstream_request(self.session.req_header(), &upstream_path, group, upgrade.as_ref());
                     match rebuilt {
                         Ok(r) => r,
                         Err(_) => return self.rescue(Trouble::UnbuildableRequest).await,
@@ -243,7 +275,7 @@ impl Exchange<'_> {
                 }
             }
             let mut body_sent = false;
-            match self.send(&mut up, req, group, &mut body_sent).await {
+            match self.send(&mut up, req, group, upgrade.is_some(), &mut body_sent).await {
                 Ok(()) => break (up, picked),
                 Err(SendStop::Upstream(_)) if reused && !body_sent && !retried => retried = true,
                 Err(SendStop::Upstream(e)) => return self.rescue(Trouble::Send { error: &e, body_sent }).await,
@@ -253,7 +285,7 @@ impl Exchange<'_> {
             }
         };
         self.log.upstream_header_after = Some(self.log.started.elapsed());
-        let ending = self.respond(&mut up, &upstream_path, route).await;
+        let ending = self.respond(&mut up, &upstream_path, route, upgrade.as_ref()).await;
         if let UpstreamSession::H2(h2) = &mut up {
             // An h2 response with trailers ends after them: read (and drop, as over HTTP/1.1)
             // them so that the stream counts as finished. Briefly: with body data still
@@ -265,21 +297,30 @@ impl Exchange<'_> {
                 }
             }
         }
-        if up.response_done() {
+        // An upgraded connection is never pooled (the tunnel shut it down).
+        let upgraded = matches!(&up, UpstreamSession::H1(h1) if h1.was_upgraded());
+        if !upgraded && up.response_done() {
             self.connector
                 .release_http_session(up, &picked.address().peer, Some(group.def.idle_timeout))
                 .await;
+        }
+        if upgrade.is_some() {
+            // Declined or tunnelled: the bytes behind the upgrade request's head were never
+            // read as a request, and never will be.
+            return Ending::Close;
         }
         ending
     }
 
     /// The request as the upstream sees it: path rewritten, hop-by-hop headers dropped,
-    /// request id and forwarding headers set.
+    /// request id and forwarding headers set; for a forwarded upgrade, `Connection: upgrade`
+    /// and `Upgrade` with the protocols the route allows.
     fn upstream_request(
         &self,
         req: &RequestHeader,
         upstream_path: &str,
         group: &UpstreamGroup,
+        upgrade: Option<&HeaderValue>,
     ) -> pingora::Result<RequestHeader> {
         let mut up = req.clone();
         // Upstreams always get HTTP/1.1 in origin-form.
@@ -333,6 +374,10 @@ impl Exchange<'_> {
                 }
             }
         }
+        if let Some(protocols) = upgrade {
+            up.insert_header(header::CONNECTION, "upgrade")?;
+            up.insert_header(header::UPGRADE, protocols.clone())?;
+        }
         up.insert_header(X_REQUEST_ID, self.log.request_id.as_str())?;
         if let Some(host) = &group.def.host_header {
             up.insert_header(header::HOST, host.clone())?;
@@ -371,6 +416,7 @@ impl Exchange<'_> {
         up: &mut UpstreamSession,
         req: RequestHeader,
         group: &UpstreamGroup,
+        upgrade: bool,
         body_sent: &mut bool,
     ) -> Result<(), SendStop> {
         // Per-read and per-write inactivity: pingora-proxy copies these from the peer; the
@@ -395,7 +441,11 @@ impl Exchange<'_> {
         }
         let limit = self.snap.limits.request_body;
         let mut total = 0u64;
-        loop {
+        // An upgrade request has no body (`Plan::WithBody` refused those): nothing behind its
+        // head is read before the upstream has answered, so no byte can reach the upstream
+        // ahead of a 101 (CVE-2026-2833 was pingora forwarding them).
+        let mut reading = !upgrade;
+        while reading {
             match self.session.read_request_body().await {
                 Ok(Some(chunk)) => {
                     total += chunk.len() as u64;
@@ -405,7 +455,7 @@ impl Exchange<'_> {
                     *body_sent = true;
                     up.write_request_body(chunk, false).await.map_err(SendStop::Upstream)?;
                 }
-                Ok(None) => break,
+                Ok(None) => reading = false,
                 Err(e) => return Err(SendStop::ClientBody(e)),
             }
         }
@@ -430,13 +480,34 @@ impl Exchange<'_> {
         }
     }
 
-    async fn respond(&mut self, up: &mut UpstreamSession, upstream_path: &str, route: &Route) -> Ending {
+    async fn respond(
+        &mut self,
+        up: &mut UpstreamSession,
+        upstream_path: &str,
+        route: &Route,
+        upgrade: Option<&HeaderValue>,
+    ) -> Ending {
         let Some(status) = up.response_header().map(|h| h.status.as_u16()) else {
             return self.rescue(Trouble::NoResponseHeader).await;
         };
         self.log.upstream_status = Some(status);
+        if let Some(offered) = upgrade {
+            let protocol = offered.to_str().unwrap_or("-").to_owned();
+            if let (101, UpstreamSession::H1(h1)) = (status, &mut *up) {
+                let named = h1.resp_header().and_then(|h| h.headers.get(header::UPGRADE));
+                if h1.was_upgraded() && upgrade::switched_to_offered(named, offered) {
+                    return self.switch(h1, protocol).await;
+                }
+            }
+            // Declined (or a 101 for a protocol that was not offered: 502 below): answered like
+            // any other response; the connection closes after it.
+            self.log.upgrade = Some(Upgrade {
+                protocol,
+                result: UpgradeResult::Declined,
+            });
+        }
         if status == 101 {
-            // Upgrades are not forwarded (Upgrade is hop-by-hop and dropped), so any 101 is one
+            // No upgrade was forwarded (or the 101 names a protocol that was not offered): a 101
             // the client did not ask for; the upstream connection is not reused.
             self.log.error = Some("unsolicited 101 Switching Protocols".to_owned());
             up.shutdown().await;
@@ -566,6 +637,36 @@ impl Exchange<'_> {
             }
             CanonicalBody::Upstream => self.stream(up, buffered.freeze(), complete).await,
         }
+    }
+
+    /// The upstream switched protocols: the 101 goes to the client with the upstream's fields,
+    /// then the tunnel relays bytes both ways until it ends. The client connection closes after.
+    async fn switch(&mut self, up: &mut pingora::protocols::http::v1::client::HttpSession, protocol: String) -> Ending {
+        let headers = up
+            .resp_header()
+            .map_or_else(HeaderMap::new, |h| compose_switch(&h.headers, &self.log.request_id));
+        let protocol = up
+            .resp_header()
+            .and_then(|h| h.headers.get(header::UPGRADE))
+            .and_then(|v| v.to_str().ok())
+            .map_or(protocol, str::to_owned);
+        self.log.status = 101;
+        let written = match to_pingora(101, self.snap.canonical.reason(101), headers) {
+            Ok(h) => self.session.write_response_header(Box::new(h)).await.is_ok(),
+            Err(_) => false,
+        };
+        if !written || !self.session.was_upgraded() {
+            up.shutdown().await;
+            self.log.error = Some("the 101 could not be written to the client".to_owned());
+            return Ending::Close;
+        }
+        let series = &self.snap.series.route(self.log.route).tunnel;
+        let stats = tunnel::relay(self.session, up, self.snap.limits.upgrade_idle_timeout, series).await;
+        self.log.upgrade = Some(Upgrade {
+            protocol,
+            result: UpgradeResult::Tunnel(stats),
+        });
+        Ending::Close
     }
 
     /// Streams the upstream body to the client, starting with what was already read.

@@ -1,7 +1,9 @@
 //! The pingora glue: `GatewayApp` is a pingora `HttpServerApp` that reads each request (an
 //! HTTP/1.x request or one HTTP/2 stream), takes the serving snapshot once, hands the work to
 //! `exchange::Exchange`, and hands the request's `Outcome` to the metrics and the access log.
-//! `admission` admits connections in front of it, `rescue` is the one failure table.
+//! `admission` admits connections in front of it, `rescue` is the one failure table; `upgrade`
+//! decides what a route does with an upgrade request (WebSocket) and `tunnel` relays an
+//! upgraded connection after the upstream's 101.
 
 pub mod admission;
 pub mod connections;
@@ -10,6 +12,8 @@ pub mod request_id;
 pub mod rescue;
 pub mod respond;
 pub mod target;
+pub mod tunnel;
+pub mod upgrade;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -34,6 +34,13 @@ pub enum Trouble<'e> {
     MethodRefused,
     /// An `Expect` other than `100-continue`.
     UnmetExpectation,
+    /// An upgrade request for protocols its route does not forward (the outcome's `upgrade`
+    /// names them, for the detail); the bytes after its header cannot be trusted, so the
+    /// connection closes.
+    UpgradeRefused,
+    /// An upgrade request that declares a body: nothing after its header is read before the
+    /// upstream's 101, so it cannot be forwarded.
+    UpgradeWithBody,
     /// The target is ambiguous or leaves its route.
     BadTarget,
     NoRoute,
@@ -64,7 +71,8 @@ pub enum Trouble<'e> {
     ClientBody(&'e Error),
     /// The upstream session has no response header.
     NoResponseHeader,
-    /// A 101 the client did not ask for (upgrades are not forwarded).
+    /// A 101 the client did not ask for (no upgrade was forwarded), or one naming a protocol
+    /// that was not offered.
     UnsolicitedSwitch,
     /// Reading a body a rule needs failed.
     Body(&'e Error),
@@ -112,6 +120,8 @@ pub fn rescue(t: Trouble<'_>) -> Rescue {
         Trouble::MethodRefused => answer(F::MethodNotAllowed, false),
         // The body (if any) was not read: the connection closes.
         Trouble::UnmetExpectation => answer(F::ExpectationFailed, false),
+        Trouble::UpgradeRefused => answer(F::UpgradeRefused, false),
+        Trouble::UpgradeWithBody => answer(F::BadRequest, false),
         Trouble::BadTarget => answer(F::BadTarget, false),
         Trouble::NoRoute => answer(F::NoRoute, true),
         Trouble::DeclaredBodyTooLarge => answer(F::RequestTooLarge, false),
@@ -316,6 +326,18 @@ mod tests {
         assert_eq!(
             rescue(Trouble::ClientBody(&Error::new(ErrorType::ReadError))),
             Rescue::HangUp
+        );
+    }
+
+    #[test]
+    fn a_refused_upgrade_is_the_clients_403_and_closes_the_connection() {
+        let r = rescue(Trouble::UpgradeRefused);
+        assert_eq!(r, answer(GatewayFailure::UpgradeRefused, false));
+        assert_eq!(GatewayFailure::UpgradeRefused.status(), 403);
+        assert!(!GatewayFailure::UpgradeRefused.is_upstream());
+        assert_eq!(
+            rescue(Trouble::UpgradeWithBody),
+            answer(GatewayFailure::BadRequest, false)
         );
     }
 

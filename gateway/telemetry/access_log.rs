@@ -3,7 +3,7 @@
 
 use tracing_subscriber::EnvFilter;
 
-use super::outcome::Outcome;
+use super::outcome::{Outcome, UpgradeResult};
 
 /// Installs the global subscriber; `RUST_LOG` in the environment overrides `filter`.
 ///
@@ -27,8 +27,10 @@ pub fn init(format: &str, filter: &str) -> tracing_appender::non_blocking::Worke
     guard
 }
 
-/// One line per request (`route`: the matched route's name, `-` for none); at WARN when the gateway answered an upstream failure itself (the
-/// failure is logged once, here, with the request id and pingora's error text).
+/// One line per request (`route`: the matched route's name, `-` for none); at WARN when the
+/// gateway answered an upstream failure itself (the failure is logged once, here, with the
+/// request id and pingora's error text). An upgraded request's line is written when its tunnel
+/// ends: `upgraded`, `upgrade` (the protocol), `tunnel_ms`, the bytes each way and `tunnel_end`.
 pub fn emit(log: &Outcome, route: &str, req: Option<&pingora::http::RequestHeader>) {
     let warn = log.failure.is_some_and(|f| f.status() >= 500) || log.failed_after_header;
     let level_enabled = if warn {
@@ -40,6 +42,17 @@ pub fn emit(log: &Outcome, route: &str, req: Option<&pingora::http::RequestHeade
         return;
     }
     let upstream = log.upstream_addr.map(|a| a.to_string());
+    // An upgrade request: its protocol, and for a tunnel its life and bytes each way.
+    let (upgrade, tunnel) = match &log.upgrade {
+        None => ("-", None),
+        Some(u) => (
+            u.protocol.as_str(),
+            match &u.result {
+                UpgradeResult::Tunnel(t) => Some(t),
+                _ => None,
+            },
+        ),
+    };
     let method = req.map_or("-", |r| r.method.as_str());
     let path = req.map_or("-", |r| r.uri.path());
     let protocol = req.map_or("-", |r| protocol_name(r.version));
@@ -62,6 +75,12 @@ pub fn emit(log: &Outcome, route: &str, req: Option<&pingora::http::RequestHeade
                 error = log.error.as_deref().unwrap_or("-"),
                 after_header_failure = log.failed_after_header,
                 upstream_header_ms = log.upstream_header_after.map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+                upgrade = upgrade,
+                upgraded = tunnel.is_some(),
+                tunnel_ms = tunnel.map_or(0.0, |t| t.duration.as_secs_f64() * 1000.0),
+                tunnel_to_upstream_bytes = tunnel.map_or(0, |t| t.to_upstream),
+                tunnel_to_client_bytes = tunnel.map_or(0, |t| t.to_client),
+                tunnel_end = tunnel.map_or("-", |t| t.end.as_str()),
                 duration_ms = log.started.elapsed().as_secs_f64() * 1000.0,
                 "access"
             )

@@ -11,7 +11,8 @@
 //! `other`) x 502 upstream codes (plus `none`) x 2 origins for responses (in practice the
 //! handful a vendor uses), one series per gateway failure kind (`GatewayFailure::ALL`, split
 //! into upstream and client failures) plus `after_header`, one series per rule, 4 skip reasons,
-//! one redaction counter, 6 status classes; no path or client labels. Upstream address and host
+//! one redaction counter, 6 status classes, 3 upgrade results, one open-tunnel gauge, 2 tunnel
+//! byte directions and one tunnel duration histogram; no path, client or protocol labels. Upstream address and host
 //! labels are bounded by the configured groups, their host names and what those resolve to;
 //! the series of an address or a name that leaves are removed.
 
@@ -23,10 +24,16 @@ use prometheus::{
     Gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
-use super::outcome::Outcome;
+use super::outcome::{Outcome, UpgradeResult};
 use crate::engine::{BodySkip, GatewayFailure, Origin};
 
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+/// Tunnel directions, in `TunnelSeries::bytes` order.
+const DIRECTIONS: [&str; 2] = ["to_upstream", "to_client"];
+/// Seconds: tunnels last from a moment to hours.
+const TUNNEL_BUCKETS: [f64; 12] = [
+    0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0,
+];
 
 pub struct Metrics {
     pub responses: IntCounterVec,
@@ -53,6 +60,13 @@ pub struct Metrics {
     pub dns_addresses: IntGaugeVec,
     /// 1 while an address is in rotation as far as active health checks say, else 0.
     pub upstream_address_up: IntGaugeVec,
+    /// Upgrade requests per route by result (`UpgradeResult::NAMES`).
+    pub upgrades: IntCounterVec,
+    /// Tunnels open right now, per route.
+    pub tunnels_open: IntGaugeVec,
+    /// Bytes relayed through tunnels, per route and direction (`to_upstream`, `to_client`).
+    pub tunnel_bytes: IntCounterVec,
+    pub tunnel_duration: HistogramVec,
     /// Requests that matched no route.
     no_route: OnceLock<Arc<RouteMetrics>>,
 }
@@ -163,6 +177,27 @@ impl Metrics {
                 "1 while an upstream address is in rotation as far as active health checks say (always 1 without health_check), 0 after fall failed checks.",
                 &["upstream", "address"]
             )?,
+            upgrades: register_int_counter_vec!(
+                "statusgate_upgrades_total",
+                "Upgrade requests (Connection: upgrade, e.g. WebSocket) by result: accepted (the upstream switched), declined (it answered something else), refused (the route does not forward the protocol: 403).",
+                &["route", "result"]
+            )?,
+            tunnels_open: register_int_gauge_vec!(
+                "statusgate_tunnels_open",
+                "Upgraded connections (tunnels) relaying bytes right now.",
+                &["route"]
+            )?,
+            tunnel_bytes: register_int_counter_vec!(
+                "statusgate_tunnel_bytes_total",
+                "Bytes relayed through tunnels, counted as they pass: to_upstream (from the client) and to_client.",
+                &["route", "direction"]
+            )?,
+            tunnel_duration: register_histogram_vec!(
+                "statusgate_tunnel_duration_seconds",
+                "How long tunnels lasted, from the 101 to the end of the relay.",
+                &["route"],
+                TUNNEL_BUCKETS.to_vec()
+            )?,
             no_route: OnceLock::new(),
         };
         m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
@@ -262,6 +297,11 @@ pub struct RouteMetrics {
     redactions: IntCounter,
     duration: Vec<Histogram>,
     upstream_header: Histogram,
+    /// Indexed like `UpgradeResult::NAMES`.
+    upgrades: [IntCounter; 3],
+    tunnel_duration: Histogram,
+    /// What a running tunnel counts as it goes.
+    pub tunnel: TunnelSeries,
     /// (code, upstream code, origin) packed into a u32 -> its counter.
     responses: RwLock<HashMap<u32, IntCounter>>,
 }
@@ -285,6 +325,30 @@ fn code_label(index: u32) -> String {
         0 => "other".to_owned(),
         1 => "none".to_owned(),
         n => n.to_string(),
+    }
+}
+
+/// A route's tunnel series, counted while a tunnel runs (a long tunnel shows its traffic as it
+/// flows, not when it ends).
+pub struct TunnelSeries {
+    open: IntGauge,
+    pub to_upstream: IntCounter,
+    pub to_client: IntCounter,
+}
+
+/// A tunnel counted in `statusgate_tunnels_open` until it is dropped.
+pub struct OpenTunnel(IntGauge);
+
+impl TunnelSeries {
+    pub fn opened(&self) -> OpenTunnel {
+        self.open.inc();
+        OpenTunnel(self.open.clone())
+    }
+}
+
+impl Drop for OpenTunnel {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -313,6 +377,13 @@ impl RouteMetrics {
                 .map(|c| metrics.duration.with_label_values(&[route, c]))
                 .collect(),
             upstream_header: metrics.upstream_header.with_label_values(&[route]),
+            upgrades: UpgradeResult::NAMES.map(|r| metrics.upgrades.with_label_values(&[route, r])),
+            tunnel_duration: metrics.tunnel_duration.with_label_values(&[route]),
+            tunnel: TunnelSeries {
+                open: metrics.tunnels_open.with_label_values(&[route]),
+                to_upstream: metrics.tunnel_bytes.with_label_values(&[route, DIRECTIONS[0]]),
+                to_client: metrics.tunnel_bytes.with_label_values(&[route, DIRECTIONS[1]]),
+            },
             responses: RwLock::new(HashMap::new()),
             route: route.to_owned(),
             metrics,
@@ -358,6 +429,14 @@ impl RouteMetrics {
             let _ = m.duration.remove_label_values(&[route, c]);
         }
         let _ = m.upstream_header.remove_label_values(&[route]);
+        for r in UpgradeResult::NAMES {
+            let _ = m.upgrades.remove_label_values(&[route, r]);
+        }
+        let _ = m.tunnels_open.remove_label_values(&[route]);
+        for d in DIRECTIONS {
+            let _ = m.tunnel_bytes.remove_label_values(&[route, d]);
+        }
+        let _ = m.tunnel_duration.remove_label_values(&[route]);
         let keys: Vec<u32> = self
             .responses
             .read()
@@ -417,11 +496,20 @@ impl RouteMetrics {
         if log.redactions > 0 {
             self.redactions.inc_by(u64::from(log.redactions));
         }
-        let class = match log.status {
-            100..=599 => (log.status / 100 - 1) as usize,
-            _ => 5,
-        };
-        self.duration[class].observe(log.started.elapsed().as_secs_f64());
+        if let Some(u) = &log.upgrade {
+            self.upgrades[u.result.index()].inc();
+        }
+        match log.upgrade.as_ref().map(|u| &u.result) {
+            // A tunnel's life is not a request's latency: it has its own histogram.
+            Some(UpgradeResult::Tunnel(t)) => self.tunnel_duration.observe(t.duration.as_secs_f64()),
+            _ => {
+                let class = match log.status {
+                    100..=599 => (log.status / 100 - 1) as usize,
+                    _ => 5,
+                };
+                self.duration[class].observe(log.started.elapsed().as_secs_f64());
+            }
+        }
         if let Some(d) = log.upstream_header_after {
             self.upstream_header.observe(d.as_secs_f64());
         }

@@ -27,6 +27,79 @@ pub struct Outcome {
     /// The underlying error of a gateway-made failure, for the log.
     pub error: Option<String>,
     pub upstream_header_after: Option<Duration>,
+    /// An upgrade request (`Connection: upgrade`) and what became of it; `None` for every
+    /// other request.
+    pub upgrade: Option<Upgrade>,
+}
+
+/// An upgrade request: the protocol and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upgrade {
+    /// The protocol: the one the upstream switched to, else what was asked for (as sent,
+    /// truncated for the log).
+    pub protocol: String,
+    pub result: UpgradeResult,
+}
+
+/// What became of an upgrade request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpgradeResult {
+    /// The route does not forward the protocol: 403 `upgrade-refused`.
+    Refused,
+    /// Forwarded, and the upstream answered something else than 101 (normalized as usual).
+    Declined,
+    /// The upstream switched protocols: bytes were relayed both ways until this ended.
+    Tunnel(TunnelStats),
+}
+
+impl UpgradeResult {
+    /// Every result's label, in the order metrics index them.
+    pub const NAMES: [&'static str; 3] = ["refused", "declined", "accepted"];
+
+    /// The position of the result in `NAMES`.
+    pub fn index(&self) -> usize {
+        match self {
+            UpgradeResult::Refused => 0,
+            UpgradeResult::Declined => 1,
+            UpgradeResult::Tunnel(_) => 2,
+        }
+    }
+}
+
+/// One tunnel, when it is over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelStats {
+    /// From the 101 written to the client to the end of the relay.
+    pub duration: Duration,
+    /// Bytes relayed from the client to the upstream, and back.
+    pub to_upstream: u64,
+    pub to_client: u64,
+    pub end: TunnelEnd,
+}
+
+/// Why a tunnel ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelEnd {
+    ClientClosed,
+    UpstreamClosed,
+    /// No byte either way for `limits.upgrade_idle_timeout`.
+    Idle,
+    /// Reading from or writing to the client failed.
+    ClientError,
+    /// Reading from or writing to the upstream failed.
+    UpstreamError,
+}
+
+impl TunnelEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TunnelEnd::ClientClosed => "client_closed",
+            TunnelEnd::UpstreamClosed => "upstream_closed",
+            TunnelEnd::Idle => "idle",
+            TunnelEnd::ClientError => "client_error",
+            TunnelEnd::UpstreamError => "upstream_error",
+        }
+    }
 }
 
 impl Outcome {
@@ -48,6 +121,7 @@ impl Outcome {
             failed_after_header: false,
             error: None,
             upstream_header_after: None,
+            upgrade: None,
         }
     }
 }

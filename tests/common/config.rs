@@ -146,6 +146,11 @@ impl Config {
         self.limit("client_connections", &n.to_string())
     }
 
+    /// `limits.upgrade_idle_timeout`, e.g. `"200ms"`: a tunnel quiet this long is closed.
+    pub fn upgrade_idle_timeout(self, d: &str) -> Config {
+        self.limit("upgrade_idle_timeout", d)
+    }
+
     /// `server.threads`.
     pub fn threads(self, n: usize) -> Config {
         self.server("threads", &n.to_string())
@@ -372,6 +377,11 @@ impl Route {
 
     pub fn profile(self, p: &str) -> Route {
         self.set("profile", p)
+    }
+
+    /// `upgrades: [..]`: the protocols whose `Connection: upgrade` requests the route forwards.
+    pub fn upgrades(self, protocols: &[&str]) -> Route {
+        self.set("upgrades", &format!("[{}]", protocols.join(", ")))
     }
 
     /// One `ensure_headers:` entry: `name: value` added when the final status is `status` and
