@@ -20,6 +20,7 @@ pub mod balancer;
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod listener_certs;
 pub use statusgate_engine as engine;
 pub mod proxy;
 pub mod reload;
