@@ -540,3 +540,44 @@ fn an_expired_certificate_is_a_warning_and_still_served() {
         "{warnings:?}"
     );
 }
+/// The YAML block in docs/configuration.md that follows the marker `<!-- name -->`.
+fn doc_block(name: &str) -> String {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md")).unwrap();
+    let marker = format!("<!-- {name} -->");
+    let at = doc
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {marker} in docs/configuration.md"));
+    let rest = &doc[at..];
+    let start = rest.find("```yaml\n").unwrap() + "```yaml\n".len();
+    let end = rest[start..].find("```").unwrap();
+    rest[start..start + end].to_owned()
+}
+
+#[test]
+fn the_documented_tls_listener_example_passes_check() {
+    let ca = Ca::new("test ca");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("certs")).unwrap();
+    for (name, names) in [
+        ("gw", &["gateway.example.com"][..]),
+        ("api", &["api.example.com", "api.example.net"][..]),
+        ("apps", &["*.apps.example.com"][..]),
+    ] {
+        let l = ca.leaf(names);
+        std::fs::write(dir.path().join(format!("certs/{name}.crt")), &l.cert_pem).unwrap();
+        std::fs::write(dir.path().join(format!("certs/{name}.key")), &l.key_pem).unwrap();
+    }
+    let path = dir.path().join("statusgate.yaml");
+    std::fs::write(&path, doc_block("tls-listener-example")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_statusgate"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

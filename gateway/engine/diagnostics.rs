@@ -491,6 +491,18 @@ mod tests {
                 "admin_protect_without_token",
                 "protect_probes needs a token: set token_file or token_env",
             ),
+            (
+                ListenerTlsError::DuplicateName {
+                    key: "tls_listen.certs[1].cert".into(),
+                    path: "b.crt".into(),
+                    name: "api.example.com".into(),
+                    other: "tls_listen.certs[0].cert a.crt".into(),
+                    other_at: "gw.yaml:7:16".into(),
+                }
+                .into(),
+                "listener_tls",
+                "tls_listen.certs[1].cert b.crt: `api.example.com` is already claimed by tls_listen.certs[0].cert a.crt (gw.yaml:7:16) on this listener",
+            ),
         ];
         for (kind, name, text) in cases {
             assert_eq!((kind.name(), kind.to_string().as_str()), (name, text));
