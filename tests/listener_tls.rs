@@ -316,27 +316,34 @@ fn min_version_1_3_refuses_tls_1_2_clients_and_the_default_accepts_them() {
         assert!(r.is_err(), "a TLS 1.2 client got in: {r:?}");
         assert_eq!(client.handshake(port12).unwrap().version, "TLSv1_2");
     }
-    // A second TLS stack, when the machine has it.
-    if Path::new("/usr/bin/openssl").exists() {
-        let s_client = |port: u16, version: &str| {
-            Command::new("/usr/bin/openssl")
-                .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), version])
-                .args(["-servername", "localhost"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .unwrap()
-                .success()
-        };
-        assert!(
-            !s_client(port13, "-tls1_2"),
-            "openssl -tls1_2 got in at min_version 1.3"
-        );
-        assert!(s_client(port13, "-tls1_3"));
-        assert!(s_client(port12, "-tls1_2"));
-    }
+    // A second TLS stack: OpenSSL's client.
+    assert!(
+        Path::new(OPENSSL).exists(),
+        "{OPENSSL} is missing: run scripts/setup openssl (scripts/test does)"
+    );
+    let s_client = |port: u16, version: &str| {
+        Command::new(OPENSSL)
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), version])
+            .args(["-servername", "localhost"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(
+        !s_client(port13, "-tls1_2"),
+        "openssl -tls1_2 got in at min_version 1.3"
+    );
+    assert!(s_client(port13, "-tls1_3"), "openssl -tls1_3 was refused");
+    assert!(
+        s_client(port12, "-tls1_2"),
+        "openssl -tls1_2 was refused at min_version 1.2"
+    );
 }
+
+const OPENSSL: &str = "/usr/bin/openssl";
 
 #[test]
 fn a_rotation_with_a_broken_key_is_rejected_with_its_position_and_the_old_certificate_serves() {

@@ -281,7 +281,15 @@ impl Ctx<'_, '_> {
                 return None;
             }
         }
-        let leaf = x509_parser::parse_x509_certificate(&certified.cert[0]).ok()?.1;
+        // `chain` parsed every certificate already: this cannot fail, but says so if it does.
+        let Some((_, leaf)) = certified
+            .cert
+            .first()
+            .and_then(|c| x509_parser::parse_x509_certificate(c).ok())
+        else {
+            self.bad(cert, ckey, "the leaf certificate is not valid X.509");
+            return None;
+        };
         let validity = leaf.validity();
         if !validity.is_valid() {
             let now = x509_parser::time::ASN1Time::now();
