@@ -222,6 +222,17 @@ fn a_certificate_rotated_on_disk_is_served_after_post_reload_without_a_restart()
     assert_eq!(r["restart_needed"], serde_json::Value::Null, "{r}");
     assert_eq!(client.serial(port), 1002);
     assert_eq!(before.serial, 1001);
+    // `GET /-/config` says what is served.
+    let config = gw.admin_get("/-/config").json();
+    let served = &config["tls_listeners"][0]["certificates"][0];
+    assert_eq!(served["file"], "gw.crt", "{config}");
+    assert_eq!(served["default"], true, "{config}");
+    assert_eq!(served["names"], serde_json::json!(["localhost"]), "{config}");
+    assert_eq!(
+        u64::from_str_radix(served["serial"].as_str().unwrap(), 16),
+        Ok(1002),
+        "{config}"
+    );
     // The gateway still answers over the new certificate.
     let seen = client.handshake(port).unwrap();
     assert_eq!(seen.version, "TLSv1_3");

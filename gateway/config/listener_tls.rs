@@ -37,6 +37,23 @@ pub struct ListenerCerts {
     /// `*.example.com` as `example.com` -> certificate.
     wildcard: HashMap<String, Arc<CertifiedKey>>,
     pub min_version: TlsVersion,
+    /// What each certificate is, default first (for `GET /-/config`).
+    pub served: Vec<ServedCert>,
+}
+
+/// A served certificate as operators identify it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedCert {
+    /// The `cert` path as configured.
+    pub file: String,
+    /// The default pair (else a `certs` entry).
+    pub default: bool,
+    /// The leaf's serial number, hex.
+    pub serial: String,
+    /// The leaf's DNS names (lower case).
+    pub names: Vec<String>,
+    /// The leaf's notAfter, seconds since the Unix epoch.
+    pub not_after_unix: i64,
 }
 
 impl fmt::Debug for ListenerCerts {
@@ -87,14 +104,29 @@ impl ListenerCerts {
             exact: self.exact.iter().map(|(n, k)| (n.clone(), map(k))).collect(),
             wildcard: self.wildcard.iter().map(|(n, k)| (n.clone(), map(k))).collect(),
             min_version: self.min_version,
+            served: self.served.clone(),
         }
     }
 }
 
-/// One pair as loaded: the rustls key and the leaf's DNS names.
+/// One pair as loaded: the rustls key and what identifies the leaf.
 struct Pair {
     certified: Arc<CertifiedKey>,
     names: Vec<String>,
+    serial: String,
+    not_after_unix: i64,
+}
+
+impl Pair {
+    fn served(&self, file: &Spanned<String>, default: bool) -> ServedCert {
+        ServedCert {
+            file: file.value.clone(),
+            default,
+            serial: self.serial.clone(),
+            names: self.names.clone(),
+            not_after_unix: self.not_after_unix,
+        }
+    }
 }
 
 /// Compiles one `tls_listen:` entry's certificates. Problems go to `problems`, warnings (a
@@ -128,6 +160,7 @@ pub fn compile_listener_tls(
         warnings,
     };
     let default = ctx.pair(&raw.cert, &raw.key, "tls_listen.cert", "tls_listen.key");
+    let mut served: Vec<ServedCert> = default.iter().map(|d| d.served(&raw.cert, true)).collect();
     let mut exact: HashMap<String, Arc<CertifiedKey>> = HashMap::new();
     let mut wildcard: HashMap<String, Arc<CertifiedKey>> = HashMap::new();
     // Which entry claimed a name first: its key, path and position.
@@ -142,6 +175,7 @@ pub fn compile_listener_tls(
             continue;
         };
         let at = SourcePos::of(file, &e.cert);
+        served.push(pair.served(&e.cert, false));
         if pair.names.is_empty() {
             ctx.problems.push(ConfigProblem::error(
                 at.clone(),
@@ -180,6 +214,7 @@ pub fn compile_listener_tls(
         exact,
         wildcard,
         min_version,
+        served,
     })
 }
 
@@ -318,6 +353,8 @@ impl Ctx<'_, '_> {
         names.sort_unstable();
         names.dedup();
         Some(Pair {
+            serial: leaf.raw_serial_as_string().replace(':', ""),
+            not_after_unix: validity.not_after.timestamp(),
             certified: Arc::new(certified),
             names,
         })
