@@ -973,6 +973,31 @@ mod tests {
     }
 
     #[test]
+    fn tls_listeners_need_a_restart_for_their_addresses_and_alpn_only() {
+        let tls = |addr: &str, http2| TlsListener {
+            addr: addr.to_owned(),
+            http2,
+        };
+        let running = BootSettings {
+            tls_listen: vec![tls("127.0.0.1:8443", true), tls("127.0.0.1:9443", true)],
+            ..boot()
+        };
+        let alpn = BootSettings {
+            tls_listen: vec![tls("127.0.0.1:8443", true), tls("127.0.0.1:9443", false)],
+            ..boot()
+        };
+        assert_eq!(
+            alpn.changed_from(&running),
+            ["tls_listen `127.0.0.1:9443` http2 (ALPN)"]
+        );
+        let moved = BootSettings {
+            tls_listen: vec![tls("127.0.0.1:8443", true)],
+            ..boot()
+        };
+        assert_eq!(moved.changed_from(&running), ["tls_listen addresses"]);
+    }
+
+    #[test]
     fn an_address_is_an_ip_literal_or_a_dns_name_with_a_port() {
         let ip = |s: &str| Some(ConfiguredAddr::Ip(s.parse().unwrap()));
         let name = |h: &str, port| {

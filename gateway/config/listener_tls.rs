@@ -360,3 +360,74 @@ impl Ctx<'_, '_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load::parse_yaml;
+    use crate::config::ProblemKind;
+
+    /// A self-signed certificate for `names`, PEM, with its key.
+    fn pem(names: &[&str]) -> (String, String) {
+        let c = rcgen::generate_simple_self_signed(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
+        (c.cert.pem(), c.signing_key.serialize_pem())
+    }
+
+    fn compile(yaml: &str, files: &[(&str, &(String, String))]) -> Result<ListenerCerts, Vec<String>> {
+        let main = Path::new("/etc/sg/gw.yaml");
+        let raw: RawTlsListener = parse_yaml(main, yaml).unwrap();
+        let mut read = |p: &Path| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let (stem, ext) = name.split_once('.').unwrap();
+            files
+                .iter()
+                .find(|(n, _)| *n == stem)
+                .map(|(_, (c, k))| if ext == "crt" { c.clone() } else { k.clone() })
+                .ok_or_else(|| ConfigProblem::error(SourcePos::file(p), ProblemKind::Unreadable("not found".into())))
+        };
+        let (mut problems, mut warnings) = (Vec::new(), Vec::new());
+        compile_listener_tls(main, &raw, &mut read, &mut problems, &mut warnings)
+            .ok_or_else(|| problems.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn sni_selects_exact_then_one_label_wildcard_then_the_default() {
+        let (d, a, w) = (pem(&["localhost"]), pem(&["api.example.com"]), pem(&["*.example.net"]));
+        let certs = compile(
+            "addr: 127.0.0.1:1\ncert: d.crt\nkey: d.key\ncerts:\n  - { cert: a.crt, key: a.key }\n  - { cert: w.crt, key: w.key }\n",
+            &[("d", &d), ("a", &a), ("w", &w)],
+        )
+        .unwrap();
+        let is = |sni: Option<&str>, want: &(String, String)| {
+            let der = CertificateDer::from_pem_slice(want.0.as_bytes()).unwrap();
+            assert_eq!(certs.select(sni).cert[0], der, "{sni:?}");
+        };
+        is(Some("api.example.com"), &a);
+        is(Some("API.EXAMPLE.COM."), &a);
+        is(Some("x.example.net"), &w);
+        is(Some("example.net"), &d);
+        is(Some("y.x.example.net"), &d);
+        is(Some("other.example.com"), &d);
+        is(None, &d);
+        assert_eq!(certs.served.len(), 3);
+        assert!(certs.served[0].default && !certs.served[1].default);
+        assert_eq!(certs.served[2].names, ["*.example.net"]);
+    }
+
+    #[test]
+    fn a_missing_default_key_and_an_unknown_version_are_both_reported() {
+        let d = pem(&["localhost"]);
+        let problems = compile(
+            "addr: 127.0.0.1:1\ncert: d.crt\nkey: gone.key\nmin_version: \"1.4\"\n",
+            &[("d", &d)],
+        )
+        .unwrap_err();
+        assert_eq!(
+            problems,
+            [
+                "/etc/sg/gw.yaml:4:14: tls_listen.min_version `1.4`: use \"1.2\" or \"1.3\"",
+                "/etc/sg/gw.yaml:3:6: tls_listen.key gone.key: cannot read file: not found",
+            ]
+        );
+    }
+}
