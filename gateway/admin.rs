@@ -194,6 +194,18 @@ impl AdminApp {
                 "stale_for_ms": snap.resolver.stale_for.as_millis() as u64,
                 "timeout_ms": snap.resolver.timeout.as_millis() as u64,
             },
+            "tls_listeners": snap.listener_certs.iter().map(|l| json!({
+                "addr": l.addr,
+                "min_version": l.certs.min_version.name(),
+                "http2": snap.boot.tls_listen.iter().find(|t| t.addr == l.addr).map(|t| t.http2),
+                "certificates": l.certs.served.iter().map(|c| json!({
+                    "file": c.file,
+                    "default": c.default,
+                    "serial": c.serial,
+                    "names": c.names,
+                    "not_after_unix": c.not_after_unix,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
             "admin": {
                 "token": snap.admin_auth.token_source,
                 "protect_metrics": snap.admin_auth.protect_metrics,

@@ -8,6 +8,8 @@
 //!   and read by the proxy, so neither imports the other's runtime;
 //! - `dns`: resolving upstream host names; `upkeep`: the background tasks that keep each
 //!   balancer's addresses and health current (resolution, active health checks);
+//! - `listener_certs`: the TLS listeners' certificate resolvers (made with the live handle,
+//!   installed by `server`, refilled by every accepted reload);
 //! - `proxy`: the pingora glue (upstream exchange, the failure table `rescue`);
 //! - `telemetry`: a request's `outcome` and what reads it, `metrics` and `access_log`;
 //! - `upstream_peer`: the one factory of pingora upstream peers (TLS, HTTP/2, timeouts);
@@ -20,6 +22,7 @@ pub mod balancer;
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod listener_certs;
 pub use statusgate_engine as engine;
 pub mod proxy;
 pub mod reload;

@@ -4,7 +4,10 @@
 //! success, so a bad edit never replaces a good configuration. Accepting a snapshot is the one
 //! place that resolves its metric series (removing those of routes that are gone) and carries
 //! the balancers of unchanged groups over; a rejected reload leaves no trace. Boot-only
-//! settings a reload changes are reported as `restart_needed`, by name.
+//! settings a reload changes are reported as `restart_needed`, by name. An accepted snapshot's
+//! listener certificates are stored into the running TLS listeners' resolvers
+//! (`crate::listener_certs`): certificates, SNI sets and minimum versions reload, addresses do
+//! not.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -14,6 +17,7 @@ use arc_swap::ArcSwap;
 
 use crate::balancer::Balancers;
 use crate::config::ConfigProblem;
+use crate::listener_certs::ListenerResolvers;
 use crate::snapshot::{self, BootSettings, Snapshot};
 use crate::telemetry::metrics::{self, SnapshotSeries};
 
@@ -101,6 +105,8 @@ pub struct SnapshotHandle {
     last_error: Mutex<Option<ReloadFailure>>,
     /// The boot-only settings the process started with: a reload cannot change them.
     boot: BootSettings,
+    /// The TLS listeners' certificate resolvers, made from the first snapshot.
+    listener_certs: ListenerResolvers,
     reload_lock: tokio::sync::Mutex<()>,
     /// Set at shutdown: the balancers' background tasks are stopped and no new ones start.
     upkeep_stopped: std::sync::atomic::AtomicBool,
@@ -110,11 +116,13 @@ impl SnapshotHandle {
     pub fn new(path: &Path, first: Snapshot) -> Self {
         metrics::global().config_loaded(&first.version, first.loaded_at);
         let boot = first.boot.clone();
+        let listener_certs = ListenerResolvers::new(&first);
         SnapshotHandle {
             path: path.to_path_buf(),
             current: ArcSwap::from_pointee(Serving::accept(first, None, true)),
             last_error: Mutex::new(None),
             boot,
+            listener_certs,
             reload_lock: tokio::sync::Mutex::new(()),
             upkeep_stopped: std::sync::atomic::AtomicBool::new(false),
         }
@@ -135,6 +143,11 @@ impl SnapshotHandle {
 
     pub fn current(&self) -> Arc<Serving> {
         self.current.load_full()
+    }
+
+    /// The TLS listeners' certificate resolvers (the server installs them, reloads fill them).
+    pub fn listener_certs(&self) -> &ListenerResolvers {
+        &self.listener_certs
     }
 
     /// The boot-only settings the process runs with.
@@ -192,6 +205,7 @@ impl SnapshotHandle {
                 tracing::info!(version = %next.version, "configuration reloaded");
                 let upkeep = !self.upkeep_stopped.load(std::sync::atomic::Ordering::Relaxed);
                 let serving = Serving::accept(next, Some(&self.current.load()), upkeep);
+                self.listener_certs.store(&serving.snapshot);
                 self.current.store(Arc::new(serving));
                 if let Ok(mut g) = self.last_error.lock() {
                     *g = None;

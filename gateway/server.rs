@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use pingora::apps::http_app::HttpServer;
 use pingora::listeners::tls::TlsSettings;
-use pingora::listeners::ListenerConfig;
+use pingora::listeners::{ListenerConfig, ALPN};
 use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
@@ -26,6 +26,7 @@ use crate::admin::{AdminApp, Readiness};
 use crate::proxy::admission::Admission;
 use crate::proxy::GatewayApp;
 use crate::reload::SnapshotHandle;
+use crate::snapshot::TlsListener;
 
 pub struct Built {
     pub server: Server,
@@ -58,9 +59,11 @@ pub fn build(handle: Arc<SnapshotHandle>, upgrade: bool) -> pingora::Result<Buil
         gateway.add_listener(ListenerConfig::tcp(addr.as_str()).l4_buffer(CLIENT_BUFFERS));
     }
     for t in &snap.boot.tls_listen {
-        let mut tls = TlsSettings::intermediate(&t.cert.to_string_lossy(), &t.key.to_string_lossy())?;
-        tls.enable_h2();
-        gateway.add_listener(ListenerConfig::tcp(t.addr.as_str()).tls(tls).l4_buffer(CLIENT_BUFFERS));
+        gateway.add_listener(
+            ListenerConfig::tcp(t.addr.as_str())
+                .tls(tls_settings(&handle, t)?)
+                .l4_buffer(CLIENT_BUFFERS),
+        );
     }
     server.add_service(gateway);
 
@@ -91,6 +94,24 @@ pub fn build(handle: Arc<SnapshotHandle>, upgrade: bool) -> pingora::Result<Buil
         server.add_service(background_service("config-watcher", watcher));
     }
     Ok(Built { server, ready })
+}
+
+/// A TLS listener's settings: its certificates come from its resolver (reloadable, chosen by
+/// SNI), never from files. `TlsSettings::build` (pingora-core 0.9.1,
+/// `listeners/tls/rustls/mod.rs`) ignores the certificate paths when a resolver is set and
+/// panics on paths it cannot load, so it is given none. ALPN: h2 then http/1.1 with `http2`,
+/// else http/1.1 only (a client that offers only h2 is refused, as nginx does).
+fn tls_settings(handle: &SnapshotHandle, t: &TlsListener) -> pingora::Result<TlsSettings> {
+    let resolver = handle.listener_certs().get(&t.addr).ok_or_else(|| {
+        pingora::Error::explain(
+            pingora::ErrorType::InternalError,
+            format!("tls_listen {}: no certificates were loaded", t.addr),
+        )
+    })?;
+    let mut tls = TlsSettings::intermediate("", "")?;
+    tls.set_cert_resolver(resolver);
+    tls.set_alpn(if t.http2 { ALPN::H2H1 } else { ALPN::H1 });
+    Ok(tls)
 }
 
 /// Raises the soft limit on open files to the hard limit (every client and upstream connection

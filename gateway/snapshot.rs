@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 pub use crate::config::upstream_tls::UpstreamTls;
 use serde_saphyr::Spanned;
 
+use crate::config::listener_tls::{compile_listener_tls, ListenerCerts};
 use crate::config::listeners::{check_distinct, Listener};
 use crate::config::load::{parse_yaml, read_text, resolve, EMBEDDED_CANONICAL};
 use crate::config::schema::{
@@ -251,11 +252,20 @@ impl Default for Http2Limits {
 /// The largest flow-control window HTTP/2 allows (RFC 9113 section 6.9.1).
 const H2_MAX_WINDOW: u64 = (1 << 31) - 1;
 
+/// A TLS listener's boot-only part: its address and what it offers by ALPN. Its certificates,
+/// SNI table and minimum version are reloadable (`Snapshot::listener_certs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsListener {
     pub addr: String,
-    pub cert: PathBuf,
-    pub key: PathBuf,
+    /// Offer HTTP/2 by ALPN (h2, then http/1.1); false: http/1.1 only.
+    pub http2: bool,
+}
+
+/// A TLS listener's reloadable part: what it serves, by listener address.
+#[derive(Debug, Clone)]
+pub struct TlsListenerCerts {
+    pub addr: String,
+    pub certs: ListenerCerts,
 }
 
 /// The settings that take effect only at start (a reload cannot change them in a running
@@ -279,15 +289,22 @@ pub struct BootSettings {
 
 impl BootSettings {
     /// The settings that differ from `running`, by their names in the configuration file.
-    pub fn changed_from(&self, running: &BootSettings) -> Vec<&'static str> {
+    pub fn changed_from(&self, running: &BootSettings) -> Vec<String> {
         let mut out = Vec::new();
-        let mut check = |differs: bool, name: &'static str| {
+        let mut check = |differs: bool, name: &str| {
             if differs {
-                out.push(name);
+                out.push(name.to_owned());
             }
         };
         check(self.listen != running.listen, "listen");
-        check(self.tls_listen != running.tls_listen, "tls_listen");
+        let addrs = |b: &BootSettings| b.tls_listen.iter().map(|t| t.addr.clone()).collect::<Vec<_>>();
+        check(addrs(self) != addrs(running), "tls_listen addresses");
+        for t in &self.tls_listen {
+            if let Some(r) = running.tls_listen.iter().find(|r| r.addr == t.addr) {
+                let name = format!("tls_listen `{}` http2 (ALPN)", t.addr);
+                check(t.http2 != r.http2, &name);
+            }
+        }
         check(self.admin != running.admin, "admin address");
         check(self.log_format != running.log_format, "log.format");
         check(self.log_filter != running.log_filter, "log.filter");
@@ -310,6 +327,8 @@ pub struct Snapshot {
     pub files: Vec<PathBuf>,
     /// Listeners, logging and server lifecycle: read at start only.
     pub boot: BootSettings,
+    /// What each TLS listener serves (certificates by SNI, minimum version): reloadable.
+    pub listener_certs: Vec<TlsListenerCerts>,
     /// The admin listener's bearer token and what it protects.
     pub admin_auth: crate::config::admin::AdminAuth,
     pub canonical: CanonicalProfile,
@@ -573,18 +592,25 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
             l.error(SourcePos::of(main, &raw.listen), ProblemKind::Address(addr.clone()));
         }
     }
-    let tls_listen = raw
-        .tls_listen
-        .iter()
-        .map(|t| {
-            check_addr(main, &t.addr, &mut l);
-            TlsListener {
+    let mut tls_listen = Vec::new();
+    let mut listener_certs = Vec::new();
+    for t in &raw.tls_listen {
+        check_addr(main, &t.addr, &mut l);
+        tls_listen.push(TlsListener {
+            addr: t.addr.value.clone(),
+            http2: t.http2.as_ref().is_none_or(|h| h.value),
+        });
+        let (mut problems, mut warnings) = (Vec::new(), Vec::new());
+        let certs = compile_listener_tls(main, t, &mut |p| l.read_text_file(p), &mut problems, &mut warnings);
+        l.problems.extend(problems);
+        l.warnings.extend(warnings);
+        if let Some(certs) = certs {
+            listener_certs.push(TlsListenerCerts {
                 addr: t.addr.value.clone(),
-                cert: resolve(main, &t.cert.value),
-                key: resolve(main, &t.key.value),
-            }
-        })
-        .collect();
+                certs,
+            });
+        }
+    }
     let listeners: Vec<Listener> = (raw.listen.value.0.iter())
         .map(|addr| Listener {
             role: "listen",
@@ -641,6 +667,7 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
             ),
             h2c: raw.http2.h2c.unwrap_or(false),
         },
+        listener_certs,
         admin_auth: admin.auth,
         canonical,
         upstreams,
@@ -1078,6 +1105,31 @@ mod tests {
                 "http2.h2c"
             ]
         );
+    }
+
+    #[test]
+    fn tls_listeners_need_a_restart_for_their_addresses_and_alpn_only() {
+        let tls = |addr: &str, http2| TlsListener {
+            addr: addr.to_owned(),
+            http2,
+        };
+        let running = BootSettings {
+            tls_listen: vec![tls("127.0.0.1:8443", true), tls("127.0.0.1:9443", true)],
+            ..boot()
+        };
+        let alpn = BootSettings {
+            tls_listen: vec![tls("127.0.0.1:8443", true), tls("127.0.0.1:9443", false)],
+            ..boot()
+        };
+        assert_eq!(
+            alpn.changed_from(&running),
+            ["tls_listen `127.0.0.1:9443` http2 (ALPN)"]
+        );
+        let moved = BootSettings {
+            tls_listen: vec![tls("127.0.0.1:8443", true)],
+            ..boot()
+        };
+        assert_eq!(moved.changed_from(&running), ["tls_listen addresses"]);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::config::{Config, Route, Upstream};
+use common::config::{Config, Route, TlsListen, Upstream};
 
 #[test]
 fn a_built_config_is_the_yaml_the_tests_used_to_write_by_hand() {
@@ -41,6 +41,12 @@ fn a_config_using_every_typed_method_is_accepted_by_the_loader() {
         .protect_metrics(true)
         .protect_probes(false)
         .tls_listen("127.0.0.1:3", "gw.crt", "gw.key")
+        .tls_listener(
+            TlsListen::new("127.0.0.1:5", "gw.crt", "gw.key")
+                .sni_cert("gw.crt", "gw.key")
+                .min_version("1.3")
+                .http2(false),
+        )
         .canonical("canonical.yaml")
         .body_buffer("256KiB")
         .body_depth(50)

@@ -3,6 +3,7 @@
 //! the snapshot, the engine compiles profiles.
 
 pub mod admin;
+pub mod listener_tls;
 pub mod listeners;
 pub mod load;
 pub mod schema;

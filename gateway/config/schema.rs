@@ -140,10 +140,30 @@ impl<'de> Deserialize<'de> for RawAdmin {
     }
 }
 
+/// One `tls_listen:` entry: an address, its default certificate and key, more certificates
+/// chosen by SNI, the lowest TLS version and HTTP/2 by ALPN.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTlsListener {
     pub addr: Spanned<String>,
+    /// The default certificate chain (PEM, leaf first): served without SNI or when no `certs`
+    /// entry names the requested server; relative to this file.
+    pub cert: Spanned<String>,
+    /// The default certificate's private key (PEM).
+    pub key: Spanned<String>,
+    /// More certificates, each chosen when the client's SNI is one of its DNS names.
+    #[serde(default)]
+    pub certs: Vec<Spanned<RawCertPair>>,
+    /// Lowest TLS version accepted: "1.2" (default) or "1.3".
+    pub min_version: Option<Spanned<String>>,
+    /// Offer HTTP/2 by ALPN (h2, then http/1.1; default true). Changing it needs a restart.
+    pub http2: Option<Spanned<bool>>,
+}
+
+/// One entry of a listener's `certs:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertPair {
     pub cert: Spanned<String>,
     pub key: Spanned<String>,
 }

@@ -130,6 +130,9 @@ pub enum ProblemKind {
     /// An upstream group's `tls:` section.
     #[error("{0}")]
     UpstreamTls(Box<UpstreamTlsError>),
+    /// A `tls_listen:` entry's certificates, keys or `min_version`.
+    #[error("{0}")]
+    ListenerTls(Box<ListenerTlsError>),
     /// The `resolver:` section.
     #[error("resolver: {0}")]
     Resolver(#[from] ResolverError),
@@ -185,6 +188,7 @@ impl ProblemKind {
             ProblemKind::AtLeastOne(_) => "at_least_one",
             ProblemKind::OutOfRange { .. } => "out_of_range",
             ProblemKind::UpstreamTls(_) => "upstream_tls",
+            ProblemKind::ListenerTls(_) => "listener_tls",
             ProblemKind::Resolver(_) => "resolver",
             ProblemKind::HealthCheck(_) => "health_check",
             ProblemKind::Upgrade(_) => "upgrade",
@@ -309,6 +313,42 @@ pub enum UpstreamTlsError {
     File { key: String, path: String, reason: String },
     #[error("tls.key {key} does not fit tls.cert {cert}: {reason}")]
     KeyMismatch { key: String, cert: String, reason: String },
+}
+
+impl From<ListenerTlsError> for ProblemKind {
+    fn from(e: ListenerTlsError) -> Self {
+        ProblemKind::ListenerTls(Box::new(e))
+    }
+}
+
+/// What is wrong with a `tls_listen:` entry (`key` names the setting: `tls_listen.cert`,
+/// `tls_listen.certs[2].key`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListenerTlsError {
+    /// A certificate or key file that is missing, unreadable or not what it should be.
+    #[error("{key} {path}: {reason}")]
+    File { key: String, path: String, reason: String },
+    #[error("{key} {path} does not fit its certificate {cert}: {reason}")]
+    KeyMismatch {
+        key: String,
+        path: String,
+        cert: String,
+        reason: String,
+    },
+    /// A `certs:` entry whose certificate names no DNS name: SNI could never select it.
+    #[error("{key} {path}: the certificate has no DNS name in its subjectAltName, so no SNI can select it")]
+    NoDnsName { key: String, path: String },
+    /// Two `certs:` entries of one listener whose certificates claim one name.
+    #[error("{key} {path}: `{name}` is already claimed by {other} ({other_at}) on this listener")]
+    DuplicateName {
+        key: String,
+        path: String,
+        name: String,
+        other: String,
+        other_at: String,
+    },
+    #[error("tls_listen.min_version `{0}`: use \"1.2\" or \"1.3\"")]
+    MinVersion(String),
 }
 
 /// What is wrong with the `resolver:` section.
@@ -476,6 +516,18 @@ mod tests {
                 AdminError::ProtectWithoutToken(AdminSwitch::ProtectProbes).into(),
                 "admin_protect_without_token",
                 "protect_probes needs a token: set token_file or token_env",
+            ),
+            (
+                ListenerTlsError::DuplicateName {
+                    key: "tls_listen.certs[1].cert".into(),
+                    path: "b.crt".into(),
+                    name: "api.example.com".into(),
+                    other: "tls_listen.certs[0].cert a.crt".into(),
+                    other_at: "gw.yaml:7:16".into(),
+                }
+                .into(),
+                "listener_tls",
+                "tls_listen.certs[1].cert b.crt: `api.example.com` is already claimed by tls_listen.certs[0].cert a.crt (gw.yaml:7:16) on this listener",
             ),
         ];
         for (kind, name, text) in cases {

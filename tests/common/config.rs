@@ -23,12 +23,48 @@ pub struct Config {
     canonical: Option<String>,
 }
 
-/// One entry of `tls_listen:`.
+/// One entry of `tls_listen:`: `TlsListen::new(addr, cert, key).sni_cert(c, k).min_version("1.3")`.
 #[derive(Debug, Clone)]
 pub struct TlsListen {
     pub addr: String,
     pub cert: String,
     pub key: String,
+    /// `certs:` entries (cert, key), chosen by SNI.
+    pub certs: Vec<(String, String)>,
+    pub min_version: Option<String>,
+    pub http2: Option<bool>,
+}
+
+impl TlsListen {
+    /// A listener at `addr` with its default certificate and key.
+    pub fn new(addr: &str, cert: &str, key: &str) -> TlsListen {
+        TlsListen {
+            addr: addr.to_owned(),
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            certs: Vec::new(),
+            min_version: None,
+            http2: None,
+        }
+    }
+
+    /// One `certs:` entry: a certificate chosen when the SNI is one of its DNS names.
+    pub fn sni_cert(mut self, cert: &str, key: &str) -> TlsListen {
+        self.certs.push((cert.to_owned(), key.to_owned()));
+        self
+    }
+
+    /// `min_version`: `"1.2"` or `"1.3"`.
+    pub fn min_version(mut self, v: &str) -> TlsListen {
+        self.min_version = Some(v.to_owned());
+        self
+    }
+
+    /// `http2`: offer h2 by ALPN.
+    pub fn http2(mut self, on: bool) -> TlsListen {
+        self.http2 = Some(on);
+        self
+    }
 }
 
 impl Config {
@@ -90,13 +126,14 @@ impl Config {
         self.admin("protect_probes", &on.to_string())
     }
 
-    /// One `tls_listen:` entry.
-    pub fn tls_listen(mut self, addr: &str, cert: &str, key: &str) -> Config {
-        self.tls_listen.push(TlsListen {
-            addr: addr.to_owned(),
-            cert: cert.to_owned(),
-            key: key.to_owned(),
-        });
+    /// One `tls_listen:` entry with only its default certificate.
+    pub fn tls_listen(self, addr: &str, cert: &str, key: &str) -> Config {
+        self.tls_listener(TlsListen::new(addr, cert, key))
+    }
+
+    /// One `tls_listen:` entry with any of its keys.
+    pub fn tls_listener(mut self, listener: TlsListen) -> Config {
+        self.tls_listen.push(listener);
         self
     }
 
@@ -218,6 +255,18 @@ impl Config {
                     "  - addr: {}\n    cert: {}\n    key: {}\n",
                     t.addr, t.cert, t.key
                 ));
+                if !t.certs.is_empty() {
+                    y.push_str("    certs:\n");
+                    for (cert, key) in &t.certs {
+                        y.push_str(&format!("      - {{ cert: {cert}, key: {key} }}\n"));
+                    }
+                }
+                if let Some(v) = &t.min_version {
+                    y.push_str(&format!("    min_version: \"{v}\"\n"));
+                }
+                if let Some(on) = t.http2 {
+                    y.push_str(&format!("    http2: {on}\n"));
+                }
             }
         }
         match (self.no_admin, self.admin.is_empty()) {

@@ -46,6 +46,12 @@ impl Ca {
 
     /// A server or client certificate for `names` (DNS names or IP addresses).
     pub fn leaf(&self, names: &[&str]) -> Leaf {
+        self.leaf_with(names, |_| {})
+    }
+
+    /// A certificate for `names` whose parameters `edit` changes first (serial number,
+    /// validity, ...).
+    pub fn leaf_with(&self, names: &[&str], edit: impl FnOnce(&mut CertificateParams)) -> Leaf {
         let mut p = CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
         p.distinguished_name
             .push(DnType::CommonName, names.first().copied().unwrap_or("client"));
@@ -53,6 +59,7 @@ impl Ca {
             rcgen::ExtendedKeyUsagePurpose::ServerAuth,
             rcgen::ExtendedKeyUsagePurpose::ClientAuth,
         ];
+        edit(&mut p);
         let key = KeyPair::generate().unwrap();
         let cert = p.signed_by(&key, &self.issuer).unwrap();
         Leaf {
