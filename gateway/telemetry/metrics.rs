@@ -1,7 +1,8 @@
 //! Every metric statusgate exports, defined in one place and registered in prometheus's default
 //! registry (prometheus 0.14), served by the admin listener's `/metrics`, beside the standard
-//! `process_*` metrics of prometheus's `ProcessCollector` (Linux: CPU, memory, file descriptors,
-//! start time, threads).
+//! `process_*` metrics (Linux: CPU, memory, file descriptors, start time, threads): with the
+//! crate's `process` feature (Cargo.toml) the default registry registers a `ProcessCollector`
+//! for this process itself when it is first used, so registering another would fail.
 //!
 //! The hot path does no label hashing or formatting: each route's counters are resolved when
 //! its snapshot is accepted (start or successful reload: `Metrics::accept`), the series of
@@ -203,10 +204,6 @@ impl Metrics {
             no_route: OnceLock::new(),
         };
         m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds,
-        // process_max_fds, process_start_time_seconds, ... read from /proc at each scrape.
-        #[cfg(target_os = "linux")]
-        prometheus::register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         // Every result exists from the start at 0: a series that first appears at 1 shows no
         // increase(), so the first rejected reload of a process would never alert.
         for result in ["applied", "unchanged", "rejected"] {
