@@ -151,7 +151,21 @@ fn the_pod_loads_the_configmap_as_mounted() {
     }
     // The Secret's key `token`, projected as `admin-token` (tests/kubernetes.rs checks the item).
     std::fs::write(dir.path().join("admin-token"), "0123456789abcdef0123456789abcdef\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_statusgate"))
+    // The upstreams are cluster DNS names: `check` resolves them (a failure is a warning). Run
+    // it in a network namespace of its own (root here), so no query leaves the machine and the
+    // failure is immediate; without `unshare`, the system resolver answers or times out (2 s).
+    let isolated = Command::new("unshare")
+        .args(["-n", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let mut check = if isolated {
+        let mut c = Command::new("unshare");
+        c.args(["-n", env!("CARGO_BIN_EXE_statusgate")]);
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_statusgate"))
+    };
+    let out = check
         .args(["check", "-c"])
         .arg(dir.path().join("statusgate.yaml"))
         .output()
