@@ -1,4 +1,4 @@
-//! The command line of the library: `run`, `check`, `explain` (over `engine::pipeline`, the
+//! The command line of the library: `run`, `check`, `schema`, `explain` (over `engine::pipeline`, the
 //! proxy's path; `Command`, `run`) and what the binary's `demo` shares with them
 //! (`load_reporting`). The `statusgate` binary adds `demo` itself (gateway/demo.rs), so the
 //! library never depends on the vendor emulators.
@@ -42,6 +42,11 @@ pub enum Command {
     },
     /// Show the canonical response the gateway would send for an upstream response.
     Explain(ExplainArgs),
+    /// Print the JSON Schema of a configuration file (as shipped in docs/schema/).
+    Schema {
+        #[arg(value_enum)]
+        kind: crate::config::json_schema::SchemaKind,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -209,6 +214,10 @@ pub fn main() -> i32 {
 pub fn run(command: Command) -> i32 {
     match command {
         Command::Check { config } => check(&config.path()),
+        Command::Schema { kind } => {
+            print!("{}", crate::config::json_schema::render(kind));
+            0
+        }
         Command::Explain(args) => {
             let Ok(snap) = load_reporting(&args.config.path()) else {
                 return 1;

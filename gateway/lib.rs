@@ -14,7 +14,7 @@
 //! - `telemetry`: a request's `outcome` and what reads it, `metrics` and `access_log`;
 //! - `upstream_peer`: the one factory of pingora upstream peers (TLS, HTTP/2, timeouts);
 //! - `admin`: operations; `server`: assembling pingora's server;
-//! - `cli`: `run`, `check`, `explain` (the binary adds `demo`, with the vendor emulators of the
+//! - `cli`: `run`, `check`, `explain`, `schema` (the binary adds `demo`, with the vendor emulators of the
 //!   separate `statusgate-emulators` crate; this library does not depend on them).
 
 pub mod admin;

@@ -6,7 +6,7 @@
 //! - a `prometheus` process on loopback scrapes the admin listener every second and evaluates
 //!   the alert rules (each must evaluate without error);
 //! - every panel query of deploy/grafana/statusgate.json, its variables substituted, must parse
-//!   and return series through Prometheus's HTTP API.
+//!   and return series through Prometheus's HTTP API (the Process row's `process_*` panels too).
 //!
 //! Needs Debian's prometheus package (`scripts/setup prometheus`; scripts/test installs it).
 
@@ -65,7 +65,16 @@ const FAMILIES: &[&str] = &[
     "statusgate_config_reloads_total",
     "statusgate_config_last_reload_success_timestamp_seconds",
     "statusgate_config_info",
+    // prometheus's ProcessCollector (Linux): the dashboard's Process row and the fd alert.
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_open_fds",
+    "process_max_fds",
+    "process_start_time_seconds",
 ];
+
+/// The dashboard's Process panels: each must exist and return series (section d).
+const PROCESS_PANELS: &[&str] = &["CPU (cores used)", "Resident memory", "Open file descriptors", "Uptime"];
 
 /// Metrics with a `route` label: the dashboard must select them with `route=~"$route"`.
 const ROUTE_METRICS: &[&str] = &[
@@ -465,7 +474,7 @@ fn metrics_dashboard_and_alerts_against_a_real_prometheus() {
         );
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert_eq!(rules.len(), 5, "alert rules loaded: {rules:?}");
+    assert_eq!(rules.len(), 8, "alert rules loaded: {rules:?}");
     for r in &rules {
         assert_eq!(r["health"], "ok", "rule {} failed: {}", r["name"], r["lastError"]);
     }
@@ -495,6 +504,12 @@ fn metrics_dashboard_and_alerts_against_a_real_prometheus() {
     );
     let queries = panel_queries(&dashboard);
     assert!(queries.len() >= 12, "{} panel queries", queries.len());
+    for title in PROCESS_PANELS {
+        assert!(
+            queries.iter().any(|(t, _, _)| t == title),
+            "no dashboard panel {title:?}"
+        );
+    }
     let mut failures = Vec::new();
     for (title, ref_id, expr) in &queries {
         for metric in ROUTE_METRICS {
@@ -529,6 +544,17 @@ fn metrics_dashboard_and_alerts_against_a_real_prometheus() {
         failures.join("\n"),
         prom.log()
     );
+
+    // The process panels read the gateway's own process: plausible values, not just series.
+    let rss = prom
+        .value(r#"process_resident_memory_bytes{job="statusgate"}"#)
+        .unwrap_or(0.0);
+    let (open, max) = (
+        prom.value(r#"process_open_fds{job="statusgate"}"#).unwrap_or(0.0),
+        prom.value(r#"process_max_fds{job="statusgate"}"#).unwrap_or(0.0),
+    );
+    assert!(rss > 1e6, "resident memory {rss}");
+    assert!(open >= 3.0 && max > open, "open fds {open}, max {max}");
 
     // The rewrite matrix holds exactly the rewritten pairs: not the unchanged 404 and 200.
     let matrix = queries

@@ -18,6 +18,7 @@ pub mod profile;
 pub mod redact;
 pub mod response;
 pub mod spec;
+pub mod spec_schema;
 pub mod template;
 #[cfg(test)]
 mod testing;

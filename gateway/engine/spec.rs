@@ -1,29 +1,35 @@
 //! The schema of rule files as operators write them (canonical profile, vendor profiles with
 //! their rules and examples, and the value types they share with the main file): serde types
 //! only, every struct rejects unknown keys. `CompiledProfile::compile` gives them meaning.
+//! Each also derives `JsonSchema` (`statusgate schema`): a `Spanned<T>` field is described as
+//! its `T` (`#[schemars(with = ...)]`), and the hand-written visitors' schemas are in
+//! `spec_schema.rs`.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 /// `rules/canonical.yaml`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCanonical {
+    #[schemars(with = "BTreeMap<u16, RawCanonicalStatus>")]
     pub statuses: BTreeMap<u16, Spanned<RawCanonicalStatus>>,
     pub fallback: RawFallback,
     /// Problem types of the errors the gateway answers itself, by failure kind.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, RawProblemType>")]
     pub gateway_problems: BTreeMap<String, Spanned<RawProblemType>>,
     /// The filter applied to every problem member rendered from upstream data.
     #[serde(default)]
     pub redaction: RawRedaction,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCanonicalStatus {
     /// Standard reason phrase.
@@ -34,16 +40,18 @@ pub struct RawCanonicalStatus {
     pub title: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawFallback {
     #[serde(rename = "4xx")]
+    #[schemars(with = "u16")]
     pub client: Spanned<u16>,
     #[serde(rename = "5xx")]
+    #[schemars(with = "u16")]
     pub server: Spanned<u16>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawProblemType {
     #[serde(rename = "type")]
@@ -52,30 +60,36 @@ pub struct RawProblemType {
 }
 
 /// A vendor profile, e.g. `rules/huawei-vpcep.yaml`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawProfile {
     /// Who the profile is for; documentation only, like `description`.
     pub vendor: Option<String>,
+    /// What the profile corrects; documentation only (statusgate neither checks nor uses it).
     pub description: Option<String>,
     /// Overrides `limits.body_buffer` for this profile.
+    #[schemars(with = "Option<ByteSize>")]
     pub body_buffer: Option<Spanned<ByteSize>>,
     /// Overrides `limits.body_depth` for this profile.
+    #[schemars(with = "Option<usize>")]
     pub body_depth: Option<Spanned<usize>>,
     /// Response header carrying the vendor's own request id (kept as `vendor_request_id`).
     pub vendor_request_id_header: Option<String>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<u16, BTreeMap<String, String>>")]
     pub ensure_headers: BTreeMap<u16, BTreeMap<String, Spanned<String>>>,
     #[serde(default)]
+    #[schemars(with = "Vec<RawRule>")]
     pub rules: Vec<Spanned<RawRule>>,
     /// Upstream responses with the canonical response expected; checked on every load.
     #[serde(default)]
     pub examples: Vec<RawExample>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawExample {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     #[serde(default)]
     pub request: RawExampleRequest,
@@ -83,7 +97,7 @@ pub struct RawExample {
     pub expect: RawExpect,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawExampleRequest {
     /// Default GET.
@@ -94,7 +108,7 @@ pub struct RawExampleRequest {
     pub headers: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawExampleUpstream {
     pub status: u16,
@@ -107,7 +121,7 @@ pub struct RawExampleUpstream {
     pub encoding: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawExpect {
     pub status: u16,
@@ -130,9 +144,10 @@ pub struct RawExpect {
     pub body_excludes: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     #[serde(default)]
     pub when: RawWhen,
@@ -140,31 +155,42 @@ pub struct RawRule {
     pub then: RawThen,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawWhen {
+    #[schemars(with = "Option<OneOrMany<StatusSpec>>")]
     pub status: Option<Spanned<OneOrMany<StatusSpec>>>,
+    #[schemars(with = "Option<OneOrMany<String>>")]
     pub method: Option<Spanned<OneOrMany<String>>>,
-    /// `/v1/*/vpc-endpoints` (`*` one segment, `**` any rest).
+    /// A glob on the whole upstream path (`/v1/*/vpc-endpoints/**`): `*` matches any run of
+    /// characters but `/`, `**` any run including `/` (docs/configuration.md, "Path globs").
+    #[schemars(with = "Option<String>")]
     pub path: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub path_prefix: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, ValueMatchSpec>")]
     pub request_headers: BTreeMap<String, Spanned<ValueMatchSpec>>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, ValueMatchSpec>")]
     pub headers: BTreeMap<String, Spanned<ValueMatchSpec>>,
     /// Media type of the upstream response, parameters ignored (`application/json`, `*/xml`).
+    #[schemars(with = "Option<OneOrMany<String>>")]
     pub content_type: Option<Spanned<OneOrMany<String>>>,
     /// JSON pointer (`/error/code`) or dotted path (`error.code`) -> matcher.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, ValueMatchSpec>")]
     pub json: BTreeMap<String, Spanned<ValueMatchSpec>>,
     /// XML element path (`Error/Message`), attribute (`Error/@Message`); namespaces ignored.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, ValueMatchSpec>")]
     pub xml: BTreeMap<String, Spanned<ValueMatchSpec>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawThen {
+    #[schemars(with = "Option<u16>")]
     pub status: Option<Spanned<u16>>,
     #[serde(default)]
     pub problem: RawProblem,
@@ -175,29 +201,39 @@ pub struct RawThen {
     pub keep_body: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawProblem {
     #[serde(rename = "type")]
+    #[schemars(with = "Option<String>")]
     pub type_uri: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub title: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub detail: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub instance: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub vendor_code: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub vendor_request_id: Option<Spanned<String>>,
     /// Extra members; a template that is exactly one `${json:...}` copies the JSON value.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
     pub extensions: BTreeMap<String, Spanned<String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHeaderOps {
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
     pub set: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
     pub add: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub remove: Vec<Spanned<String>>,
 }
 
@@ -241,7 +277,7 @@ impl<'de> Deserialize<'de> for StatusSpec {
 }
 
 /// A matcher on one value: a scalar means `equals`; a map gives the operator.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValueMatch {
     pub equals: Option<String>,
@@ -357,7 +393,7 @@ impl<'de> Deserialize<'de> for ByteSize {
 }
 
 /// `redaction:` in the canonical profile (engine/redact.rs says what the builtin set removes).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRedaction {
     /// The builtin stack-trace and exception-name filter (default true).
@@ -365,6 +401,7 @@ pub struct RawRedaction {
     pub builtin: bool,
     /// More regexes; each match is replaced by `replacement`.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub patterns: Vec<Spanned<String>>,
     /// What replaced text becomes (default `[redacted]`).
     pub replacement: Option<String>,

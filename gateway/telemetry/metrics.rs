@@ -1,5 +1,8 @@
 //! Every metric statusgate exports, defined in one place and registered in prometheus's default
-//! registry (prometheus 0.14), served by the admin listener's `/metrics`.
+//! registry (prometheus 0.14), served by the admin listener's `/metrics`, beside the standard
+//! `process_*` metrics (Linux: CPU, memory, file descriptors, start time, threads): with the
+//! crate's `process` feature (Cargo.toml) the default registry registers a `ProcessCollector`
+//! for this process itself when it is first used, so registering another would fail.
 //!
 //! The hot path does no label hashing or formatting: each route's counters are resolved when
 //! its snapshot is accepted (start or successful reload: `Metrics::accept`), the series of
