@@ -32,7 +32,8 @@ done
 ok "dpkg -i into the throwaway root: installed, /etc/statusgate/* are conffiles"
 
 unit=statusgate.service
-systemd-analyze verify --root="$root" "$unit" || fail "systemd-analyze verify $unit"
+# Documentation=man:statusgate(1) is checked by running man: on the installed page.
+MANPATH="$root/usr/share/man" systemd-analyze verify --root="$root" "$unit" || fail "systemd-analyze verify $unit"
 ok "systemd-analyze verify $unit"
 # The exposure score of systemd's own review (0 = fully sandboxed, 10 = exposed); the unit
 # scores 1.x ("OK"): fail when a change loosens it past 2.

@@ -39,11 +39,13 @@ ok "the root file system is read-only (even for root), /run/statusgate is a tmpf
 # the bounding set), `chroot --userspec` where the root has no setpriv (the image).
 # A command, not a function, so that `$!` of a background run is statusgate's own pid (both
 # chroot and setpriv exec what they run).
+# The environment is the one systemd or the image gives (PATH only), not this shell's.
+chroot=$(command -v chroot)
 if [ "$mode" = setpriv ]; then
-  as_gateway=(chroot "$root" setpriv --reuid 65532 --regid 65532 --clear-groups --inh-caps=-all
-    --bounding-set=-all --no-new-privs)
+  as_gateway=(env -i PATH=/usr/bin:/bin "$chroot" "$root" setpriv --reuid 65532 --regid 65532
+    --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs)
 else
-  as_gateway=(chroot --userspec=65532:65532 --groups=65532 "$root")
+  as_gateway=(env -i PATH=/usr/bin "$chroot" --userspec=65532:65532 --groups=65532 "$root")
 fi
 
 if [ "$mode" = setpriv ]; then

@@ -109,7 +109,10 @@ bin=target/release/statusgate
 ctr=$("${buildah[@]}" from scratch)
 mnt=$("${buildah[@]}" mount "$ctr")
 install -D -m 0755 "$bin" "$mnt/usr/bin/statusgate"
-# The dynamic loader and every library the binary needs; distroless cc has these (glibc, libgcc).
+# What distroless cc provides and statusgate needs: the dynamic loader and the libraries ldd
+# names (glibc, libgcc_s), and the CA bundle (pingora's TLS connector loads the system roots
+# at start and panics without them).
+install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$mnt/etc/ssl/certs/ca-certificates.crt"
 for lib in $(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\/.*ld-linux/ { print $1 }'); do
   cp -L --parents "$lib" "$mnt"
 done
@@ -123,17 +126,19 @@ install -d -m 0755 "$mnt/proc" "$mnt/dev" "$mnt/tmp"
 "${buildah[@]}" umount "$ctr" >/dev/null
 entrypoint=$(sed -n 's/^ENTRYPOINT //p' "$df")
 cmd=$(sed -n 's/^CMD //p' "$df")
+ports=()
+for port in $(sed -n 's/^EXPOSE //p' "$df"); do ports+=(--port "$port/tcp"); done
 labels=()
 while read -r kv; do labels+=(--label "$kv"); done < <(
   sed -n '/^LABEL /,/[^\\]$/p' "$df" | sed -e 's/^LABEL //' -e 's/ *\\$//' -e 's/^ *//' \
     | sed -e 's/"//g' -e "s/\${VERSION}/$version/" -e 's/\${REVISION}/test/' -e 's/\${SOURCE_URL}/unknown/')
-"${buildah[@]}" config --user 65532:65532 --port 8080 --port 9090 --entrypoint "$entrypoint" \
+"${buildah[@]}" config --user "$(sed -n 's/^USER //p' "$df")" "${ports[@]}" --entrypoint "$entrypoint" \
   --cmd "$cmd" --env PATH=/usr/bin "${labels[@]}" "$ctr"
 "${buildah[@]}" commit --quiet "$ctr" "statusgate:$version" >/dev/null
-image=$("${buildah[@]}" inspect --type image --format '{{json .OCIv1.Config}}' "statusgate:$version")
+image=$("${buildah[@]}" inspect --type image "statusgate:$version")
 python3 - "$image" "$version" <<'EOF' || fail "the committed image's configuration"
 import json, sys
-c, version = json.loads(sys.argv[1]), sys.argv[2]
+c, version = json.loads(sys.argv[1])["OCIv1"]["config"], sys.argv[2]
 assert c["User"] == "65532:65532", c["User"]
 assert c["Entrypoint"] == ["statusgate"], c["Entrypoint"]
 assert c["Cmd"] == ["run", "-c", "/etc/statusgate/statusgate.yaml"], c["Cmd"]
