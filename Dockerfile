@@ -4,7 +4,7 @@
 #     --build-arg SOURCE_DATE_EPOCH="$(git log -1 --format=%ct)" .
 #   docker run --read-only --tmpfs /run/statusgate -p 8080:8080 -p 9090:9090 statusgate:0.1.0
 # Build stage: the official Rust image, at least the toolchain the locked dependencies need
-# (scripts/test-packages checks RUST_VERSION against Cargo.toml and Cargo.lock). Runtime
+# (tests/packaging/test.sh checks RUST_VERSION against Cargo.toml and Cargo.lock). Runtime
 # stage: distroless cc (glibc and libgcc, no shell, no package manager), user 65532.
 # The root file system may be read-only: the only path the gateway writes is /run/statusgate
 # (the graceful-upgrade socket of the shipped configuration); mount a tmpfs or emptyDir there.
