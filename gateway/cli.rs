@@ -16,10 +16,22 @@ use crate::engine::{RequestFacts, UpstreamHead};
 use crate::reload::SnapshotHandle;
 use crate::snapshot::{self, Snapshot};
 
+/// The configuration without `-c`: `deploy/statusgate.yaml`, built into the binary.
 pub const EMBEDDED_CONFIG: &str = "embedded:deploy/statusgate.yaml";
 
+/// What `--version` prints after the name: the package version, the git revision and the build
+/// date (UTC), both from build.rs (`STATUSGATE_REVISION`, `SOURCE_DATE_EPOCH`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("STATUSGATE_REVISION"),
+    ", built ",
+    env!("STATUSGATE_BUILD_DATE"),
+    ")"
+);
+
 #[derive(Parser, Debug)]
-#[command(name = "statusgate", version, about = "A status-normalizing edge gateway on pingora")]
+#[command(name = "statusgate", version = VERSION, about = "A status-normalizing edge gateway on pingora")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -51,8 +63,10 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct ConfigArg {
-    /// Configuration file (default: the embedded demo configuration).
-    #[arg(short = 'c', long = "config")]
+    /// Configuration file [default: `embedded:deploy/statusgate.yaml`, built into the binary: the
+    /// gateway on 127.0.0.1:8080 forwards every path to 127.0.0.1:18080 with the canonical
+    /// profile only, admin on 127.0.0.1:9090; the packages use /etc/statusgate/statusgate.yaml].
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
 
@@ -242,7 +256,7 @@ pub fn run(command: Command) -> i32 {
             match crate::server::build(handle.clone(), upgrade) {
                 Ok(built) => {
                     let s = handle.current();
-                    tracing::info!(config = %path.display(), version = %s.version, listen = ?s.boot.listen, admin = %s.boot.admin, "statusgate starting");
+                    tracing::info!(statusgate = VERSION, config = %path.display(), version = %s.version, listen = ?s.boot.listen, admin = %s.boot.admin, "statusgate starting");
                     // `run` (unlike `run_forever`) returns after a graceful shutdown, so the log
                     // guard below flushes the last lines before the process exits.
                     built.server.run(pingora::server::RunArgs::default());

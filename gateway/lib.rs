@@ -15,7 +15,8 @@
 //! - `upstream_peer`: the one factory of pingora upstream peers (TLS, HTTP/2, timeouts);
 //! - `admin`: operations; `server`: assembling pingora's server;
 //! - `cli`: `run`, `check`, `explain`, `schema` (the binary adds `demo`, with the vendor emulators of the
-//!   separate `statusgate-emulators` crate; this library does not depend on them).
+//!   separate `statusgate-emulators` crate; this library does not depend on them, and
+//!   `completions` and `man`, generated from its clap definitions).
 
 pub mod admin;
 pub mod balancer;

@@ -241,6 +241,29 @@ mod tests {
         assert!(PathGlob::compile("api").is_err());
     }
 
+    /// Every example of docs/configuration.md's paragraph on `path:` globs.
+    #[test]
+    fn globs_as_documented() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("/v1/*/x", "/v1/p/x", true),
+            ("/v1/*/x", "/v1/p/q/x", false),
+            ("/files/*.json", "/files/a.json", true),
+            ("/api/**", "/api/", true),
+            ("/api/**", "/api/x/y", true),
+            ("/api/**", "/api", false),
+            ("/api/**", "/apix", false),
+            ("/a/**/b", "/a/x/y/b", true),
+            ("/a/**/b", "/a/b", false),
+            ("/a**", "/a", true),
+            ("/a**", "/ab", true),
+            ("/a**", "/a/b", true),
+            ("/API/*", "/api/x", false),
+        ];
+        for (glob, path, want) in cases {
+            assert_eq!(PathGlob::compile(glob).unwrap().matches(path), *want, "{glob} ~ {path}");
+        }
+    }
+
     #[test]
     fn media_types() {
         let p = MediaPattern::compile("application/*+json").unwrap();
