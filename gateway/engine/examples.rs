@@ -214,7 +214,7 @@ mod tests {
         );
         assert_eq!(
             bad,
-            ["p.yaml:9:11: example `bad` fails: status 400 expected, got 429 (rule: throttled); header Retry-After: `2` expected, got `1`; header Retry-After must be absent; problem.detail: \"other\" expected, got \"wait\"; body must not contain `wait`"]
+            ["p.yaml:9:11: example `bad` fails: status 400 expected, got 429 (rule: throttled); header Retry-After: `2` expected, got `1`; header Retry-After must be absent; problem.detail: \"other\" expected, got \"wait\"; body must not contain `wait`; trace: rule throttled: matched | decision: rule throttled -> 429 Too Many Requests"]
         );
     }
 

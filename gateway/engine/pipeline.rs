@@ -338,7 +338,7 @@ mod tests {
         assert_eq!(problems.len(), 1);
         assert_eq!(
             problems[0].to_string(),
-            "p.yaml:11:11: example `drift` fails: rule `throttled` expected, `none` matched"
+            "p.yaml:11:11: example `drift` fails: rule `throttled` expected, `none` matched; trace: rule throttled: json /code: the body was not used (over_cap) | decision: no rule matched, canonical defaults -> 400 Bad Request"
         );
     }
 

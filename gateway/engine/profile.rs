@@ -763,6 +763,7 @@ mod tests {
     use super::*;
     use crate::diagnostics::ProblemKind;
     use crate::testing::{canonical, compile, get_root, problems};
+    use crate::trace::RuleTrace;
     use crate::BodySkip;
 
     const RULES: &str = "ensure_headers:\n  429: { Retry-After: \"5\" }\nrules:\n  - name: by-header\n    when: { status: 400, headers: { X-Kind: quota } }\n    then: { status: 429 }\n  - name: by-body\n    when: { status: 400, json: { /code: slow } }\n    then: { status: 429, headers: { set: { Retry-After: \"1\" } } }\n  - name: conflict-kept\n    when: { status: 409 }\n    then: { keep_body: true }\n";
@@ -884,6 +885,162 @@ mod tests {
                 HeaderName::from_static("retry-after"),
                 HeaderValue::from_static("9")
             )]
+        );
+    }
+
+    fn problem_of(d: &Decision<'_>) -> ProblemBody {
+        match &d.body {
+            BodyPlan::Problem(p) => (**p).clone(),
+            other => panic!("a problem body expected, got {other:?}"),
+        }
+    }
+
+    /// A rule-made problem's `retryable`: the default by final status and method class, and
+    /// the rule's override either way.
+    #[test]
+    fn retryable_defaults_by_status_and_method_and_a_rule_overrides_it() {
+        let (_, p) = compile(
+            "rules:\n  - name: busy\n    when: { status: 400, headers: { X-Kind: busy } }\n    then: { status: 503 }\n  - name: busy-but-final\n    when: { status: 400, headers: { X-Kind: final } }\n    then: { status: 503, retryable: false }\n  - name: retry-this-400\n    when: { status: 400, headers: { X-Kind: again } }\n    then: { retryable: true }\n",
+        );
+        let c = canonical();
+        let route = EnsureHeaders::default();
+        let req = HeaderMap::new();
+        let run = |method: &str, status: u16, kind: Option<&'static str>| {
+            let mut up = HeaderMap::new();
+            if let Some(k) = kind {
+                up.insert("x-kind", HeaderValue::from_static(k));
+            }
+            let facts = RequestFacts {
+                method,
+                path: "/",
+                headers: &req,
+                request_id: "r",
+            };
+            let head = UpstreamHead {
+                status,
+                headers: &up,
+            };
+            let d = p.evaluate(&c, &route, &facts, &head, UpstreamBody::NotRead);
+            let problem = problem_of(&d);
+            (d.rule.map(str::to_owned), problem.status, problem.retryable)
+        };
+        for method in ["GET", "DELETE", "POST", "PATCH"] {
+            // No rule: the canonical defaults keep the status (the test canonical set lacks
+            // 504, which falls back to 500: not retryable).
+            assert_eq!(run(method, 429, None), (None, 429, true), "{method}");
+            assert_eq!(run(method, 503, None), (None, 503, true), "{method}");
+            assert_eq!(run(method, 502, None), (None, 502, false), "{method}");
+            assert_eq!(run(method, 500, None), (None, 500, false), "{method}");
+            assert_eq!(run(method, 404, None), (None, 404, false), "{method}");
+            assert_eq!(run(method, 504, None), (None, 500, false), "{method}");
+            assert_eq!(run(method, 400, Some("busy")), (Some("busy".into()), 503, true), "{method}");
+            assert_eq!(
+                run(method, 400, Some("final")),
+                (Some("busy-but-final".into()), 503, false),
+                "{method}: the override wins over 503's default"
+            );
+            assert_eq!(
+                run(method, 400, Some("again")),
+                (Some("retry-this-400".into()), 400, true),
+                "{method}: the override wins over 400's default"
+            );
+        }
+        // A 504 kept by the canonical set: retryable only for idempotent methods.
+        let mut statuses = std::collections::HashMap::new();
+        for s in [400u16, 500, 504] {
+            statuses.insert(
+                s,
+                crate::canonical::CanonicalStatus {
+                    reason: crate::canonical::standard_reason(s).to_owned(),
+                    type_uri: "about:blank".into(),
+                    title: "t".into(),
+                },
+            );
+        }
+        let with_504 = CanonicalProfile::new(statuses, 400, 500, std::collections::HashMap::new());
+        let up = HeaderMap::new();
+        for (method, want) in [("GET", true), ("PUT", true), ("POST", false), ("PATCH", false)] {
+            let facts = RequestFacts {
+                method,
+                path: "/",
+                headers: &req,
+                request_id: "r",
+            };
+            let head = UpstreamHead {
+                status: 504,
+                headers: &up,
+            };
+            let d = p.evaluate(&with_504, &route, &facts, &head, UpstreamBody::NotRead);
+            assert_eq!(problem_of(&d).retryable, want, "504 {method}");
+        }
+    }
+
+    const FIVE: &str = "rules:\n  - name: not-found\n    when: { status: 404 }\n    then: { status: 404 }\n  - name: posts-only\n    when: { status: 400, method: [POST, PUT] }\n    then: { status: 404 }\n  - name: quota\n    when: { status: 400, json: { /error_code: { equals: EndPoint.0022, ignore_case: true } } }\n    then: { status: 429 }\n  - name: throttled\n    when: { status: 400, headers: { X-Kind: slow }, json: { /error_code: EndPoint.0023 } }\n    then: { status: 429 }\n  - name: catch-all\n    when: { status: 4xx }\n    then: { status: 400 }\n";
+
+    /// The trace of five rules where the fourth matches: one line per rule from the live
+    /// matcher, and the same decision as without a trace.
+    #[test]
+    fn the_trace_names_each_rules_first_failed_condition_and_the_decision() {
+        let (_, p) = compile(FIVE);
+        let c = canonical();
+        let route = EnsureHeaders::default();
+        let req = HeaderMap::new();
+        let facts = get_root(&req);
+        let mut up = HeaderMap::new();
+        up.insert("x-kind", HeaderValue::from_static("slow"));
+        let head = UpstreamHead {
+            status: 400,
+            headers: &up,
+        };
+        let body = UpstreamBody::Read(br#"{"error_code":"EndPoint.0023"}"#);
+        let mut trace = RuleTrace::default();
+        let traced = p.evaluate_traced(&c, &route, &facts, &head, body, Some(&mut trace));
+        let plain = p.evaluate(&c, &route, &facts, &head, body);
+        assert_eq!(traced, plain, "the trace changes nothing");
+        assert_eq!(
+            trace.lines(),
+            [
+                "rule not-found: not a candidate for status 400 (when.status: 404)",
+                r#"rule posts-only: method = "GET", wanted POST, PUT"#,
+                r#"rule quota: json /error_code = "EndPoint.0023", wanted EndPoint.0022 (ignore_case)"#,
+                "rule throttled: matched",
+                "rule catch-all: not evaluated (rule throttled matched first)",
+                "decision: rule throttled -> 429 Too Many Requests",
+            ]
+        );
+        // Without the body: the body conditions say why they could not be checked.
+        let mut trace = RuleTrace::default();
+        let d = p.evaluate_traced(
+            &c,
+            &route,
+            &facts,
+            &head,
+            UpstreamBody::Skipped(BodySkip::OverCap),
+            Some(&mut trace),
+        );
+        assert_eq!(d.rule, Some("catch-all"));
+        assert_eq!(
+            trace.lines()[2..4],
+            [
+                "rule quota: json /error_code: the body was not used (over_cap)",
+                "rule throttled: json /error_code: the body was not used (over_cap)",
+            ]
+        );
+        assert_eq!(trace.decision, "decision: rule catch-all -> 400 Bad Request");
+        // A status no rule is a candidate for: the canonical defaults decide.
+        let mut trace = RuleTrace::default();
+        let head = UpstreamHead {
+            status: 503,
+            headers: &up,
+        };
+        p.evaluate_traced(&c, &route, &facts, &head, body, Some(&mut trace));
+        assert_eq!(
+            trace.lines().last().map(String::as_str),
+            Some("decision: no rule matched, canonical defaults -> 503 Service Unavailable")
+        );
+        assert_eq!(
+            trace.lines()[4],
+            "rule catch-all: not a candidate for status 503 (when.status: 4xx)"
         );
     }
 
