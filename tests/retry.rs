@@ -82,7 +82,10 @@ fn failing_gateway(retry_after: Option<&str>) -> (Gateway, Upstream) {
         let dead = format!("127.0.0.1:{}", free_port());
         cfg = cfg
             .upstream(&format!("dead-{method}"), Up::addr(&dead).fail_timeout("1m"))
-            .route(Route::new(&format!("refused-{method}"), &format!("dead-{method}")).prefix(&format!("/refused-{method}")))
+            .route(
+                Route::new(&format!("refused-{method}"), &format!("dead-{method}"))
+                    .prefix(&format!("/refused-{method}")),
+            )
             .upstream(
                 &format!("hang-{method}"),
                 Up::addr(&hang.addr()).response_timeout("300ms"),
@@ -120,7 +123,11 @@ fn gateway_made_failures_say_whether_to_retry_and_carry_the_configured_retry_aft
     let r = request(gw.port, "POST", "/slow-post", &[], b"{}");
     let p = assert::strict_gateway_problem(&r, 504, "response-timeout");
     assert_eq!(p["retryable"], false, "{p}");
-    assert_eq!(r.header("retry-after"), None, "no Retry-After where retrying is not safe");
+    assert_eq!(
+        r.header("retry-after"),
+        None,
+        "no Retry-After where retrying is not safe"
+    );
 }
 
 #[test]
@@ -199,4 +206,34 @@ fn a_rule_overrides_retryable_either_way() {
         let p = assert::upstream_problem(&r, 409, "Conflict", 409);
         assert_eq!(p["retryable"], true, "{method}: the rule says yes: {p}");
     }
+}
+
+/// docs/canonical-profile.md's worked example (the Huawei profile's throttled 400) prints the
+/// problem body the document shows, `retryable` and `Retry-After` included.
+#[test]
+fn the_documented_retry_example_is_what_explain_prints() {
+    let doc = std::fs::read_to_string(format!("{}/docs/canonical-profile.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let section = &doc[doc.find("## Retry guidance").unwrap()..];
+    let mut cmd = String::new();
+    for line in section.lines().skip_while(|l| !l.starts_with("statusgate explain")) {
+        match line.strip_suffix('\\') {
+            Some(part) => cmd.push_str(part),
+            None => {
+                cmd.push_str(line);
+                break;
+            }
+        }
+    }
+    let start = section.find("```json\n").unwrap() + "```json\n".len();
+    let want = section[start..start + section[start..].find("```").unwrap()].trim_end();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd.replacen("statusgate", env!("CARGO_BIN_EXE_statusgate"), 1))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{cmd}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("\nretry-after: 1\n"), "{text}");
+    assert_eq!(text.lines().find(|l| l.starts_with('{')), Some(want), "{text}");
 }

@@ -173,3 +173,47 @@ fn a_rejected_reload_names_the_failing_examples_trace() {
     // The old rules keep serving.
     assert_eq!(request(gw.port, "POST", "/", &[], b"{}").status, 422);
 }
+
+/// Runs a documented shell command from the repository's top directory with the built binary
+/// first in PATH; its standard output.
+fn run_documented(cmd: &str) -> String {
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_statusgate")).parent().unwrap();
+    let path = std::env::join_paths(
+        std::iter::once(bin_dir.to_path_buf())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )
+    .unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{cmd}\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// docs/configuration.md's `explain --trace` worked example (the Huawei profile) prints the
+/// lines the document shows after `<!-- trace-example -->`.
+#[test]
+fn the_documented_trace_example_is_what_explain_prints() {
+    let doc = std::fs::read_to_string(format!("{}/docs/configuration.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let section = &doc[doc.find("### Why a rule did (not) match").unwrap()..];
+    let mut cmd = String::new();
+    for line in section.lines().skip_while(|l| !l.starts_with("statusgate explain")) {
+        match line.strip_suffix('\\') {
+            Some(part) => cmd.push_str(part),
+            None => {
+                cmd.push_str(line);
+                break;
+            }
+        }
+    }
+    assert!(cmd.ends_with("--trace"), "{cmd}");
+    let block = &section[section.find("<!-- trace-example -->").unwrap()..];
+    let start = block.find("```text\n").unwrap() + "```text\n".len();
+    let want = &block[start..start + block[start..].find("```").unwrap()];
+    let text = run_documented(&cmd);
+    assert!(text.starts_with(want), "documented:\n{want}\nprinted:\n{text}");
+}

@@ -94,7 +94,11 @@ impl std::fmt::Display for Matcher {
                 write!(f, "one of {}", values.join(", "))?;
                 case(f, *ignore_case)
             }
-            Matcher::Regex(r) => write!(f, "regex {}", r.as_str()),
+            // `ignore_case` compiled as a `(?i)` prefix: shown as written.
+            Matcher::Regex(r) => match r.as_str().strip_prefix("(?i)") {
+                Some(pattern) => write!(f, "regex {pattern} (ignore_case)"),
+                None => write!(f, "regex {}", r.as_str()),
+            },
             Matcher::Exists(true) => f.write_str("present"),
             Matcher::Exists(false) => f.write_str("absent"),
         }
@@ -280,6 +284,11 @@ mod tests {
         });
         assert_eq!(m.to_string(), "one of a, b (ignore_case)");
         assert_eq!(vm(|v| v.regex = Some("^x".into())).to_string(), "regex ^x");
+        let m = vm(|v| {
+            v.regex = Some("^x".into());
+            v.ignore_case = true
+        });
+        assert_eq!(m.to_string(), "regex ^x (ignore_case)");
         let both = ValueMatch {
             equals: Some("x".into()),
             regex: Some("y".into()),

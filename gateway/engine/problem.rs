@@ -301,7 +301,10 @@ mod tests {
         assert!(x.contains(r#"<problem xmlns="urn:ietf:rfc:7807">"#));
         assert!(x.contains("<detail>slow &lt;down&gt; &amp; retry</detail>"));
         assert!(x.contains("<failed><i><p>x</p></i></failed>"));
-        assert!(x.contains("<origin>upstream</origin><retryable>true</retryable>"), "{x}");
+        assert!(
+            x.contains("<origin>upstream</origin><retryable>true</retryable>"),
+            "{x}"
+        );
         assert!(crate::body::XmlNode::parse(x.as_bytes()).is_some());
     }
 

@@ -916,10 +916,7 @@ mod tests {
                 headers: &req,
                 request_id: "r",
             };
-            let head = UpstreamHead {
-                status,
-                headers: &up,
-            };
+            let head = UpstreamHead { status, headers: &up };
             let d = p.evaluate(&c, &route, &facts, &head, UpstreamBody::NotRead);
             let problem = problem_of(&d);
             (d.rule.map(str::to_owned), problem.status, problem.retryable)
@@ -933,7 +930,11 @@ mod tests {
             assert_eq!(run(method, 500, None), (None, 500, false), "{method}");
             assert_eq!(run(method, 404, None), (None, 404, false), "{method}");
             assert_eq!(run(method, 504, None), (None, 500, false), "{method}");
-            assert_eq!(run(method, 400, Some("busy")), (Some("busy".into()), 503, true), "{method}");
+            assert_eq!(
+                run(method, 400, Some("busy")),
+                (Some("busy".into()), 503, true),
+                "{method}"
+            );
             assert_eq!(
                 run(method, 400, Some("final")),
                 (Some("busy-but-final".into()), 503, false),

@@ -111,12 +111,17 @@ impl fmt::Display for Failed<'_> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// Its `when.status` does not hold for the upstream status.
-    NotCandidate { status: u16, wanted: String },
+    NotCandidate {
+        status: u16,
+        wanted: String,
+    },
     /// A candidate whose first failing condition is this (formatted [`Failed`]).
     Failed(String),
     Matched,
     /// A candidate after the rule that matched: never looked at.
-    NotEvaluated { matched: String },
+    NotEvaluated {
+        matched: String,
+    },
 }
 
 /// One response's trace through a profile.
@@ -225,7 +230,10 @@ mod tests {
             seen: None,
             wanted: &m,
         };
-        assert_eq!(absent.to_string(), "header x-kind = (absent), wanted EndPoint.0022 (ignore_case)");
+        assert_eq!(
+            absent.to_string(),
+            "header x-kind = (absent), wanted EndPoint.0022 (ignore_case)"
+        );
         let crlf = Failed::RequestHeader {
             name: &name,
             seen: Some("a\r\nb"),
