@@ -1,5 +1,6 @@
 //! The canonical profile: which statuses exist, their reason phrases and problem types, the
-//! fallbacks for statuses outside the set, and the problem types of gateway-made errors.
+//! fallbacks for statuses outside the set, and the problem types (and `Retry-After`, from
+//! `gateway_retry_after`) of gateway-made errors.
 
 use std::collections::HashMap;
 

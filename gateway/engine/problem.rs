@@ -1,4 +1,5 @@
-//! RFC 9457 problem details: the body every canonical error carries, as JSON or XML.
+//! RFC 9457 problem details: the body every canonical error carries, as JSON or XML; and the
+//! default of its `retryable` member (RFC 9110 section 9.2.2 idempotency, RFC 6585 429).
 
 use serde_json::{Map, Value};
 
