@@ -1,6 +1,7 @@
 //! A vendor profile compiled: ordered rules with regexes, paths and templates built, and a
 //! status-indexed candidate list, so evaluating a response walks only the rules that can match
-//! its status and allocates nothing unless a rule fires.
+//! its status and allocates nothing unless a rule fires. Given a `trace::RuleTrace`, the same
+//! walk records each rule's first failed condition (`explain --trace`, failing examples).
 
 use std::collections::BTreeMap;
 use std::path::Path;
