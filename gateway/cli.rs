@@ -12,6 +12,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use crate::config::Severity;
 use crate::engine::pipeline::{self, Normalized, RawBody};
 use crate::engine::response::CanonicalBody;
+use crate::engine::trace::RuleTrace;
 use crate::engine::{RequestFacts, UpstreamHead};
 use crate::reload::SnapshotHandle;
 use crate::snapshot::{self, Snapshot};
@@ -101,6 +102,11 @@ pub struct ExplainArgs {
     /// The upstream body, or `@file`.
     #[arg(long)]
     pub body: Option<String>,
+    /// Also print, for each rule of the profile in order, whether it was a candidate for the
+    /// status, the first condition that failed with the value it saw, or that it matched; then
+    /// the decision.
+    #[arg(long)]
+    pub trace: bool,
 }
 
 /// The configuration was rejected; its problems were printed.
@@ -185,10 +191,11 @@ pub fn explain(snap: &Snapshot, args: &ExplainArgs) -> Result<String, String> {
         headers: &resp_headers,
     };
     let need = pipeline::body_need(&route.profile, &facts, &head);
+    let mut trace = RuleTrace::default();
     let Normalized {
         decision,
         response: resp,
-    } = pipeline::normalize(
+    } = pipeline::normalize_traced(
         &route.profile,
         &snap.canonical,
         &route.ensure,
@@ -196,6 +203,7 @@ pub fn explain(snap: &Snapshot, args: &ExplainArgs) -> Result<String, String> {
         &head,
         RawBody::buffered(need, &body),
         pipeline::format_for(&facts),
+        args.trace.then_some(&mut trace),
     );
     let mut text = format!("# route: {}  profile: {}\n", route.name, route.profile.source);
     text.push_str(&format!(
@@ -204,6 +212,12 @@ pub fn explain(snap: &Snapshot, args: &ExplainArgs) -> Result<String, String> {
     ));
     if let Some(s) = decision.body_skip {
         text.push_str(&format!("# body not used: {}\n", s.name()));
+    }
+    if args.trace {
+        text.push_str("# trace:\n");
+        for line in trace.lines() {
+            text.push_str(&format!("#   {line}\n"));
+        }
     }
     text.push_str(&format!("HTTP/1.1 {} {}\n", resp.status, resp.reason));
     for (k, v) in resp.headers.iter() {

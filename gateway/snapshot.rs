@@ -1045,6 +1045,7 @@ fn compile_canonical(file: &Path, raw: &RawCanonical, l: &mut Loader) -> Option<
             ),
         }
     }
+    let retry_after = gateway_retry_after(file, raw, l);
     let r = &raw.redaction;
     let patterns: Vec<&str> = r.patterns.iter().map(|p| p.value.as_str()).collect();
     let redaction = Redaction::compile(r.builtin, &patterns, r.replacement.as_deref()).unwrap_or_else(|errors| {
@@ -1056,7 +1057,38 @@ fn compile_canonical(file: &Path, raw: &RawCanonical, l: &mut Loader) -> Option<
     (l.problems.len() == before).then(|| {
         CanonicalProfile::new(statuses, raw.fallback.client.value, raw.fallback.server.value, gateway)
             .with_redaction(redaction)
+            .with_gateway_retry_after(retry_after)
     })
+}
+
+/// `gateway_retry_after:`: statuses 503 and 504 only (the gateway's retryable answers), each a
+/// whole number of seconds, as `Retry-After` carries it (RFC 9110 section 10.2.3).
+fn gateway_retry_after(file: &Path, raw: &RawCanonical, l: &mut Loader) -> Vec<(u16, http::HeaderValue)> {
+    let mut out = Vec::new();
+    for (status, d) in &raw.gateway_retry_after {
+        let at = SourcePos::of(file, d);
+        if !matches!(status, 503 | 504) {
+            l.error(
+                at,
+                ProblemKind::Status(format!(
+                    "gateway_retry_after {status}: only 503 and 504 (the gateway's retryable answers)"
+                )),
+            );
+            continue;
+        }
+        match parse_duration(&d.value) {
+            Ok(t) if t.subsec_nanos() == 0 => out.push((*status, http::HeaderValue::from(t.as_secs()))),
+            Ok(_) => l.error(
+                at,
+                ProblemKind::Duration(format!(
+                    "gateway_retry_after {status}: `{}` is not a whole number of seconds (Retry-After counts seconds)",
+                    d.value
+                )),
+            ),
+            Err(e) => l.error(at, ProblemKind::Duration(format!("gateway_retry_after {status}: {e}"))),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -404,6 +404,7 @@ fn a_gzip_body_over_the_cap_raw_is_answered_live_as_its_example_says() {
         headers: vec!["Content-Type: application/json".into(), "Content-Encoding: gzip".into()],
         request_headers: Vec::new(),
         body: Some(format!("@{}", gw.path("body.gz").display())),
+        trace: false,
     };
     let text = statusgate::cli::explain(&snap, &args).unwrap();
     assert!(

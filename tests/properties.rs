@@ -236,6 +236,7 @@ fn problem() -> impl Strategy<Value = ProblemBody> {
                     request_id,
                     vendor_request_id: vendor_rid,
                     origin: if gw { Origin::Gateway } else { Origin::Upstream },
+                    retryable: gw,
                     extensions,
                 }
             },

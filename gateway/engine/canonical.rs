@@ -1,9 +1,12 @@
 //! The canonical profile: which statuses exist, their reason phrases and problem types, the
-//! fallbacks for statuses outside the set, and the problem types of gateway-made errors.
+//! fallbacks for statuses outside the set, and the problem types (and `Retry-After`, from
+//! `gateway_retry_after`) of gateway-made errors.
 
 use std::collections::HashMap;
 
-use super::problem::{Origin, ProblemBody};
+use http::HeaderValue;
+
+use super::problem::{retryable, Origin, ProblemBody};
 use super::redact::Redaction;
 
 /// A status's canonical description.
@@ -135,6 +138,12 @@ impl GatewayFailure {
         Self::ALL.into_iter().find(|f| f.name() == s)
     }
 
+    /// A failure to connect: the request never reached the upstream (`retryable` for an
+    /// idempotent method, like a 504).
+    pub fn is_connect_failure(self) -> bool {
+        matches!(self, GatewayFailure::UpstreamRefused | GatewayFailure::ConnectTimeout)
+    }
+
     /// The problem type used when the canonical profile's `gateway_problems` names none.
     pub fn default_type(self) -> String {
         format!("urn:statusgate:problem:{}", self.name().replace('_', "-"))
@@ -149,6 +158,8 @@ pub struct CanonicalProfile {
     gateway: HashMap<GatewayFailure, (String, String)>,
     /// The filter every upstream-derived problem member passes (`redaction:`).
     redaction: Redaction,
+    /// `Retry-After` of gateway-made 503 and 504 answers (`gateway_retry_after:`), by status.
+    retry_after: Vec<(u16, HeaderValue)>,
 }
 
 /// Reason phrase for any status, by RFC 9110 (or "Unknown").
@@ -172,7 +183,26 @@ impl CanonicalProfile {
             fallback_5xx,
             gateway,
             redaction: Redaction::default(),
+            retry_after: Vec::new(),
         }
+    }
+
+    /// Sets the `Retry-After` values of gateway-made answers, by status (503, 504).
+    pub fn with_gateway_retry_after(mut self, retry_after: Vec<(u16, HeaderValue)>) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// The `Retry-After` a gateway-made problem carries: configured for its status, and only
+    /// when the problem says the client may retry.
+    pub fn gateway_retry_after(&self, problem: &ProblemBody) -> Option<&HeaderValue> {
+        if !problem.retryable {
+            return None;
+        }
+        self.retry_after
+            .iter()
+            .find(|(s, _)| *s == problem.status)
+            .map(|(_, v)| v)
     }
 
     /// Sets the redaction filter (the builtin one by default).
@@ -223,8 +253,9 @@ impl CanonicalProfile {
         }
     }
 
-    /// The problem body for an error the gateway answers itself.
-    pub fn gateway_problem(&self, failure: GatewayFailure, request_id: &str) -> ProblemBody {
+    /// The problem body for an error the gateway answers itself; `method` is the client's
+    /// (`None` when its request header was not read: not retryable but for a 503).
+    pub fn gateway_problem(&self, failure: GatewayFailure, method: Option<&str>, request_id: &str) -> ProblemBody {
         let status = failure.status();
         let (type_uri, title) = match self.gateway.get(&failure) {
             Some((t, ti)) => (t.clone(), ti.clone()),
@@ -241,6 +272,7 @@ impl CanonicalProfile {
             request_id: request_id.to_owned(),
             vendor_request_id: None,
             origin: Origin::Gateway,
+            retryable: retryable(status, method.unwrap_or(""), failure.is_connect_failure()),
             extensions: Vec::new(),
         }
     }
@@ -259,6 +291,45 @@ mod tests {
             assert_eq!(GatewayFailure::from_name(f.name()), Some(f));
             assert!(!f.default_detail().is_empty());
             assert!((400..600).contains(&f.status()));
+        }
+    }
+
+    fn canonical_with_retry_after() -> CanonicalProfile {
+        CanonicalProfile::new(HashMap::new(), 400, 502, HashMap::new()).with_gateway_retry_after(vec![
+            (503, HeaderValue::from_static("5")),
+            (504, HeaderValue::from_static("2")),
+        ])
+    }
+
+    /// Every gateway-made failure, for an idempotent and a non-idempotent method and for a
+    /// request whose header was never read: `retryable` and `Retry-After` as documented.
+    #[test]
+    fn gateway_problems_say_whether_to_retry_and_when() {
+        let c = canonical_with_retry_after();
+        let bare = CanonicalProfile::new(HashMap::new(), 400, 502, HashMap::new());
+        for f in GatewayFailure::ALL {
+            for method in [Some("GET"), Some("PUT"), Some("POST"), Some("PATCH"), None] {
+                let idempotent = matches!(method, Some("GET" | "PUT"));
+                let p = c.gateway_problem(f, method, "r");
+                let want = match f.status() {
+                    503 => true,
+                    504 => idempotent,
+                    _ => f == GatewayFailure::UpstreamRefused && idempotent,
+                };
+                assert_eq!(p.retryable, want, "{} {method:?}", f.name());
+                let want_after = match (f.status(), want) {
+                    (503, true) => Some("5"),
+                    (504, true) => Some("2"),
+                    _ => None,
+                };
+                assert_eq!(
+                    c.gateway_retry_after(&p).map(|v| v.to_str().unwrap()),
+                    want_after,
+                    "{} {method:?}",
+                    f.name()
+                );
+                assert_eq!(bare.gateway_retry_after(&p), None, "not configured: no Retry-After");
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use super::pipeline::{self, Normalized, RawBody};
 use super::profile::{CompiledProfile, EnsureHeaders};
 use super::response::CanonicalBody;
+use super::trace::RuleTrace;
 use super::{CanonicalProfile, RequestFacts, UpstreamHead};
 use crate::diagnostics::{ConfigProblem, ProblemKind, SourcePos};
 use crate::spec::RawExample;
@@ -46,7 +47,7 @@ fn raw_body(ex: &RawExample) -> Result<Vec<u8>, String> {
 }
 
 /// Runs one example through the live pipeline; `Err` lists every way the response differs
-/// from the expectation.
+/// from the expectation, then the rule trace (`trace: rule a: ... | ... | decision: ...`).
 pub fn run(profile: &CompiledProfile, canonical: &CanonicalProfile, ex: &RawExample) -> Result<(), Vec<String>> {
     let req_headers = header_map(&ex.request.headers).map_err(|e| vec![e])?;
     let mut up_headers = header_map(&ex.upstream.headers).map_err(|e| vec![e])?;
@@ -72,10 +73,11 @@ pub fn run(profile: &CompiledProfile, canonical: &CanonicalProfile, ex: &RawExam
     // Examples are route-agnostic: no route's ensure_headers apply.
     let no_route_headers = EnsureHeaders::default();
     let body = RawBody::buffered(pipeline::body_need(profile, &facts, &head), &raw);
+    let mut trace = RuleTrace::default();
     let Normalized {
         decision,
         response: resp,
-    } = pipeline::normalize(
+    } = pipeline::normalize_traced(
         profile,
         canonical,
         &no_route_headers,
@@ -83,6 +85,7 @@ pub fn run(profile: &CompiledProfile, canonical: &CanonicalProfile, ex: &RawExam
         &head,
         body,
         pipeline::format_for(&facts),
+        Some(&mut trace),
     );
     let raw = raw.as_slice();
 
@@ -146,6 +149,8 @@ pub fn run(profile: &CompiledProfile, canonical: &CanonicalProfile, ex: &RawExam
     if diffs.is_empty() {
         Ok(())
     } else {
+        // One problem is one line (ConfigProblem folds lines): the trace's lines go on it.
+        diffs.push(format!("trace: {}", trace.lines().join(" | ")));
         Err(diffs)
     }
 }
@@ -209,7 +214,7 @@ mod tests {
         );
         assert_eq!(
             bad,
-            ["p.yaml:9:11: example `bad` fails: status 400 expected, got 429 (rule: throttled); header Retry-After: `2` expected, got `1`; header Retry-After must be absent; problem.detail: \"other\" expected, got \"wait\"; body must not contain `wait`"]
+            ["p.yaml:9:11: example `bad` fails: status 400 expected, got 429 (rule: throttled); header Retry-After: `2` expected, got `1`; header Retry-After must be absent; problem.detail: \"other\" expected, got \"wait\"; body must not contain `wait`; trace: rule throttled: matched | decision: rule throttled -> 429 Too Many Requests"]
         );
     }
 

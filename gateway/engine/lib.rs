@@ -22,6 +22,7 @@ pub mod spec_schema;
 pub mod template;
 #[cfg(test)]
 mod testing;
+pub mod trace;
 pub mod units;
 pub mod yaml;
 

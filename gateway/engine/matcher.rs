@@ -74,6 +74,37 @@ impl Matcher {
     }
 }
 
+/// What the matcher wants, as a trace shows it: `EndPoint.0022 (ignore_case)`, `one of a, b`,
+/// `regex ^APIGW\.`, `present`, `absent`.
+impl std::fmt::Display for Matcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let case = |f: &mut std::fmt::Formatter<'_>, ignore_case: bool| {
+            if ignore_case {
+                f.write_str(" (ignore_case)")
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            Matcher::Equals { value, ignore_case } => {
+                f.write_str(value)?;
+                case(f, *ignore_case)
+            }
+            Matcher::OneOf { values, ignore_case } => {
+                write!(f, "one of {}", values.join(", "))?;
+                case(f, *ignore_case)
+            }
+            // `ignore_case` compiled as a `(?i)` prefix: shown as written.
+            Matcher::Regex(r) => match r.as_str().strip_prefix("(?i)") {
+                Some(pattern) => write!(f, "regex {pattern} (ignore_case)"),
+                None => write!(f, "regex {}", r.as_str()),
+            },
+            Matcher::Exists(true) => f.write_str("present"),
+            Matcher::Exists(false) => f.write_str("absent"),
+        }
+    }
+}
+
 fn eq(a: &str, b: &str, ignore_case: bool) -> bool {
     if ignore_case {
         a.eq_ignore_ascii_case(b)
@@ -99,6 +130,18 @@ impl StatusSet {
     }
 }
 
+/// `404, 5xx` (or `any`), as the rule's `when.status` wrote it.
+impl std::fmt::Display for StatusSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_any() {
+            return f.write_str("any");
+        }
+        let codes = self.codes.iter().map(u16::to_string);
+        let classes = self.classes.iter().map(|c| format!("{c}xx"));
+        f.write_str(&codes.chain(classes).collect::<Vec<_>>().join(", "))
+    }
+}
+
 /// Why a path glob does not compile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GlobError {
@@ -115,7 +158,10 @@ pub struct MediaError(pub String);
 
 /// `/v1/*/vpc-endpoints/**`: `*` is one segment, `**` is any remainder.
 #[derive(Debug, Clone)]
-pub struct PathGlob(Regex);
+pub struct PathGlob {
+    re: Regex,
+    glob: String,
+}
 
 impl PathGlob {
     pub fn compile(glob: &str) -> Result<PathGlob, GlobError> {
@@ -139,12 +185,20 @@ impl PathGlob {
         }
         re.push('$');
         Regex::new(&re)
-            .map(PathGlob)
+            .map(|re| PathGlob {
+                re,
+                glob: glob.to_owned(),
+            })
             .map_err(|e| GlobError::Regex(e.to_string()))
     }
 
     pub fn matches(&self, path: &str) -> bool {
-        self.0.is_match(path)
+        self.re.is_match(path)
+    }
+
+    /// The glob as written.
+    pub fn as_str(&self) -> &str {
+        &self.glob
     }
 }
 
@@ -153,6 +207,12 @@ impl PathGlob {
 pub struct MediaPattern {
     main: String,
     sub: String,
+}
+
+impl std::fmt::Display for MediaPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.main, self.sub)
+    }
 }
 
 impl MediaPattern {
@@ -217,6 +277,18 @@ mod tests {
         assert!(m.matches(Some("APIGW.0101")) && !m.matches(Some("EndPoint.1")));
         let m = vm(|v| v.exists = Some(false));
         assert!(m.matches(None) && !m.matches(Some("")));
+        assert_eq!(m.to_string(), "absent");
+        let m = vm(|v| {
+            v.one_of = Some(vec!["a".into(), "b".into()]);
+            v.ignore_case = true
+        });
+        assert_eq!(m.to_string(), "one of a, b (ignore_case)");
+        assert_eq!(vm(|v| v.regex = Some("^x".into())).to_string(), "regex ^x");
+        let m = vm(|v| {
+            v.regex = Some("^x".into());
+            v.ignore_case = true
+        });
+        assert_eq!(m.to_string(), "regex ^x (ignore_case)");
         let both = ValueMatch {
             equals: Some("x".into()),
             regex: Some("y".into()),
@@ -282,5 +354,7 @@ mod tests {
         };
         assert!(s.contains(404) && s.contains(503) && !s.contains(400));
         assert!(StatusSet::default().contains(200));
+        assert_eq!(s.to_string(), "404, 5xx");
+        assert_eq!(StatusSet::default().to_string(), "any");
     }
 }

@@ -7,6 +7,7 @@
 
 use super::profile::{CompiledProfile, EnsureHeaders};
 use super::response::{compose, decode, CanonicalResponse};
+use super::trace::RuleTrace;
 use super::{BodySkip, CanonicalProfile, Decision, ProblemFormat, RequestFacts, UpstreamBody, UpstreamHead};
 
 /// What the caller must do with the upstream body before calling [`normalize`].
@@ -85,6 +86,22 @@ pub fn normalize<'p>(
     raw: RawBody<'_>,
     format: ProblemFormat,
 ) -> Normalized<'p> {
+    normalize_traced(profile, canonical, route_ensure, facts, head, raw, format, None)
+}
+
+/// [`normalize`], recording each rule's outcome into `trace` when given (`explain --trace`,
+/// the examples gate); the proxy passes none.
+#[allow(clippy::too_many_arguments)]
+pub fn normalize_traced<'p>(
+    profile: &'p CompiledProfile,
+    canonical: &'p CanonicalProfile,
+    route_ensure: &'p EnsureHeaders,
+    facts: &RequestFacts<'_>,
+    head: &UpstreamHead<'_>,
+    raw: RawBody<'_>,
+    format: ProblemFormat,
+    trace: Option<&mut RuleTrace>,
+) -> Normalized<'p> {
     let bodyless = is_bodyless(facts, head.status);
     let cap = profile.body_buffer;
     let decoded;
@@ -107,7 +124,7 @@ pub fn normalize<'p>(
             }
         }
     };
-    let decision = profile.evaluate(canonical, route_ensure, facts, head, body);
+    let decision = profile.evaluate_traced(canonical, route_ensure, facts, head, body, trace);
     let response = compose(&decision, head.status, head.headers, facts.request_id, format, bodyless);
     Normalized { decision, response }
 }
@@ -321,7 +338,7 @@ mod tests {
         assert_eq!(problems.len(), 1);
         assert_eq!(
             problems[0].to_string(),
-            "p.yaml:11:11: example `drift` fails: rule `throttled` expected, `none` matched"
+            "p.yaml:11:11: example `drift` fails: rule `throttled` expected, `none` matched; trace: rule throttled: json /code: the body was not used (over_cap) | decision: no rule matched, canonical defaults -> 400 Bad Request"
         );
     }
 

@@ -1,4 +1,5 @@
-//! RFC 9457 problem details: the body every canonical error carries, as JSON or XML.
+//! RFC 9457 problem details: the body every canonical error carries, as JSON or XML; and the
+//! default of its `retryable` member (RFC 9110 section 9.2.2 idempotency, RFC 6585 429).
 
 use serde_json::{Map, Value};
 
@@ -30,7 +31,27 @@ pub struct ProblemBody {
     pub request_id: String,
     pub vendor_request_id: Option<String>,
     pub origin: Origin,
+    /// Whether the client may send the request again (`retryable`, see [`retryable`]).
+    pub retryable: bool,
     pub extensions: Vec<(String, Value)>,
+}
+
+/// RFC 9110 section 9.2.2: the idempotent methods (PUT, DELETE and the safe ones). Methods are
+/// case-sensitive (section 9.1): `get` is not GET.
+pub fn is_idempotent(method: &str) -> bool {
+    matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE")
+}
+
+/// The default `retryable` member for a problem with final status `status` answering a request
+/// with `method`: 429 and 503 say the request was not acted on, so any method may retry; a 504
+/// (the request may have been acted on) and a gateway-made connect failure (`connect_failure`)
+/// only for an idempotent method; everything else is false. A rule's `retryable:` overrides it.
+pub fn retryable(status: u16, method: &str, connect_failure: bool) -> bool {
+    match status {
+        429 | 503 => true,
+        504 => is_idempotent(method),
+        _ => connect_failure && is_idempotent(method),
+    }
 }
 
 /// The media type of a problem body.
@@ -98,6 +119,7 @@ impl ProblemBody {
             m.insert("vendor_request_id".into(), v.clone().into());
         }
         m.insert("origin".into(), self.origin.as_str().into());
+        m.insert("retryable".into(), self.retryable.into());
         for (k, v) in &self.extensions {
             m.entry(k.clone()).or_insert_with(|| v.clone());
         }
@@ -177,7 +199,7 @@ fn xml_chars(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// The members the body always defines; an extension may not override them.
-const STANDARD: [&str; 10] = [
+const STANDARD: [&str; 11] = [
     "type",
     "title",
     "status",
@@ -188,6 +210,7 @@ const STANDARD: [&str; 10] = [
     "request_id",
     "vendor_request_id",
     "origin",
+    "retryable",
 ];
 
 /// Serializes straight from the fields (no intermediate map): the JSON body's hot path.
@@ -215,6 +238,7 @@ impl serde::Serialize for ProblemBody {
             m.serialize_entry("vendor_request_id", v)?;
         }
         m.serialize_entry("origin", self.origin.as_str())?;
+        m.serialize_entry("retryable", &self.retryable)?;
         let mut seen: Vec<&str> = Vec::new();
         for (k, v) in &self.extensions {
             if !STANDARD.contains(&k.as_str()) && !seen.contains(&k.as_str()) {
@@ -242,6 +266,7 @@ mod tests {
             request_id: "r1".into(),
             vendor_request_id: None,
             origin: Origin::Upstream,
+            retryable: true,
             extensions: vec![("failed".into(), serde_json::json!([{"p": "x"}]))],
         }
     }
@@ -251,8 +276,10 @@ mod tests {
         let mut p = sample();
         p.extensions.push(("status".into(), serde_json::json!(200)));
         p.extensions.push(("failed".into(), serde_json::json!("second")));
+        p.extensions.push(("retryable".into(), serde_json::json!(false)));
         let v: Value = serde_json::from_slice(&p.to_json()).unwrap();
         assert_eq!(v["status"], 429);
+        assert_eq!(v["retryable"], true, "an extension cannot override retryable either");
         assert_eq!(v["failed"][0]["p"], "x", "the first of a repeated extension wins");
         let text = String::from_utf8(p.to_json()).unwrap();
         assert_eq!(text.matches("\"status\"").count(), 1, "{text}");
@@ -264,6 +291,7 @@ mod tests {
         assert_eq!(v["status"], 429);
         assert_eq!(v["upstream_status"], 400);
         assert_eq!(v["origin"], "upstream");
+        assert_eq!(v["retryable"], true);
         assert_eq!(v["failed"][0]["p"], "x");
         assert!(v.get("instance").is_none());
     }
@@ -274,7 +302,42 @@ mod tests {
         assert!(x.contains(r#"<problem xmlns="urn:ietf:rfc:7807">"#));
         assert!(x.contains("<detail>slow &lt;down&gt; &amp; retry</detail>"));
         assert!(x.contains("<failed><i><p>x</p></i></failed>"));
+        assert!(
+            x.contains("<origin>upstream</origin><retryable>true</retryable>"),
+            "{x}"
+        );
         assert!(crate::body::XmlNode::parse(x.as_bytes()).is_some());
+    }
+
+    /// Each canonical status crossed with the two method classes of RFC 9110 section 9.2.2.
+    #[test]
+    fn retryable_by_status_and_method_class() {
+        let idempotent = ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"];
+        let other = ["POST", "PATCH", "CONNECT", "get", "PROPFIND"];
+        for m in idempotent {
+            assert!(is_idempotent(m), "{m}");
+        }
+        for m in other {
+            assert!(!is_idempotent(m), "{m}");
+        }
+        let statuses = [
+            400u16, 401, 403, 404, 405, 406, 409, 410, 412, 413, 415, 417, 422, 428, 429, 431, 500, 501, 502, 503, 504,
+        ];
+        for s in statuses {
+            for (class, methods) in [("idempotent", &idempotent[..]), ("other", &other[..])] {
+                for m in methods {
+                    let want = match s {
+                        429 | 503 => true,
+                        504 => class == "idempotent",
+                        _ => false,
+                    };
+                    assert_eq!(retryable(s, m, false), want, "{s} {m}");
+                    // A gateway-made connect failure (502 refused) retries only when idempotent.
+                    let want_connect = want || class == "idempotent";
+                    assert_eq!(retryable(s, m, true), want_connect, "{s} {m} connect failure");
+                }
+            }
+        }
     }
 
     #[test]

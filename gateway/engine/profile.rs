@@ -1,6 +1,7 @@
 //! A vendor profile compiled: ordered rules with regexes, paths and templates built, and a
 //! status-indexed candidate list, so evaluating a response walks only the rules that can match
-//! its status and allocates nothing unless a rule fires.
+//! its status and allocates nothing unless a rule fires. Given a `trace::RuleTrace`, the same
+//! walk records each rule's first failed condition (`explain --trace`, failing examples).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,8 +13,9 @@ use serde_saphyr::Spanned;
 use super::body::{BodyDoc, BodyPathError, JsonPath, XmlPath, DEFAULT_BODY_DEPTH, MAX_BODY_DEPTH};
 use super::canonical::CanonicalProfile;
 use super::matcher::{Matcher, MediaPattern, PathGlob, StatusSet};
-use super::problem::{Origin, ProblemBody};
+use super::problem::{retryable, Origin, ProblemBody};
 use super::template::{Scope, Template};
+use super::trace::{Failed, RuleTrace};
 use super::{safe_header_value, BodyPlan, Decision, HeaderEdit, RequestFacts, UpstreamBody, UpstreamHead};
 use crate::diagnostics::{ConfigProblem, HeaderError, PathError, PathKey, ProblemKind, SourcePos};
 use crate::spec::{RawProblem, RawProfile, RawRule, StatusSpec, ValueMatchSpec};
@@ -33,8 +35,8 @@ struct CompiledRule {
     request_headers: Vec<(HeaderName, Matcher)>,
     headers: Vec<(HeaderName, Matcher)>,
     content_type: Vec<MediaPattern>,
-    json: Vec<(JsonPath, Matcher)>,
-    xml: Vec<(XmlPath, Matcher)>,
+    json: Vec<Keyed<JsonPath>>,
+    xml: Vec<Keyed<XmlPath>>,
     action: Action,
     /// Its conditions read the body.
     body_conditions: bool,
@@ -42,9 +44,19 @@ struct CompiledRule {
     body_actions: bool,
 }
 
+/// A body condition: the compiled path, the path as written (for traces) and the matcher.
+#[derive(Debug)]
+struct Keyed<P> {
+    path: P,
+    key: String,
+    matcher: Matcher,
+}
+
 #[derive(Debug)]
 struct Action {
     status: Option<u16>,
+    /// `retryable:` overriding the problem's default.
+    retryable: Option<bool>,
     problem: ProblemTemplate,
     set: Vec<(HeaderName, Template)>,
     add: Vec<(HeaderName, Template)>,
@@ -247,7 +259,7 @@ impl CompiledProfile {
     pub fn needs_body(&self, req: &RequestFacts<'_>, head: &UpstreamHead<'_>) -> bool {
         for &i in self.candidates(head.status) {
             let r = &self.rules[i as usize];
-            if !r.head_matches(req, head) {
+            if r.head_failure(req, head).is_some() {
                 continue;
             }
             if r.body_conditions || r.body_actions {
@@ -267,15 +279,52 @@ impl CompiledProfile {
         head: &UpstreamHead<'_>,
         body_in: UpstreamBody<'_>,
     ) -> Decision<'p> {
+        self.evaluate_traced(canonical, route_ensure, req, head, body_in, None)
+    }
+
+    /// [`evaluate`](Self::evaluate), recording into `trace` (when given) what each rule's
+    /// conditions returned: the same checks, in the same order.
+    pub fn evaluate_traced<'p>(
+        &'p self,
+        canonical: &'p CanonicalProfile,
+        route_ensure: &'p EnsureHeaders,
+        req: &RequestFacts<'_>,
+        head: &UpstreamHead<'_>,
+        body_in: UpstreamBody<'_>,
+        mut trace: Option<&mut RuleTrace>,
+    ) -> Decision<'p> {
         let bytes = match body_in {
             UpstreamBody::Read(b) => Some(b),
             _ => None,
         };
         let doc = bytes.map(|b| BodyDoc::with_depth(b, self.body_depth));
-        let matched_index = self.candidates(head.status).iter().map(|&i| i as usize).find(|&i| {
+        let candidates = self.candidates(head.status);
+        if let Some(t) = trace.as_deref_mut() {
+            t.begin(
+                head.status,
+                self.rules.iter().map(|r| (&*r.name, &r.status)),
+                candidates,
+            );
+        }
+        let mut matched_index = None;
+        for &i in candidates {
+            let i = i as usize;
             let r = &self.rules[i];
-            r.head_matches(req, head) && (!r.body_conditions || doc.as_ref().is_some_and(|d| r.body_matches(d)))
-        });
+            let failed = r
+                .head_failure(req, head)
+                .or_else(|| r.body_failure(doc.as_ref(), body_in));
+            match failed {
+                None => {
+                    matched_index = Some(i);
+                    break;
+                }
+                Some(why) => {
+                    if let Some(t) = trace.as_deref_mut() {
+                        t.failed(i, &why);
+                    }
+                }
+            }
+        }
         let matched = matched_index.map(|i| &self.rules[i]);
         let scope = Scope {
             req,
@@ -313,6 +362,9 @@ impl CompiledProfile {
             UpstreamBody::Skipped(s) => Some(s),
             _ => doc.as_ref().and_then(BodyDoc::skip),
         };
+        if let Some(t) = trace {
+            t.decide(matched_index, status, canonical.reason(status));
+        }
         Decision {
             status,
             reason: canonical.reason(status),
@@ -354,6 +406,9 @@ impl CompiledProfile {
             request_id: scope.req.request_id.to_owned(),
             vendor_request_id,
             origin: Origin::Upstream,
+            retryable: rule
+                .and_then(|r| r.action.retryable)
+                .unwrap_or_else(|| retryable(status, scope.req.method, false)),
             extensions: t
                 .map(|t| {
                     t.extensions
@@ -367,34 +422,94 @@ impl CompiledProfile {
 }
 
 impl CompiledRule {
-    fn head_matches(&self, req: &RequestFacts<'_>, head: &UpstreamHead<'_>) -> bool {
-        (self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(req.method)))
-            && self.path.as_ref().is_none_or(|g| g.matches(req.path))
-            && self
-                .path_prefix
-                .as_ref()
-                .is_none_or(|p| req.path.starts_with(p.as_str()))
-            && self
-                .request_headers
-                .iter()
-                .all(|(n, m)| m.matches(req.headers.get(n).and_then(|v| v.to_str().ok())))
-            && self
+    /// The first of the rule's header-level conditions that does not hold (method, path,
+    /// path prefix, request headers, response headers, content type, in that order).
+    fn head_failure<'a>(&'a self, req: &RequestFacts<'a>, head: &UpstreamHead<'a>) -> Option<Failed<'a>> {
+        if !self.methods.is_empty() && !self.methods.iter().any(|m| m.eq_ignore_ascii_case(req.method)) {
+            return Some(Failed::Method {
+                seen: req.method,
+                wanted: &self.methods,
+            });
+        }
+        if let Some(g) = self.path.as_ref().filter(|g| !g.matches(req.path)) {
+            return Some(Failed::Path {
+                seen: req.path,
+                glob: g.as_str(),
+            });
+        }
+        if let Some(p) = self.path_prefix.as_ref().filter(|p| !req.path.starts_with(p.as_str())) {
+            return Some(Failed::PathPrefix {
+                seen: req.path,
+                prefix: p,
+            });
+        }
+        for (name, m) in &self.request_headers {
+            let seen = req.headers.get(name).and_then(|v| v.to_str().ok());
+            if !m.matches(seen) {
+                return Some(Failed::RequestHeader { name, seen, wanted: m });
+            }
+        }
+        for (name, m) in &self.headers {
+            let seen = head.headers.get(name).and_then(|v| v.to_str().ok());
+            if !m.matches(seen) {
+                return Some(Failed::Header { name, seen, wanted: m });
+            }
+        }
+        if !self.content_type.is_empty() {
+            let ct = head
                 .headers
-                .iter()
-                .all(|(n, m)| m.matches(head.headers.get(n).and_then(|v| v.to_str().ok())))
-            && (self.content_type.is_empty() || {
-                let ct = head
-                    .headers
-                    .get(http::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                self.content_type.iter().any(|p| p.matches(ct))
-            })
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !self.content_type.iter().any(|p| p.matches(ct)) {
+                return Some(Failed::ContentType {
+                    seen: ct,
+                    wanted: &self.content_type,
+                });
+            }
+        }
+        None
     }
 
-    fn body_matches(&self, doc: &BodyDoc<'_>) -> bool {
-        self.json.iter().all(|(p, m)| m.matches(doc.json_text(p).as_deref()))
-            && self.xml.iter().all(|(p, m)| m.matches(doc.xml_text(p)))
+    /// The first of the rule's body conditions (`json`, then `xml`) that does not hold; with no
+    /// body document, the first body condition, saying why the body is missing.
+    fn body_failure<'a>(&'a self, doc: Option<&'a BodyDoc<'a>>, body_in: UpstreamBody<'_>) -> Option<Failed<'a>> {
+        if !self.body_conditions {
+            return None;
+        }
+        let Some(doc) = doc else {
+            let skip = match body_in {
+                UpstreamBody::Skipped(s) => Some(s),
+                _ => None,
+            };
+            let (key, path) = match (self.json.first(), self.xml.first()) {
+                (Some(j), _) => ("json", j.key.as_str()),
+                (None, Some(x)) => ("xml", x.key.as_str()),
+                (None, None) => ("json", ""),
+            };
+            return Some(Failed::NoBody { key, path, skip });
+        };
+        for k in &self.json {
+            let seen = doc.json_text(&k.path);
+            if !k.matcher.matches(seen.as_deref()) {
+                return Some(Failed::Json {
+                    path: &k.key,
+                    seen,
+                    wanted: &k.matcher,
+                });
+            }
+        }
+        for k in &self.xml {
+            let seen = doc.xml_text(&k.path);
+            if !k.matcher.matches(seen) {
+                return Some(Failed::Xml {
+                    path: &k.key,
+                    seen,
+                    wanted: &k.matcher,
+                });
+            }
+        }
+        None
     }
 }
 
@@ -498,6 +613,7 @@ fn compile_rule(
     }
     let action = Action {
         status: t.status.as_ref().map(|s| s.value),
+        retryable: t.retryable,
         problem: problem_template(file, &t.problem, problems),
         set: header_templates(file, &t.headers.set, problems),
         add: header_templates(file, &t.headers.add, problems),
@@ -581,14 +697,18 @@ fn keyed_matchers<P>(
     raw: &BTreeMap<String, Spanned<ValueMatchSpec>>,
     compile: fn(&str) -> Result<P, BodyPathError>,
     problems: &mut Vec<ConfigProblem>,
-) -> Vec<(P, Matcher)> {
+) -> Vec<Keyed<P>> {
     raw.iter()
-        .filter_map(|(path, m)| {
-            let p = compile(path)
+        .filter_map(|(key, m)| {
+            let p = compile(key)
                 .map_err(|e| problems.push(ConfigProblem::error(SourcePos::of(file, m), ProblemKind::BodyPath(e))))
                 .ok();
             let m = matcher(file, m, problems);
-            Some((p?, m?))
+            Some(Keyed {
+                path: p?,
+                key: key.clone(),
+                matcher: m?,
+            })
         })
         .collect()
 }
@@ -644,6 +764,7 @@ mod tests {
     use super::*;
     use crate::diagnostics::ProblemKind;
     use crate::testing::{canonical, compile, get_root, problems};
+    use crate::trace::RuleTrace;
     use crate::BodySkip;
 
     const RULES: &str = "ensure_headers:\n  429: { Retry-After: \"5\" }\nrules:\n  - name: by-header\n    when: { status: 400, headers: { X-Kind: quota } }\n    then: { status: 429 }\n  - name: by-body\n    when: { status: 400, json: { /code: slow } }\n    then: { status: 429, headers: { set: { Retry-After: \"1\" } } }\n  - name: conflict-kept\n    when: { status: 409 }\n    then: { keep_body: true }\n";
@@ -765,6 +886,163 @@ mod tests {
                 HeaderName::from_static("retry-after"),
                 HeaderValue::from_static("9")
             )]
+        );
+    }
+
+    fn problem_of(d: &Decision<'_>) -> ProblemBody {
+        match &d.body {
+            BodyPlan::Problem(p) => (**p).clone(),
+            other => panic!("a problem body expected, got {other:?}"),
+        }
+    }
+
+    /// A rule-made problem's `retryable`: the default by final status and method class, and
+    /// the rule's override either way.
+    #[test]
+    fn retryable_defaults_by_status_and_method_and_a_rule_overrides_it() {
+        let (_, p) = compile(
+            "rules:\n  - name: busy\n    when: { status: 400, headers: { X-Kind: busy } }\n    then: { status: 503 }\n  - name: busy-but-final\n    when: { status: 400, headers: { X-Kind: final } }\n    then: { status: 503, retryable: false }\n  - name: retry-this-400\n    when: { status: 400, headers: { X-Kind: again } }\n    then: { retryable: true }\n",
+        );
+        let c = canonical();
+        let route = EnsureHeaders::default();
+        let req = HeaderMap::new();
+        let run = |method: &str, status: u16, kind: Option<&'static str>| {
+            let mut up = HeaderMap::new();
+            if let Some(k) = kind {
+                up.insert("x-kind", HeaderValue::from_static(k));
+            }
+            let facts = RequestFacts {
+                method,
+                path: "/",
+                headers: &req,
+                request_id: "r",
+            };
+            let head = UpstreamHead { status, headers: &up };
+            let d = p.evaluate(&c, &route, &facts, &head, UpstreamBody::NotRead);
+            let problem = problem_of(&d);
+            (d.rule.map(str::to_owned), problem.status, problem.retryable)
+        };
+        for method in ["GET", "DELETE", "POST", "PATCH"] {
+            // No rule: the canonical defaults keep the status (the test canonical set lacks
+            // 504, which falls back to 500: not retryable).
+            assert_eq!(run(method, 429, None), (None, 429, true), "{method}");
+            assert_eq!(run(method, 503, None), (None, 503, true), "{method}");
+            assert_eq!(run(method, 502, None), (None, 502, false), "{method}");
+            assert_eq!(run(method, 500, None), (None, 500, false), "{method}");
+            assert_eq!(run(method, 404, None), (None, 404, false), "{method}");
+            assert_eq!(run(method, 504, None), (None, 500, false), "{method}");
+            assert_eq!(
+                run(method, 400, Some("busy")),
+                (Some("busy".into()), 503, true),
+                "{method}"
+            );
+            assert_eq!(
+                run(method, 400, Some("final")),
+                (Some("busy-but-final".into()), 503, false),
+                "{method}: the override wins over 503's default"
+            );
+            assert_eq!(
+                run(method, 400, Some("again")),
+                (Some("retry-this-400".into()), 400, true),
+                "{method}: the override wins over 400's default"
+            );
+        }
+        // A 504 kept by the canonical set: retryable only for idempotent methods.
+        let mut statuses = std::collections::HashMap::new();
+        for s in [400u16, 500, 504] {
+            statuses.insert(
+                s,
+                crate::canonical::CanonicalStatus {
+                    reason: crate::canonical::standard_reason(s).to_owned(),
+                    type_uri: "about:blank".into(),
+                    title: "t".into(),
+                },
+            );
+        }
+        let with_504 = CanonicalProfile::new(statuses, 400, 500, std::collections::HashMap::new());
+        let up = HeaderMap::new();
+        for (method, want) in [("GET", true), ("PUT", true), ("POST", false), ("PATCH", false)] {
+            let facts = RequestFacts {
+                method,
+                path: "/",
+                headers: &req,
+                request_id: "r",
+            };
+            let head = UpstreamHead {
+                status: 504,
+                headers: &up,
+            };
+            let d = p.evaluate(&with_504, &route, &facts, &head, UpstreamBody::NotRead);
+            assert_eq!(problem_of(&d).retryable, want, "504 {method}");
+        }
+    }
+
+    const FIVE: &str = "rules:\n  - name: not-found\n    when: { status: 404 }\n    then: { status: 404 }\n  - name: posts-only\n    when: { status: 400, method: [POST, PUT] }\n    then: { status: 404 }\n  - name: quota\n    when: { status: 400, json: { /error_code: { equals: EndPoint.0022, ignore_case: true } } }\n    then: { status: 429 }\n  - name: throttled\n    when: { status: 400, headers: { X-Kind: slow }, json: { /error_code: EndPoint.0023 } }\n    then: { status: 429 }\n  - name: catch-all\n    when: { status: 4xx }\n    then: { status: 400 }\n";
+
+    /// The trace of five rules where the fourth matches: one line per rule from the live
+    /// matcher, and the same decision as without a trace.
+    #[test]
+    fn the_trace_names_each_rules_first_failed_condition_and_the_decision() {
+        let (_, p) = compile(FIVE);
+        let c = canonical();
+        let route = EnsureHeaders::default();
+        let req = HeaderMap::new();
+        let facts = get_root(&req);
+        let mut up = HeaderMap::new();
+        up.insert("x-kind", HeaderValue::from_static("slow"));
+        let head = UpstreamHead {
+            status: 400,
+            headers: &up,
+        };
+        let body = UpstreamBody::Read(br#"{"error_code":"EndPoint.0023"}"#);
+        let mut trace = RuleTrace::default();
+        let traced = p.evaluate_traced(&c, &route, &facts, &head, body, Some(&mut trace));
+        let plain = p.evaluate(&c, &route, &facts, &head, body);
+        assert_eq!(traced, plain, "the trace changes nothing");
+        assert_eq!(
+            trace.lines(),
+            [
+                "rule not-found: not a candidate for status 400 (when.status: 404)",
+                r#"rule posts-only: method = "GET", wanted POST, PUT"#,
+                r#"rule quota: json /error_code = "EndPoint.0023", wanted EndPoint.0022 (ignore_case)"#,
+                "rule throttled: matched",
+                "rule catch-all: not evaluated (rule throttled matched first)",
+                "decision: rule throttled -> 429 Too Many Requests",
+            ]
+        );
+        // Without the body: the body conditions say why they could not be checked.
+        let mut trace = RuleTrace::default();
+        let d = p.evaluate_traced(
+            &c,
+            &route,
+            &facts,
+            &head,
+            UpstreamBody::Skipped(BodySkip::OverCap),
+            Some(&mut trace),
+        );
+        assert_eq!(d.rule, Some("catch-all"));
+        assert_eq!(
+            trace.lines()[2..4],
+            [
+                "rule quota: json /error_code: the body was not used (over_cap)",
+                "rule throttled: json /error_code: the body was not used (over_cap)",
+            ]
+        );
+        assert_eq!(trace.decision, "decision: rule catch-all -> 400 Bad Request");
+        // A status no rule is a candidate for: the canonical defaults decide.
+        let mut trace = RuleTrace::default();
+        let head = UpstreamHead {
+            status: 503,
+            headers: &up,
+        };
+        p.evaluate_traced(&c, &route, &facts, &head, body, Some(&mut trace));
+        assert_eq!(
+            trace.lines().last().map(String::as_str),
+            Some("decision: no rule matched, canonical defaults -> 503 Service Unavailable")
+        );
+        assert_eq!(
+            trace.lines()[4],
+            "rule catch-all: not a candidate for status 503 (when.status: 4xx)"
         );
     }
 

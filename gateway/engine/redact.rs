@@ -403,6 +403,7 @@ mod tests {
             request_id: "r".into(),
             vendor_request_id: None,
             origin: crate::Origin::Upstream,
+            retryable: false,
             extensions: vec![(
                 "causes".into(),
                 serde_json::json!([{"m": "at a.B.c(B.java:1)"}, {"m": "System.IO.IOException: y"}]),

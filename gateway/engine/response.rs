@@ -186,15 +186,20 @@ pub fn compose_switch(upstream: &HeaderMap, request_id: &str) -> HeaderMap {
     headers
 }
 
-/// A complete response for an error the gateway answers itself.
+/// A complete response for an error the gateway answers itself, with `Retry-After` when the
+/// canonical profile gives one (`CanonicalProfile::gateway_retry_after`).
 pub fn compose_gateway<'p>(
     p: &ProblemBody,
     reason: &'p str,
+    retry_after: Option<&HeaderValue>,
     format: ProblemFormat,
     bodyless: bool,
 ) -> CanonicalResponse<'p> {
-    let mut headers = HeaderMap::with_capacity(4);
+    let mut headers = HeaderMap::with_capacity(5);
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(v) = retry_after {
+        headers.insert(header::RETRY_AFTER, v.clone());
+    }
     if let Ok(v) = HeaderValue::from_str(&p.request_id) {
         headers.insert(X_REQUEST_ID, v);
     }
@@ -335,6 +340,7 @@ mod tests {
             request_id: "gw-1".into(),
             vendor_request_id: None,
             origin: crate::Origin::Upstream,
+            retryable: false,
             extensions: Vec::new(),
         };
         let plan = BodyPlan::Problem(Box::new(p));
@@ -394,6 +400,7 @@ mod tests {
                 request_id: "r1".into(),
                 vendor_request_id: None,
                 origin: crate::Origin::Upstream,
+                retryable: false,
                 extensions: Vec::new(),
             })),
             body_skip: None,

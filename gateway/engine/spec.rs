@@ -24,6 +24,12 @@ pub struct RawCanonical {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, RawProblemType>")]
     pub gateway_problems: BTreeMap<String, Spanned<RawProblemType>>,
+    /// `Retry-After` on the errors the gateway answers itself, by status: only 503 and 504, a
+    /// whole number of seconds (`503: 5s`). Sent only when the problem is `retryable` (a 504 to
+    /// a POST gets none); absent when the status is not listed.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<u16, crate::spec_schema::Duration>")]
+    pub gateway_retry_after: BTreeMap<u16, Spanned<String>>,
     /// The filter applied to every problem member rendered from upstream data.
     #[serde(default)]
     pub redaction: RawRedaction,
@@ -199,6 +205,9 @@ pub struct RawThen {
     /// Send the upstream body unchanged instead of a problem body.
     #[serde(default)]
     pub keep_body: bool,
+    /// The problem's `retryable` member, overriding the default (true for 429 and 503, for
+    /// 504 only when the method is idempotent, false otherwise).
+    pub retryable: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]

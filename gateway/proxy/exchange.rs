@@ -74,6 +74,9 @@ pub struct Exchange<'a> {
     pub http10: bool,
     /// The client sent `Expect: 100-continue`: it gets `100 Continue` when forwarding starts.
     pub expects_continue: bool,
+    /// The request header was read (`session.req_header()` may be called): its method decides
+    /// whether a gateway-made problem is `retryable`.
+    pub header_read: bool,
 }
 
 impl Exchange<'_> {
@@ -105,7 +108,8 @@ impl Exchange<'_> {
         self.log.origin = Origin::Gateway;
         self.log.status = failure.status();
         let canonical = &self.snap.canonical;
-        let mut problem = canonical.gateway_problem(failure, &self.log.request_id);
+        let method = self.header_read.then(|| self.session.req_header().method.as_str());
+        let mut problem = canonical.gateway_problem(failure, method, &self.log.request_id);
         if let (GatewayFailure::UpgradeRefused, Some(u)) = (failure, &self.log.upgrade) {
             if let Some(detail) = upgrade::refusal_detail(&u.protocol) {
                 problem.detail = Some(detail);
@@ -114,6 +118,7 @@ impl Exchange<'_> {
         let resp = compose_gateway(
             &problem,
             canonical.reason(problem.status),
+            canonical.gateway_retry_after(&problem),
             self.format,
             self.head_request,
         );

@@ -95,6 +95,8 @@ impl GatewayApp {
             head_request: false,
             http10: false,
             expects_continue: false,
+            // Only a connection over the limit is refused after its header was read.
+            header_read: matches!(trouble, Trouble::ClientConnectionLimit),
         };
         ex.rescue(trouble).await;
         self.finish(snap, &log, None);
@@ -243,6 +245,7 @@ impl HttpServerApp for GatewayApp {
                 head_request,
                 http10,
                 expects_continue,
+                header_read: true,
             };
             match refused {
                 Some(t) => ex.rescue(t).await,
