@@ -1,5 +1,5 @@
 //! The admin listener (loopback by default): `/metrics`, `/healthz`, `/readyz`,
-//! `GET /-/config` and `POST /-/reload`, and its protection: an optional bearer token
+//! `GET /-/config`, `POST /-/reload` and `GET /-/shadow` (shadow profiles' divergences), and its protection: an optional bearer token
 //! (`admin.token_file` / `admin.token_env`, compiled by `config::admin`) required
 //! for the revealing and mutating endpoints, and a refusal of cross-site requests that change
 //! state (a browser page must not be able to POST a reload).
@@ -65,6 +65,7 @@ enum Endpoint {
     Readyz,
     Config,
     Reload,
+    Shadow,
 }
 
 impl Endpoint {
@@ -75,6 +76,7 @@ impl Endpoint {
             "/readyz" => Endpoint::Readyz,
             "/-/config" => Endpoint::Config,
             "/-/reload" => Endpoint::Reload,
+            "/-/shadow" => Endpoint::Shadow,
             _ => return None,
         })
     }
@@ -91,7 +93,8 @@ impl Endpoint {
     /// the settings say so.
     fn needs_token(self, auth: &AdminAuth) -> bool {
         match self {
-            Endpoint::Config | Endpoint::Reload => true,
+            // Request ids and decisions of live traffic: as revealing as the configuration.
+            Endpoint::Config | Endpoint::Reload | Endpoint::Shadow => true,
             Endpoint::Metrics => auth.protect_metrics,
             Endpoint::Healthz | Endpoint::Readyz => auth.protect_probes,
         }
@@ -180,6 +183,7 @@ impl AdminApp {
                 "path_prefix": r.path_prefix,
                 "upstream": r.upstream.name,
                 "profile": r.profile.source,
+                "shadow_profile": r.shadow.as_ref().map(|s| &s.source),
                 "rules": r.profile.rule_names().collect::<Vec<_>>(),
                 "upgrades": r.upgrades,
             })).collect::<Vec<_>>(),
@@ -216,6 +220,18 @@ impl AdminApp {
         })
     }
 
+    /// `GET /-/shadow`: per route with a `shadow_profile`, what its shadow record holds (since
+    /// the serving snapshot was loaded).
+    fn shadow(&self) -> serde_json::Value {
+        let snap = self.snapshots.current();
+        json!({
+            "version": snap.version,
+            "routes": snap.routes.iter().zip(&snap.shadows).filter_map(|(r, s)| {
+                Some(s.as_ref()?.to_json(&r.name))
+            }).collect::<Vec<_>>(),
+        })
+    }
+
     async fn serve(&self, endpoint: Endpoint) -> Response<Vec<u8>> {
         match endpoint {
             Endpoint::Metrics => {
@@ -237,6 +253,7 @@ impl AdminApp {
                 }
             }
             Endpoint::Config => json_reply(StatusCode::OK, self.config()),
+            Endpoint::Shadow => json_reply(StatusCode::OK, self.shadow()),
             Endpoint::Reload => {
                 let (outcome, problems) = self.snapshots.reload().await;
                 let status = if outcome == ReloadOutcome::Rejected {
