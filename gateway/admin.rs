@@ -1,5 +1,6 @@
 //! The admin listener (loopback by default): `/metrics`, `/healthz`, `/readyz`,
-//! `GET /-/config`, `POST /-/reload` and `GET /-/shadow` (shadow profiles' divergences), and its protection: an optional bearer token
+//! `GET /-/config`, `POST /-/reload`, `GET /-/shadow` (shadow profiles' divergences) and `GET /-/unmatched`
+//! (upstream errors no rule matched), and its protection: an optional bearer token
 //! (`admin.token_file` / `admin.token_env`, compiled by `config::admin`) required
 //! for the revealing and mutating endpoints, and a refusal of cross-site requests that change
 //! state (a browser page must not be able to POST a reload).
@@ -66,6 +67,7 @@ enum Endpoint {
     Config,
     Reload,
     Shadow,
+    Unmatched,
 }
 
 impl Endpoint {
@@ -77,6 +79,7 @@ impl Endpoint {
             "/-/config" => Endpoint::Config,
             "/-/reload" => Endpoint::Reload,
             "/-/shadow" => Endpoint::Shadow,
+            "/-/unmatched" => Endpoint::Unmatched,
             _ => return None,
         })
     }
@@ -94,7 +97,8 @@ impl Endpoint {
     fn needs_token(self, auth: &AdminAuth) -> bool {
         match self {
             // Request ids and decisions of live traffic: as revealing as the configuration.
-            Endpoint::Config | Endpoint::Reload | Endpoint::Shadow => true,
+            // Upstream bodies (redacted) too, for `/-/unmatched`.
+            Endpoint::Config | Endpoint::Reload | Endpoint::Shadow | Endpoint::Unmatched => true,
             Endpoint::Metrics => auth.protect_metrics,
             Endpoint::Healthz | Endpoint::Readyz => auth.protect_probes,
         }
@@ -232,6 +236,22 @@ impl AdminApp {
         })
     }
 
+    /// `GET /-/unmatched`: per route, the upstream error responses no rule matched (since the
+    /// serving snapshot was loaded), with the bounds and the vendor-code fields looked for.
+    fn unmatched(&self) -> serde_json::Value {
+        use crate::engine::vendor_code::{JSON_FIELDS, XML_FIELDS};
+        use crate::telemetry::unmatched::{EXAMPLE_BYTES, MAX_ENTRIES};
+        let snap = self.snapshots.current();
+        json!({
+            "version": snap.version,
+            "limits": { "entries_per_route": MAX_ENTRIES, "example_bytes": EXAMPLE_BYTES },
+            "vendor_code_fields": { "json": JSON_FIELDS, "xml": XML_FIELDS },
+            "routes": snap.routes.iter().zip(&snap.unmatched)
+                .map(|(r, u)| u.to_json(&r.name, &r.profile.source))
+                .collect::<Vec<_>>(),
+        })
+    }
+
     async fn serve(&self, endpoint: Endpoint) -> Response<Vec<u8>> {
         match endpoint {
             Endpoint::Metrics => {
@@ -254,6 +274,7 @@ impl AdminApp {
             }
             Endpoint::Config => json_reply(StatusCode::OK, self.config()),
             Endpoint::Shadow => json_reply(StatusCode::OK, self.shadow()),
+            Endpoint::Unmatched => json_reply(StatusCode::OK, self.unmatched()),
             Endpoint::Reload => {
                 let (outcome, problems) = self.snapshots.reload().await;
                 let status = if outcome == ReloadOutcome::Rejected {

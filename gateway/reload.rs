@@ -21,6 +21,7 @@ use crate::listener_certs::ListenerResolvers;
 use crate::snapshot::{self, BootSettings, Snapshot};
 use crate::telemetry::metrics::{self, SnapshotSeries};
 use crate::telemetry::shadow::ShadowStats;
+use crate::telemetry::unmatched::UnmatchedStore;
 
 /// An accepted snapshot: the definitions and what serving them needs at run time.
 #[derive(Debug)]
@@ -33,6 +34,9 @@ pub struct Serving {
     /// Each route's shadow record (`None`: no `shadow_profile`), indexed like `snapshot.routes`;
     /// new with every accepted snapshot.
     pub shadows: Vec<Option<ShadowStats>>,
+    /// Each route's unmatched responses (discovery), indexed like `snapshot.routes`; new with
+    /// every accepted snapshot.
+    pub unmatched: Vec<UnmatchedStore>,
 }
 
 impl std::ops::Deref for Serving {
@@ -76,11 +80,13 @@ impl Serving {
             .iter()
             .map(|r| (r.shadow.as_ref()).map(|s| ShadowStats::new(&r.profile.source, &s.source)))
             .collect();
+        let unmatched = snapshot.routes.iter().map(|_| UnmatchedStore::default()).collect();
         Serving {
             snapshot,
             series,
             balancers,
             shadows,
+            unmatched,
         }
     }
 

@@ -23,6 +23,7 @@ pub mod template;
 #[cfg(test)]
 mod testing;
 pub mod units;
+pub mod vendor_code;
 pub mod yaml;
 
 use http::{HeaderMap, HeaderName, HeaderValue};

@@ -35,7 +35,7 @@ use crate::engine::{CompiledProfile, Decision, GatewayFailure, Origin, ProblemFo
 use crate::reload::Serving;
 use crate::snapshot::{Route, UpstreamGroup};
 use crate::telemetry::outcome::{Outcome, Upgrade, UpgradeResult};
-use crate::telemetry::shadow;
+use crate::telemetry::{shadow, unmatched};
 use crate::upstream_peer::below_min_version;
 
 /// How a request ended, for connection reuse.
@@ -655,18 +655,39 @@ impl Exchange<'_> {
         let buffered = buffered.freeze();
         // The shadow reads the same bytes after the client's response is out.
         let for_shadow = active.as_ref().map(|_| buffered.clone());
+        // An upstream error the canonical defaults decided (no rule matched): sampled for
+        // discovery once the client has its answer (its body replaced, or none at all).
+        let unmatched = rule_index.is_none() && status >= 400;
+        let mut sample = None;
         let ending = match body {
-            CanonicalBody::None => ok(self.session.finish_body().await.is_ok()),
+            CanonicalBody::None => {
+                if unmatched {
+                    sample = Some((buffered, complete));
+                }
+                ok(self.session.finish_body().await.is_ok())
+            }
             CanonicalBody::Replace(b) => {
                 let written = self.session.write_response_body(Bytes::from(b), true).await.is_ok();
-                // Drain a small remainder so the upstream connection can be pooled.
+                // Drain a small remainder so the upstream connection can be pooled; for an
+                // unmatched response whose body was not read, keep its first bytes.
+                let mut kept = (unmatched && buffered.is_empty()).then(BytesMut::new);
+                let mut ended = complete;
                 if !complete && body_error.is_none() {
-                    drain(up, profile.body_buffer).await;
+                    ended = drain(up, profile.body_buffer, kept.as_mut()).await;
+                }
+                if unmatched {
+                    sample = Some(match kept {
+                        Some(k) => (k.freeze(), ended),
+                        None => (buffered, complete),
+                    });
                 }
                 ok(written)
             }
             CanonicalBody::Upstream => self.stream(up, buffered, complete, body_error).await,
         };
+        if let Some((bytes, complete)) = sample {
+            self.sample_unmatched(up, status, final_status, &bytes, complete);
+        }
         if let (Some(shadow), Some(active), Some(bytes)) = (shadow, active, for_shadow) {
             let raw = match shadow_need {
                 Some(BodyNeed::Buffer { .. }) if over_cap => RawBody::OverCap,
@@ -677,6 +698,28 @@ impl Exchange<'_> {
             self.compare_shadow(up, upstream_path, route, shadow, &active, raw);
         }
         ending
+    }
+
+    /// Records an unmatched upstream error in its route's discovery store: `body` as read (or
+    /// drained), `complete` when it is the whole body.
+    fn sample_unmatched(&self, up: &UpstreamSession, status: u16, canonical_status: u16, body: &[u8], complete: bool) {
+        let Some(store) = self.log.route.and_then(|i| self.snap.unmatched.get(i)) else {
+            return;
+        };
+        let headers = up.response_header().map_or(&*EMPTY, |h| &h.headers);
+        let text = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        let cut = body.len() > unmatched::CAPTURE_BYTES;
+        store.record(
+            &unmatched::Sample {
+                upstream_status: status,
+                content_type: text(header::CONTENT_TYPE),
+                content_encoding: text(header::CONTENT_ENCODING),
+                body: &body[..body.len().min(unmatched::CAPTURE_BYTES)],
+                complete: complete && !cut,
+                canonical_status,
+            },
+            self.snap.canonical.redaction(),
+        );
     }
 
     /// Runs the route's shadow profile on the response just answered (through the same
@@ -852,17 +895,29 @@ fn ok(written: bool) -> Ending {
     }
 }
 
-async fn drain(up: &mut UpstreamSession, limit: usize) {
+/// Reads (briefly, at most `limit` bytes) what is left of a body the client does not get, so
+/// that the upstream connection can be pooled; `keep`: the first bytes read are kept there (up
+/// to one past `unmatched::CAPTURE_BYTES`, so that a longer body shows as cut). True when the
+/// body ended.
+async fn drain(up: &mut UpstreamSession, limit: usize, mut keep: Option<&mut BytesMut>) -> bool {
     let mut seen = 0usize;
     let deadline = tokio::time::sleep(Duration::from_millis(100));
     tokio::pin!(deadline);
     while seen <= limit {
         tokio::select! {
             r = up.read_response_body() => match r {
-                Ok(Some(c)) => seen += c.len(),
-                _ => return,
+                Ok(Some(c)) => {
+                    seen += c.len();
+                    if let Some(k) = keep.as_deref_mut() {
+                        let room = (unmatched::CAPTURE_BYTES + 1).saturating_sub(k.len());
+                        k.extend_from_slice(&c[..c.len().min(room)]);
+                    }
+                }
+                Ok(None) => return true,
+                Err(_) => return false,
             },
-            _ = &mut deadline => return,
+            _ = &mut deadline => return false,
         }
     }
+    false
 }

@@ -6,3 +6,4 @@ pub mod access_log;
 pub mod metrics;
 pub mod outcome;
 pub mod shadow;
+pub mod unmatched;
