@@ -304,3 +304,64 @@ fn suggestions_for_the_huawei_profile_pass_check_and_explain_shows_them_matching
     let route = listing_of(&gw, "huawei", 0);
     assert_eq!(route["entries"], 0);
 }
+
+#[test]
+fn with_an_admin_token_the_listings_and_suggest_need_it() {
+    let up = Upstream::start(|_| Reply::json(418, "I'm a teapot", r#"{"errorCode":"Teapot.1"}"#));
+    let cfg = Config::new()
+        .admin_token_file("admin-token")
+        .upstream("up", Up::addr(&up.addr()))
+        .route(Route::new("guarded", "up"))
+        .build();
+    let gw = Gateway::start(&cfg, &[("admin-token", "s3cret-admin-token\n")]);
+    assert_eq!(
+        request(gw.port, "GET", "/", &[], b"").status,
+        400,
+        "418 is outside the canonical set"
+    );
+    for path in ["/-/unmatched", "/-/shadow"] {
+        assert_eq!(gw.admin_get(path).status, 401, "{path} without the token");
+    }
+    let auth = [("Authorization", "Bearer s3cret-admin-token")];
+    let listing = request(gw.admin, "GET", "/-/unmatched", &auth, b"");
+    assert_eq!(listing.status, 200);
+    assert_eq!(
+        listing.json()["routes"][0]["unmatched"][0]["vendor_code"]["value"],
+        "Teapot.1"
+    );
+
+    let config = gw.path("statusgate.yaml");
+    let url = format!("http://127.0.0.1:{}", gw.admin);
+    let refused = bin()
+        .args(["suggest", "--from", &url, "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("the admin listener answered 401"), "{stderr}");
+    let out = bin()
+        .args(["suggest", "--from", &url, "--route", "guarded", "--token-file"])
+        .arg(gw.path("admin-token"))
+        .arg("-c")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    // The 418 was answered 400 by the canonical fallback: the skeleton keeps that status.
+    assert!(text.contains("  - name: guarded-418-teapot-1\n"), "{text}");
+    assert!(
+        text.contains("expect: { status: 400, rule: guarded-418-teapot-1 }"),
+        "{text}"
+    );
+    let unknown = bin()
+        .args(["suggest", "--from", &url, "--route", "nope", "--token-file"])
+        .arg(gw.path("admin-token"))
+        .arg("-c")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no route `nope`"));
+}
