@@ -1,5 +1,6 @@
 //! The admin listener (loopback by default): `/metrics`, `/healthz`, `/readyz`,
-//! `GET /-/config` and `POST /-/reload`, and its protection: an optional bearer token
+//! `GET /-/config`, `POST /-/reload`, `GET /-/shadow` (shadow profiles' divergences) and `GET /-/unmatched`
+//! (upstream errors no rule matched), and its protection: an optional bearer token
 //! (`admin.token_file` / `admin.token_env`, compiled by `config::admin`) required
 //! for the revealing and mutating endpoints, and a refusal of cross-site requests that change
 //! state (a browser page must not be able to POST a reload).
@@ -65,6 +66,8 @@ enum Endpoint {
     Readyz,
     Config,
     Reload,
+    Shadow,
+    Unmatched,
 }
 
 impl Endpoint {
@@ -75,6 +78,8 @@ impl Endpoint {
             "/readyz" => Endpoint::Readyz,
             "/-/config" => Endpoint::Config,
             "/-/reload" => Endpoint::Reload,
+            "/-/shadow" => Endpoint::Shadow,
+            "/-/unmatched" => Endpoint::Unmatched,
             _ => return None,
         })
     }
@@ -91,7 +96,9 @@ impl Endpoint {
     /// the settings say so.
     fn needs_token(self, auth: &AdminAuth) -> bool {
         match self {
-            Endpoint::Config | Endpoint::Reload => true,
+            // Request ids and decisions of live traffic: as revealing as the configuration.
+            // Upstream bodies (redacted) too, for `/-/unmatched`.
+            Endpoint::Config | Endpoint::Reload | Endpoint::Shadow | Endpoint::Unmatched => true,
             Endpoint::Metrics => auth.protect_metrics,
             Endpoint::Healthz | Endpoint::Readyz => auth.protect_probes,
         }
@@ -180,6 +187,7 @@ impl AdminApp {
                 "path_prefix": r.path_prefix,
                 "upstream": r.upstream.name,
                 "profile": r.profile.source,
+                "shadow_profile": r.shadow.as_ref().map(|s| &s.source),
                 "rules": r.profile.rule_names().collect::<Vec<_>>(),
                 "upgrades": r.upgrades,
             })).collect::<Vec<_>>(),
@@ -216,6 +224,34 @@ impl AdminApp {
         })
     }
 
+    /// `GET /-/shadow`: per route with a `shadow_profile`, what its shadow record holds (since
+    /// the serving snapshot was loaded).
+    fn shadow(&self) -> serde_json::Value {
+        let snap = self.snapshots.current();
+        json!({
+            "version": snap.version,
+            "routes": snap.routes.iter().zip(&snap.shadows).filter_map(|(r, s)| {
+                Some(s.as_ref()?.to_json(&r.name))
+            }).collect::<Vec<_>>(),
+        })
+    }
+
+    /// `GET /-/unmatched`: per route, the upstream error responses no rule matched (since the
+    /// serving snapshot was loaded), with the bounds and the vendor-code fields looked for.
+    fn unmatched(&self) -> serde_json::Value {
+        use crate::engine::vendor_code::{JSON_FIELDS, XML_FIELDS};
+        use crate::telemetry::unmatched::{EXAMPLE_BYTES, MAX_ENTRIES};
+        let snap = self.snapshots.current();
+        json!({
+            "version": snap.version,
+            "limits": { "entries_per_route": MAX_ENTRIES, "example_bytes": EXAMPLE_BYTES },
+            "vendor_code_fields": { "json": JSON_FIELDS, "xml": XML_FIELDS },
+            "routes": snap.routes.iter().zip(&snap.unmatched)
+                .map(|(r, u)| u.to_json(&r.name, &r.profile.source))
+                .collect::<Vec<_>>(),
+        })
+    }
+
     async fn serve(&self, endpoint: Endpoint) -> Response<Vec<u8>> {
         match endpoint {
             Endpoint::Metrics => {
@@ -237,6 +273,8 @@ impl AdminApp {
                 }
             }
             Endpoint::Config => json_reply(StatusCode::OK, self.config()),
+            Endpoint::Shadow => json_reply(StatusCode::OK, self.shadow()),
+            Endpoint::Unmatched => json_reply(StatusCode::OK, self.unmatched()),
             Endpoint::Reload => {
                 let (outcome, problems) = self.snapshots.reload().await;
                 let status = if outcome == ReloadOutcome::Rejected {

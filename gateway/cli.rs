@@ -1,5 +1,5 @@
 //! The command line of the library: `run`, `check`, `schema`, `explain` (over `engine::pipeline`, the
-//! proxy's path; `Command`, `run`) and what the binary's `demo` shares with them
+//! proxy's path; `Command`, `run`), `suggest` (over `crate::suggest`) and what the binary's `demo` shares with them
 //! (`load_reporting`). The `statusgate` binary adds `demo` itself (gateway/demo.rs), so the
 //! library never depends on the vendor emulators.
 
@@ -55,6 +55,9 @@ pub enum Command {
     },
     /// Show the canonical response the gateway would send for an upstream response.
     Explain(ExplainArgs),
+    /// Print rule skeletons with examples for the upstream errors no rule matched (a running
+    /// gateway's admin /-/unmatched, or a saved listing), each checked like `check` would.
+    Suggest(SuggestArgs),
     /// Print the JSON Schema of a configuration file (as shipped in docs/schema/).
     Schema {
         #[arg(value_enum)]
@@ -107,6 +110,24 @@ pub struct ExplainArgs {
     /// the decision.
     #[arg(long)]
     pub trace: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SuggestArgs {
+    /// The configuration whose canonical profile the suggestions are checked against (the
+    /// gateway's own, so that the statuses the defaults answered agree).
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// `http://ADDR[/-/unmatched]` (a gateway's admin listener, plain HTTP) or a file holding
+    /// a saved `GET /-/unmatched` listing.
+    #[arg(long, value_name = "URL-OR-FILE")]
+    pub from: String,
+    /// Only this route's suggestions.
+    #[arg(long)]
+    pub route: Option<String>,
+    /// A file holding the admin listener's bearer token (when `admin.token_file`/`token_env` is set).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// The configuration was rejected; its problems were printed.
@@ -233,6 +254,43 @@ pub fn explain(snap: &Snapshot, args: &ExplainArgs) -> Result<String, String> {
     Ok(text)
 }
 
+/// `statusgate suggest`: prints the suggestions on stdout, those left out (and why) on stderr.
+fn suggest(args: &SuggestArgs) -> i32 {
+    let token = match &args.token_file {
+        None => None,
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(t) => Some(t.trim().to_owned()),
+            Err(e) => {
+                eprintln!("suggest: {}: {e}", path.display());
+                return 1;
+            }
+        },
+    };
+    let listing = match crate::suggest::read_listing(&args.from, token.as_deref()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("suggest: {e}");
+            return 1;
+        }
+    };
+    let Ok(snap) = load_reporting(&args.config.path()) else {
+        return 1;
+    };
+    match crate::suggest::render(&listing, args.route.as_deref(), &snap.canonical) {
+        Ok((text, left_out)) => {
+            print!("{text}");
+            for l in &left_out {
+                eprintln!("suggest: {l}");
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("suggest: {e}");
+            1
+        }
+    }
+}
+
 /// Parses the command line (`run`, `check`, `explain`) and runs it; returns the exit code.
 pub fn main() -> i32 {
     run(Cli::parse().command)
@@ -246,6 +304,7 @@ pub fn run(command: Command) -> i32 {
             print!("{}", crate::config::json_schema::render(kind));
             0
         }
+        Command::Suggest(args) => suggest(&args),
         Command::Explain(args) => {
             let Ok(snap) = load_reporting(&args.config.path()) else {
                 return 1;

@@ -14,6 +14,7 @@
 //! - `telemetry`: a request's `outcome` and what reads it, `metrics` and `access_log`;
 //! - `upstream_peer`: the one factory of pingora upstream peers (TLS, HTTP/2, timeouts);
 //! - `admin`: operations; `server`: assembling pingora's server;
+//! - `suggest`: rule skeletons from the unmatched responses a gateway lists (`statusgate suggest`);
 //! - `cli`: `run`, `check`, `explain`, `schema` (the binary adds `demo`, with the vendor emulators of the
 //!   separate `statusgate-emulators` crate; this library does not depend on them, and
 //!   `completions` and `man`, generated from its clap definitions).
@@ -29,6 +30,7 @@ pub mod proxy;
 pub mod reload;
 pub mod server;
 pub mod snapshot;
+pub mod suggest;
 pub mod telemetry;
 pub mod upkeep;
 pub mod upstream_peer;

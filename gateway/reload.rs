@@ -20,6 +20,8 @@ use crate::config::ConfigProblem;
 use crate::listener_certs::ListenerResolvers;
 use crate::snapshot::{self, BootSettings, Snapshot};
 use crate::telemetry::metrics::{self, SnapshotSeries};
+use crate::telemetry::shadow::ShadowStats;
+use crate::telemetry::unmatched::UnmatchedStore;
 
 /// An accepted snapshot: the definitions and what serving them needs at run time.
 #[derive(Debug)]
@@ -29,6 +31,12 @@ pub struct Serving {
     pub series: SnapshotSeries,
     /// The upstream groups' runtime state, indexed by `UpstreamGroup::index`.
     pub balancers: Balancers,
+    /// Each route's shadow record (`None`: no `shadow_profile`), indexed like `snapshot.routes`;
+    /// new with every accepted snapshot.
+    pub shadows: Vec<Option<ShadowStats>>,
+    /// Each route's unmatched responses (discovery), indexed like `snapshot.routes`; new with
+    /// every accepted snapshot.
+    pub unmatched: Vec<UnmatchedStore>,
 }
 
 impl std::ops::Deref for Serving {
@@ -67,10 +75,18 @@ impl Serving {
                 let _ = metrics::global().upstream_connections.remove_label_values(&[name]);
             }
         }
+        let shadows = snapshot
+            .routes
+            .iter()
+            .map(|r| (r.shadow.as_ref()).map(|s| ShadowStats::new(&r.profile.source, &s.source)))
+            .collect();
+        let unmatched = snapshot.routes.iter().map(|_| UnmatchedStore::default()).collect();
         Serving {
             snapshot,
             series,
             balancers,
+            shadows,
+            unmatched,
         }
     }
 

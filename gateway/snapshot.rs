@@ -178,6 +178,9 @@ pub struct Route {
     pub strip_prefix: bool,
     pub upstream: Arc<UpstreamGroup>,
     pub profile: Arc<CompiledProfile>,
+    /// `shadow_profile:`: evaluated on every response beside `profile`, never answering
+    /// (`None`: the route has no shadow and pays nothing for the feature).
+    pub shadow: Option<Arc<CompiledProfile>>,
     pub ensure: EnsureHeaders,
     /// Protocols whose upgrade requests this route forwards (`upgrades:`), lower-case; empty:
     /// none (the default: a tunnel bypasses every rule).
@@ -539,32 +542,37 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
                 .into(),
             );
         }
+        let mut profile_at = |file: &Spanned<String>, l: &mut Loader| {
+            let path = resolve(main, &file.value);
+            if !profiles.contains_key(&path) {
+                let compiled = l.read::<RawProfile>(&path).and_then(|raw_profile| {
+                    let canonical = canonical.as_ref()?;
+                    let profile = CompiledProfile::compile(&path, &raw_profile, canonical, body_buffer, body_depth)
+                        .map_err(|ps| l.problems.extend(ps))
+                        .ok()?;
+                    // The reload gate: a profile whose examples fail is rejected.
+                    let failures = examples::check_all(&path, &profile, canonical, &raw_profile.examples);
+                    if !failures.is_empty() {
+                        l.problems.extend(failures);
+                        return None;
+                    }
+                    Some(Arc::new(profile))
+                });
+                profiles.insert(path.clone(), compiled);
+            }
+            profiles[&path].clone()
+        };
         let profile = match &rv.profile {
             None => Some(empty.clone()),
-            Some(p) => {
-                let path = resolve(main, &p.value);
-                if !profiles.contains_key(&path) {
-                    let compiled = l.read::<RawProfile>(&path).and_then(|raw_profile| {
-                        let canonical = canonical.as_ref()?;
-                        let profile = CompiledProfile::compile(&path, &raw_profile, canonical, body_buffer, body_depth)
-                            .map_err(|ps| l.problems.extend(ps))
-                            .ok()?;
-                        // The reload gate: a profile whose examples fail is rejected.
-                        let failures = examples::check_all(&path, &profile, canonical, &raw_profile.examples);
-                        if !failures.is_empty() {
-                            l.problems.extend(failures);
-                            return None;
-                        }
-                        Some(Arc::new(profile))
-                    });
-                    profiles.insert(path.clone(), compiled);
-                }
-                profiles[&path].clone()
-            }
+            Some(p) => profile_at(p, &mut l),
         };
+        // A shadow profile is loaded exactly like the active one: a bad one rejects the load.
+        let shadow = rv.shadow_profile.as_ref().map(|p| profile_at(p, &mut l));
         let ensure = EnsureHeaders::compile(main, &rv.ensure_headers, &mut l.problems);
         let upgrades = compile_upgrades(main, rv, upstream.as_deref(), &mut l);
-        if let (Some(upstream), Some(profile)) = (upstream, profile) {
+        if let (Some(upstream), Some(profile), Some(shadow)) =
+            (upstream, profile, shadow.map_or(Some(None), |s| s.map(Some)))
+        {
             routes.push(Route {
                 name: Arc::from(rv.name.value.as_str()),
                 host: rv.host.as_ref().map(|h| h.value.to_ascii_lowercase()),
@@ -572,6 +580,7 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
                 strip_prefix: rv.strip_prefix,
                 upstream,
                 profile,
+                shadow,
                 ensure,
                 upgrades,
             });

@@ -155,6 +155,7 @@ fn the_man_page_renders_without_warnings_and_documents_operations() {
             "statusgate-man.1",
             "statusgate-run.1",
             "statusgate-schema.1",
+            "statusgate-suggest.1",
             "statusgate.1"
         ]
     );

@@ -83,6 +83,7 @@ fn a_config_using_every_typed_method_is_accepted_by_the_loader() {
                 .strip_prefix()
                 .host("api.example.test")
                 .profile("p.yaml")
+                .shadow_profile("p.yaml")
                 .upgrades(&["websocket", "My-Proto"])
                 .ensure_header(401, "WWW-Authenticate", "Bearer realm=\"it's\""),
         )

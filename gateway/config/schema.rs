@@ -373,6 +373,12 @@ pub struct RawRoute {
     pub upstream: Spanned<String>,
     #[schemars(with = "Option<String>")]
     pub profile: Option<Spanned<String>>,
+    /// A second profile every upstream response of this route is also evaluated by, without
+    /// effect on the client's answer: its divergences from `profile` are counted
+    /// (`statusgate_shadow_divergences_total`) and listed at the admin's `GET /-/shadow`.
+    /// Loaded, validated and example-checked like `profile`; promoting it is a config edit.
+    #[schemars(with = "Option<String>")]
+    pub shadow_profile: Option<Spanned<String>>,
     /// Headers added to responses of this route when the final status is the key and the
     /// header is missing (e.g. `401: {WWW-Authenticate: 'Bearer realm="api"'}`).
     #[serde(default)]

@@ -24,6 +24,7 @@ pub mod template;
 mod testing;
 pub mod trace;
 pub mod units;
+pub mod vendor_code;
 pub mod yaml;
 
 use http::{HeaderMap, HeaderName, HeaderValue};

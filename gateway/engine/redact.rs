@@ -218,7 +218,9 @@ impl Redaction {
         redacted
     }
 
-    fn value(&self, v: &mut Value) -> bool {
+    /// Filters every string in a JSON value (an extension member, an example body); true if a
+    /// redaction pattern matched one.
+    pub fn value(&self, v: &mut Value) -> bool {
         match v {
             Value::String(s) => self.member(s),
             Value::Array(items) => items.iter_mut().fold(false, |any, i| self.value(i) | any),

@@ -31,10 +31,11 @@ use super::upgrade::{self, Plan};
 use crate::balancer::NoPeer;
 use crate::engine::pipeline::{self, BodyNeed, Normalized, RawBody};
 use crate::engine::response::{compose_gateway, compose_switch, CanonicalBody, HOP_BY_HOP};
-use crate::engine::{GatewayFailure, Origin, ProblemFormat, RequestFacts, UpstreamHead};
+use crate::engine::{CompiledProfile, Decision, GatewayFailure, Origin, ProblemFormat, RequestFacts, UpstreamHead};
 use crate::reload::Serving;
 use crate::snapshot::{Route, UpstreamGroup};
 use crate::telemetry::outcome::{Outcome, Upgrade, UpgradeResult};
+use crate::telemetry::{shadow, unmatched};
 use crate::upstream_peer::below_min_version;
 
 /// How a request ended, for connection reuse.
@@ -519,20 +520,38 @@ impl Exchange<'_> {
             return self.rescue(Trouble::UnsolicitedSwitch).await;
         }
         let profile = &route.profile;
-        let need = {
+        // A route without a shadow pays one `Option` check for the feature (`shadow_need` is
+        // `None`); with one, the shadow's need is asked of the same facts.
+        let shadow = route.shadow.as_deref();
+        let (need, shadow_need) = {
             let facts = request_facts(self.session.req_header(), upstream_path, &self.log.request_id);
             let head = UpstreamHead {
                 status,
                 headers: up.response_header().map_or(&*EMPTY, |h| &h.headers),
             };
-            pipeline::body_need(profile, &facts, &head)
+            (
+                pipeline::body_need(profile, &facts, &head),
+                shadow.map(|s| pipeline::body_need(s, &facts, &head)),
+            )
         };
 
-        // Buffer only when a rule may need the body, and never past the cap on the raw bytes.
+        // Buffer only when a rule may need the body, and never past the cap on the raw bytes:
+        // the active profile's need and cap decide; when only the shadow needs the body it is
+        // buffered under the shadow's cap, and nothing about the read may change the client's
+        // answer (a failed or late read is the shadow's loss, not the client's).
+        let (read_cap, shadow_only) = match (need, shadow_need) {
+            (BodyNeed::Buffer { cap }, _) => (Some(cap), false),
+            (_, Some(BodyNeed::Buffer { cap })) => (Some(cap), true),
+            _ => (None, false),
+        };
         let mut buffered = BytesMut::new();
         let mut complete = need == BodyNeed::Bodyless;
         let mut over_cap = false;
-        if let BodyNeed::Buffer { cap } = need {
+        // Only the shadow wanted the body and its read failed (the error) or ran out of time:
+        // the client gets what it would have got without the shadow.
+        let mut body_error = None;
+        let mut shadow_unread = false;
+        if let Some(cap) = read_cap {
             // Each read is bounded by `body_timeout` (the session's read timeout), the whole body
             // by `body_deadline`.
             let read = async {
@@ -552,6 +571,12 @@ impl Exchange<'_> {
             match pingora::time::fast_timeout::fast_timeout(route.upstream.def.body_deadline, read).await {
                 Ok(Ok(false)) => over_cap = true,
                 Ok(Ok(true)) => complete = true,
+                Ok(Err(e)) if shadow_only => {
+                    body_error = Some(e);
+                    shadow_unread = true;
+                }
+                // The rest of the body streams as it would have without the shadow.
+                Err(_) if shadow_only => shadow_unread = true,
                 Ok(Err(e)) => {
                     up.shutdown().await;
                     return self.rescue(Trouble::Body(&e)).await;
@@ -597,9 +622,11 @@ impl Exchange<'_> {
                 decision.rule.map(str::to_owned),
                 decision.rule_index,
                 skipped,
+                // Kept for the shadow's comparison, only on a route that has one.
+                shadow.map(|_| decision),
             )
         };
-        let (header, body, final_status, rule, rule_index, skipped) = composed;
+        let (header, body, final_status, rule, rule_index, skipped, active) = composed;
         let h2_upstream = up.as_http2().is_some();
         let header = header.map(|mut h| {
             if h2_upstream
@@ -630,17 +657,137 @@ impl Exchange<'_> {
         if self.session.write_response_header(Box::new(header)).await.is_err() {
             return Ending::Close;
         }
-        match body {
-            CanonicalBody::None => ok(self.session.finish_body().await.is_ok()),
+        let buffered = buffered.freeze();
+        // The shadow reads the same bytes after the client's response is out.
+        let for_shadow = active.as_ref().map(|_| buffered.clone());
+        // An upstream error the canonical defaults decided (no rule matched): sampled for
+        // discovery once the client has its answer (its body replaced, or none at all).
+        let unmatched = rule_index.is_none() && status >= 400;
+        let mut sample = None;
+        let ending = match body {
+            CanonicalBody::None => {
+                if unmatched {
+                    sample = Some((buffered, complete));
+                }
+                ok(self.session.finish_body().await.is_ok())
+            }
             CanonicalBody::Replace(b) => {
                 let written = self.session.write_response_body(Bytes::from(b), true).await.is_ok();
-                // Drain a small remainder so the upstream connection can be pooled.
-                if !complete {
-                    drain(up, profile.body_buffer).await;
+                // Drain a small remainder so the upstream connection can be pooled; for an
+                // unmatched response whose body was not read, keep its first bytes.
+                let mut kept = (unmatched && buffered.is_empty()).then(BytesMut::new);
+                let mut ended = complete;
+                if !complete && body_error.is_none() {
+                    ended = drain(up, profile.body_buffer, kept.as_mut()).await;
+                }
+                if unmatched {
+                    sample = Some(match kept {
+                        Some(k) => (k.freeze(), ended),
+                        None => (buffered, complete),
+                    });
                 }
                 ok(written)
             }
-            CanonicalBody::Upstream => self.stream(up, buffered.freeze(), complete).await,
+            CanonicalBody::Upstream => self.stream(up, buffered, complete, body_error).await,
+        };
+        if let Some((bytes, complete)) = sample {
+            self.sample_unmatched(up, status, final_status, &bytes, complete);
+        }
+        if let (Some(shadow), Some(active), Some(bytes)) = (shadow, active, for_shadow) {
+            let raw = match shadow_need {
+                Some(BodyNeed::Buffer { .. }) if over_cap => RawBody::OverCap,
+                Some(BodyNeed::Buffer { .. }) if complete => RawBody::Complete(&bytes),
+                _ => RawBody::NotRead,
+            };
+            let raw = if shadow_unread { None } else { Some(raw) };
+            self.compare_shadow(up, upstream_path, route, shadow, &active, raw);
+        }
+        ending
+    }
+
+    /// Records an unmatched upstream error in its route's discovery store: `body` as read (or
+    /// drained), `complete` when it is the whole body.
+    fn sample_unmatched(&self, up: &UpstreamSession, status: u16, canonical_status: u16, body: &[u8], complete: bool) {
+        let Some(store) = self.log.route.and_then(|i| self.snap.unmatched.get(i)) else {
+            return;
+        };
+        let headers = up.response_header().map_or(&*EMPTY, |h| &h.headers);
+        let text = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        let cut = body.len() > unmatched::CAPTURE_BYTES;
+        store.record(
+            &unmatched::Sample {
+                upstream_status: status,
+                content_type: text(header::CONTENT_TYPE),
+                content_encoding: text(header::CONTENT_ENCODING),
+                body: &body[..body.len().min(unmatched::CAPTURE_BYTES)],
+                complete: complete && !cut,
+                canonical_status,
+            },
+            self.snap.canonical.redaction(),
+        );
+    }
+
+    /// Runs the route's shadow profile on the response just answered (through the same
+    /// pipeline, on the same facts and body) and records how its decision compares with the
+    /// active one; `raw`: `None` when the body only the shadow needed could not be read.
+    fn compare_shadow(
+        &self,
+        up: &UpstreamSession,
+        upstream_path: &str,
+        route: &Route,
+        shadow: &CompiledProfile,
+        active: &Decision<'_>,
+        raw: Option<RawBody<'_>>,
+    ) {
+        let Some(stats) = self
+            .log
+            .route
+            .and_then(|i| self.snap.shadows.get(i))
+            .and_then(Option::as_ref)
+        else {
+            return;
+        };
+        let Some(raw) = raw else {
+            stats.not_compared();
+            return;
+        };
+        let Some(upstream_head) = up.response_header() else {
+            return;
+        };
+        let facts = request_facts(self.session.req_header(), upstream_path, &self.log.request_id);
+        let head = UpstreamHead {
+            status: upstream_head.status.as_u16(),
+            headers: &upstream_head.headers,
+        };
+        let canonical = &self.snap.canonical;
+        let shadowed = pipeline::normalize(shadow, canonical, &route.ensure, &facts, &head, raw, self.format);
+        let label = |code: u16| canonical.contains(code).then_some(code);
+        let codes = (label(active.status), label(shadowed.decision.status));
+        let divergence = stats.compared(
+            &self.log.request_id,
+            head.status,
+            (codes.0.unwrap_or(0), codes.1.unwrap_or(0)),
+            active,
+            &shadowed.decision,
+        );
+        self.snap
+            .series
+            .route(self.log.route)
+            .shadow_compared(divergence.map(|_| codes));
+        if divergence.is_some_and(|n| n % shadow::LOG_EVERY == 1) {
+            tracing::info!(
+                target: "statusgate::shadow",
+                route = %route.name,
+                request_id = %self.log.request_id,
+                upstream_status = head.status,
+                active_status = active.status,
+                active_rule = active.rule.unwrap_or("-"),
+                shadow_status = shadowed.decision.status,
+                shadow_rule = shadowed.decision.rule.unwrap_or("-"),
+                divergences = divergence.unwrap_or(0),
+                "shadow profile diverges (1 in {} logged)",
+                shadow::LOG_EVERY
+            );
         }
     }
 
@@ -674,9 +821,22 @@ impl Exchange<'_> {
         Ending::Close
     }
 
-    /// Streams the upstream body to the client, starting with what was already read.
-    async fn stream(&mut self, up: &mut UpstreamSession, first: Bytes, mut complete: bool) -> Ending {
+    /// Streams the upstream body to the client, starting with what was already read; `failed`:
+    /// the upstream body already failed after `first` (read for the shadow only), so the
+    /// response ends there as a failure mid-body would.
+    async fn stream(
+        &mut self,
+        up: &mut UpstreamSession,
+        first: Bytes,
+        mut complete: bool,
+        failed: Option<Box<Error>>,
+    ) -> Ending {
         if !first.is_empty() && self.session.write_response_body(first, false).await.is_err() {
+            return Ending::Close;
+        }
+        if let Some(e) = failed {
+            self.log.failed_after_header = true;
+            self.log.error = Some(e.to_string());
             return Ending::Close;
         }
         while !complete {
@@ -740,17 +900,29 @@ fn ok(written: bool) -> Ending {
     }
 }
 
-async fn drain(up: &mut UpstreamSession, limit: usize) {
+/// Reads (briefly, at most `limit` bytes) what is left of a body the client does not get, so
+/// that the upstream connection can be pooled; `keep`: the first bytes read are kept there (up
+/// to one past `unmatched::CAPTURE_BYTES`, so that a longer body shows as cut). True when the
+/// body ended.
+async fn drain(up: &mut UpstreamSession, limit: usize, mut keep: Option<&mut BytesMut>) -> bool {
     let mut seen = 0usize;
     let deadline = tokio::time::sleep(Duration::from_millis(100));
     tokio::pin!(deadline);
     while seen <= limit {
         tokio::select! {
             r = up.read_response_body() => match r {
-                Ok(Some(c)) => seen += c.len(),
-                _ => return,
+                Ok(Some(c)) => {
+                    seen += c.len();
+                    if let Some(k) = keep.as_deref_mut() {
+                        let room = (unmatched::CAPTURE_BYTES + 1).saturating_sub(k.len());
+                        k.extend_from_slice(&c[..c.len().min(room)]);
+                    }
+                }
+                Ok(None) => return true,
+                Err(_) => return false,
             },
-            _ = &mut deadline => return,
+            _ = &mut deadline => return false,
         }
     }
+    false
 }

@@ -15,7 +15,10 @@
 //! handful a vendor uses), one series per gateway failure kind (`GatewayFailure::ALL`, split
 //! into upstream and client failures) plus `after_header`, one series per rule, 4 skip reasons,
 //! one redaction counter, 6 status classes, 3 upgrade results, one open-tunnel gauge, 2 tunnel
-//! byte directions and one tunnel duration histogram; no path, client or protocol labels. Upstream address and host
+//! byte directions and one tunnel duration histogram, and for routes with a shadow profile one
+//! comparison counter and a divergence counter per pair of final codes (each bounded by the
+//! canonical set, or `other`), and one unmatched counter per upstream error code (400-599 and
+//! `other`); no path, client or protocol labels. Upstream address and host
 //! labels are bounded by the configured groups, their host names and what those resolve to;
 //! the series of an address or a name that leaves are removed.
 
@@ -70,6 +73,12 @@ pub struct Metrics {
     /// Bytes relayed through tunnels, per route and direction (`to_upstream`, `to_client`).
     pub tunnel_bytes: IntCounterVec,
     pub tunnel_duration: HistogramVec,
+    /// Responses a route's shadow profile was evaluated on (routes with `shadow_profile`).
+    pub shadow_comparisons: IntCounterVec,
+    /// Responses whose shadow decision differed from the active one, by both final codes.
+    pub shadow_divergences: IntCounterVec,
+    /// Upstream error responses (>= 400) no rule matched: the canonical defaults decided.
+    pub unmatched: IntCounterVec,
     /// Requests that matched no route.
     no_route: OnceLock<Arc<RouteMetrics>>,
 }
@@ -201,6 +210,21 @@ impl Metrics {
                 &["route"],
                 TUNNEL_BUCKETS.to_vec()
             )?,
+            shadow_comparisons: register_int_counter_vec!(
+                "statusgate_shadow_comparisons_total",
+                "Upstream responses a route's shadow profile was evaluated on beside the active one.",
+                &["route"]
+            )?,
+            shadow_divergences: register_int_counter_vec!(
+                "statusgate_shadow_divergences_total",
+                "Responses the shadow profile decided differently (final status, rule, problem type or header edits), by the active and the shadow final code (codes outside the canonical set: other).",
+                &["route", "active_code", "shadow_code"]
+            )?,
+            unmatched: register_int_counter_vec!(
+                "statusgate_unmatched_total",
+                "Upstream error responses (>= 400) that no rule matched, decided by the canonical defaults, by the upstream's code.",
+                &["route", "upstream_code"]
+            )?,
             no_route: OnceLock::new(),
         };
         m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
@@ -307,6 +331,30 @@ pub struct RouteMetrics {
     pub tunnel: TunnelSeries,
     /// (code, upstream code, origin) packed into a u32 -> its counter.
     responses: RwLock<HashMap<u32, IntCounter>>,
+    /// `statusgate_shadow_comparisons_total`, resolved on the route's first comparison.
+    shadow_comparisons: OnceLock<IntCounter>,
+    /// (active code << 16 | shadow code) -> its divergence counter (0: other).
+    divergences: RwLock<HashMap<u32, IntCounter>>,
+    /// Upstream code index -> its unmatched counter.
+    unmatched: RwLock<HashMap<u32, IntCounter>>,
+}
+
+/// The counter of `key` in `cache`, made by `make` on first use.
+fn cached(cache: &RwLock<HashMap<u32, IntCounter>>, key: u32, make: impl FnOnce() -> IntCounter) -> IntCounter {
+    if let Some(c) = cache.read().ok().and_then(|m| m.get(&key).cloned()) {
+        return c;
+    }
+    let c = make();
+    if let Ok(mut m) = cache.write() {
+        m.insert(key, c.clone());
+    }
+    c
+}
+
+fn cached_keys(cache: &RwLock<HashMap<u32, IntCounter>>) -> Vec<u32> {
+    cache
+        .read()
+        .map_or_else(|_| Vec::new(), |r| r.keys().copied().collect())
 }
 
 impl std::fmt::Debug for RouteMetrics {
@@ -388,6 +436,9 @@ impl RouteMetrics {
                 to_client: metrics.tunnel_bytes.with_label_values(&[route, DIRECTIONS[1]]),
             },
             responses: RwLock::new(HashMap::new()),
+            shadow_comparisons: OnceLock::new(),
+            divergences: RwLock::new(HashMap::new()),
+            unmatched: RwLock::new(HashMap::new()),
             route: route.to_owned(),
             metrics,
         }
@@ -440,11 +491,17 @@ impl RouteMetrics {
             let _ = m.tunnel_bytes.remove_label_values(&[route, d]);
         }
         let _ = m.tunnel_duration.remove_label_values(&[route]);
-        let keys: Vec<u32> = self
-            .responses
-            .read()
-            .map_or_else(|_| Vec::new(), |r| r.keys().copied().collect());
-        for key in keys {
+        if self.shadow_comparisons.get().is_some() {
+            let _ = m.shadow_comparisons.remove_label_values(&[route]);
+        }
+        for key in cached_keys(&self.divergences) {
+            let (a, s) = (code_label(key >> 16), code_label(key & 0xffff));
+            let _ = m.shadow_divergences.remove_label_values(&[route, &a, &s]);
+        }
+        for key in cached_keys(&self.unmatched) {
+            let _ = m.unmatched.remove_label_values(&[route, &code_label(key)]);
+        }
+        for key in cached_keys(&self.responses) {
             let origin = if key & 1 == 1 {
                 Origin::Gateway
             } else {
@@ -462,19 +519,35 @@ impl RouteMetrics {
     fn response_counter(&self, status: u16, upstream: Option<u16>, origin: Origin) -> IntCounter {
         let up = upstream.map_or(1, code_index);
         let key = (code_index(status) << 16) | (up << 1) | u32::from(origin == Origin::Gateway);
-        if let Some(c) = self.responses.read().ok().and_then(|m| m.get(&key).cloned()) {
-            return c;
+        cached(&self.responses, key, || {
+            self.metrics.responses.with_label_values(&[
+                &self.route,
+                &code_label(code_index(status)),
+                &code_label(up),
+                origin.as_str(),
+            ])
+        })
+    }
+
+    /// Counts one shadow comparison; `divergence`: the pair of final codes when the decisions
+    /// differed, each already bounded by the canonical set (`None` for a code outside it:
+    /// `other`).
+    pub fn shadow_compared(&self, divergence: Option<(Option<u16>, Option<u16>)>) {
+        self.shadow_comparisons
+            .get_or_init(|| self.metrics.shadow_comparisons.with_label_values(&[&self.route]))
+            .inc();
+        if let Some((active, shadow)) = divergence {
+            let index = |c: Option<u16>| c.map_or(0, code_index);
+            let key = (index(active) << 16) | index(shadow);
+            cached(&self.divergences, key, || {
+                self.metrics.shadow_divergences.with_label_values(&[
+                    &self.route,
+                    &code_label(key >> 16),
+                    &code_label(key & 0xffff),
+                ])
+            })
+            .inc();
         }
-        let c = self.metrics.responses.with_label_values(&[
-            &self.route,
-            &code_label(code_index(status)),
-            &code_label(up),
-            origin.as_str(),
-        ]);
-        if let Ok(mut m) = self.responses.write() {
-            m.insert(key, c.clone());
-        }
-        c
     }
 
     /// Counts one finished request (`SnapshotSeries::record` picks the route; public for the benches).
@@ -488,6 +561,15 @@ impl RouteMetrics {
         }
         if let Some(c) = log.rule_index.and_then(|i| self.rules.get(i)) {
             c.inc();
+        }
+        if let Some(upstream) = log.unmatched_upstream_status() {
+            let key = code_index(upstream);
+            cached(&self.unmatched, key, || {
+                self.metrics
+                    .unmatched
+                    .with_label_values(&[&self.route, &code_label(key)])
+            })
+            .inc();
         }
         if let Some(c) = log
             .body_skip

@@ -5,3 +5,5 @@
 pub mod access_log;
 pub mod metrics;
 pub mod outcome;
+pub mod shadow;
+pub mod unmatched;

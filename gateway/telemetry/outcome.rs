@@ -103,6 +103,16 @@ impl TunnelEnd {
 }
 
 impl Outcome {
+    /// The upstream's status when the canonical defaults decided an upstream error response
+    /// (>= 400, no rule matched, answered from the upstream's response): what unmatched-response
+    /// discovery counts and samples.
+    pub fn unmatched_upstream_status(&self) -> Option<u16> {
+        match self.upstream_status {
+            Some(s) if s >= 400 && self.rule_index.is_none() && self.origin == Origin::Upstream => Some(s),
+            _ => None,
+        }
+    }
+
     /// A request that has just started: nothing known yet but its id.
     pub fn new(started: Instant, request_id: String) -> Self {
         Outcome {

@@ -428,6 +428,11 @@ impl Route {
         self.set("profile", p)
     }
 
+    /// `shadow_profile:`: evaluated beside `profile` on every response, never answering.
+    pub fn shadow_profile(self, p: &str) -> Route {
+        self.set("shadow_profile", p)
+    }
+
     /// `upgrades: [..]`: the protocols whose `Connection: upgrade` requests the route forwards.
     pub fn upgrades(self, protocols: &[&str]) -> Route {
         self.set("upgrades", &format!("[{}]", protocols.join(", ")))
