@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+pub use crate::config::tracing::TracingExport;
 pub use crate::config::upstream_tls::UpstreamTls;
 use serde_saphyr::Spanned;
 
@@ -285,6 +286,8 @@ pub struct BootSettings {
     pub upgrade_sock: PathBuf,
     /// Plain-text listeners accept HTTP/2 with prior knowledge (`http2.h2c`).
     pub h2c: bool,
+    /// Where and how spans are exported (`tracing:`; `None`: tracing off).
+    pub tracing: Option<TracingExport>,
 }
 
 impl BootSettings {
@@ -314,6 +317,12 @@ impl BootSettings {
         check(self.work_stealing != running.work_stealing, "server.work_stealing");
         check(self.upgrade_sock != running.upgrade_sock, "server.upgrade_sock");
         check(self.h2c != running.h2c, "http2.h2c");
+        match (&self.tracing, &running.tracing) {
+            (Some(next), Some(run)) => out.extend(next.changed_keys(run).into_iter().map(str::to_owned)),
+            (None, None) => {}
+            (Some(_), None) => out.push("tracing (turned on)".to_owned()),
+            (None, Some(_)) => out.push("tracing (turned off)".to_owned()),
+        }
         out
     }
 }
@@ -340,6 +349,9 @@ pub struct Snapshot {
     pub resolver: ResolverSettings,
     /// What each upstream host name resolved to at load (the first addresses of a new group).
     pub resolved: HashMap<String, Result<Resolution, DnsError>>,
+    /// `tracing.sample_ratio`: the share of new traces recorded (reloadable; read per request
+    /// while tracing is on).
+    pub trace_sample_ratio: f64,
 }
 
 impl Snapshot {
@@ -636,6 +648,7 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
         }
     }
     let grace_period = l.duration(main, &raw.server.grace_period, Duration::from_secs(5));
+    let tracing = crate::config::tracing::compile_tracing(main, raw.tracing.as_ref(), &mut l.problems, &mut l.warnings);
 
     let (Some(canonical), true) = (canonical, l.problems.is_empty()) else {
         return Err(l.problems);
@@ -666,6 +679,7 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
                 |s| resolve(main, &s.value),
             ),
             h2c: raw.http2.h2c.unwrap_or(false),
+            tracing: tracing.as_ref().map(|t| t.export.clone()),
         },
         listener_certs,
         admin_auth: admin.auth,
@@ -676,6 +690,7 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
         warnings,
         resolver,
         resolved,
+        trace_sample_ratio: tracing.map_or(1.0, |t| t.sample_ratio),
     })
 }
 
@@ -1076,6 +1091,7 @@ mod tests {
             work_stealing: true,
             upgrade_sock: PathBuf::from("/tmp/u.sock"),
             h2c: false,
+            tracing: None,
         }
     }
 

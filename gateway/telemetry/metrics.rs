@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use prometheus::{
-    register_gauge, register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    register_gauge, register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
     Gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
@@ -70,6 +70,11 @@ pub struct Metrics {
     /// Bytes relayed through tunnels, per route and direction (`to_upstream`, `to_client`).
     pub tunnel_bytes: IntCounterVec,
     pub tunnel_duration: HistogramVec,
+    /// Spans dropped because `tracing.queue_size` spans were already waiting for export.
+    pub trace_spans_dropped: IntCounter,
+    /// Spans the collector accepted, and spans whose export request failed (lost).
+    pub trace_spans_exported: IntCounter,
+    pub trace_spans_export_failed: IntCounter,
     /// Requests that matched no route.
     no_route: OnceLock<Arc<RouteMetrics>>,
 }
@@ -200,6 +205,18 @@ impl Metrics {
                 "How long tunnels lasted, from the 101 to the end of the relay.",
                 &["route"],
                 TUNNEL_BUCKETS.to_vec()
+            )?,
+            trace_spans_dropped: register_int_counter!(
+                "statusgate_trace_spans_dropped_total",
+                "Spans (tracing:) dropped without export because tracing.queue_size spans were already waiting: the collector is slower than the traffic, or unreachable."
+            )?,
+            trace_spans_exported: register_int_counter!(
+                "statusgate_trace_spans_exported_total",
+                "Spans (tracing:) the OTLP collector accepted."
+            )?,
+            trace_spans_export_failed: register_int_counter!(
+                "statusgate_trace_spans_export_failed_total",
+                "Spans (tracing:) lost because their export request failed (collector unreachable, timed out or refused the batch)."
             )?,
             no_route: OnceLock::new(),
         };
