@@ -1124,6 +1124,37 @@ mod tests {
     }
 
     #[test]
+    fn tracing_needs_a_restart_to_turn_on_or_off_or_to_change_its_exporter() {
+        let export = TracingExport {
+            endpoint: "http://127.0.0.1:4318/v1/traces".to_owned(),
+            service_name: "statusgate".to_owned(),
+            queue_size: 2048,
+            batch_size: 512,
+            batch_delay: Duration::from_secs(1),
+            export_timeout: Duration::from_secs(10),
+        };
+        let off = boot();
+        let on = BootSettings {
+            tracing: Some(export.clone()),
+            ..boot()
+        };
+        assert_eq!(on.changed_from(&off), ["tracing (turned on)"]);
+        assert_eq!(off.changed_from(&on), ["tracing (turned off)"]);
+        let renamed = BootSettings {
+            tracing: Some(TracingExport {
+                service_name: "edge".to_owned(),
+                queue_size: 10,
+                ..export
+            }),
+            ..boot()
+        };
+        assert_eq!(
+            renamed.changed_from(&on),
+            ["tracing.service_name", "tracing.queue_size"]
+        );
+    }
+
+    #[test]
     fn tls_listeners_need_a_restart_for_their_addresses_and_alpn_only() {
         let tls = |addr: &str, http2| TlsListener {
             addr: addr.to_owned(),

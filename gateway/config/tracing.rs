@@ -246,7 +246,7 @@ mod tests {
                 "gw.yaml:7:17: tracing: sample_ratio 1.5 is outside 0.0-1.0",
                 "gw.yaml:9:15: tracing: batch_size 20 is larger than queue_size 10: a batch is taken from the queue",
                 "gw.yaml:10:16: tracing: batch_delay must be above 0",
-                "gw.yaml:11:19: invalid duration: `soon`: expected a number followed by ms, s, m or h",
+                "gw.yaml:11:19: invalid duration: `soon` is not a duration like 250ms, 1s or 2m",
             ]
         );
         let (_, problems, _) = compile("  endpoint: 127.0.0.1:4318\n  queue_size: 0\n");
