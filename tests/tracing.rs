@@ -275,6 +275,7 @@ fn with_tracing_off_the_client_trace_context_passes_upstream_unchanged_and_none_
     assert_eq!(seen[1].header("traceparent"), None, "tracing off adds no trace context");
     assert_eq!(seen[1].header("tracestate"), None);
     assert_eq!(access_line("otel-off-1")["trace_id"], "-");
+    assert!(gw.admin_get("/-/config").json()["tracing"].is_null());
 }
 
 #[test]
@@ -335,10 +336,14 @@ fn unsampled_traces_are_propagated_not_exported_and_sample_ratio_reloads_without
     assert!(!traces.contains(&unsampled.to_owned()) && !traces.contains(&new_trace), "{traces:?}");
 
     // sample_ratio reloads: every new trace is recorded now, and no restart is asked for.
+    assert_eq!(gw.admin_get("/-/config").json()["tracing"]["sample_ratio"], 0.0);
     gw.write_config(&config("1.0", "statusgate"));
     let reload = request(gw.admin, "POST", "/-/reload", &[], b"").json();
     assert_eq!(reload["outcome"], "applied", "{reload}");
-    assert!(gw.admin_get("/-/config").json()["restart_needed"].is_null());
+    let shown = gw.admin_get("/-/config").json();
+    assert!(shown["restart_needed"].is_null(), "{shown}");
+    assert_eq!(shown["tracing"]["sample_ratio"], 1.0);
+    assert_eq!(shown["tracing"]["endpoint"], endpoint.as_str());
     let r = request(gw.port, "GET", PATH, &[("X-Request-Id", "otel-ratio1-1")], b"");
     assert_eq!(r.status, 429);
     let trace = access_line("otel-ratio1-1")["trace_id"].as_str().unwrap().to_owned();
@@ -354,6 +359,8 @@ fn unsampled_traces_are_propagated_not_exported_and_sample_ratio_reloads_without
         .expect("a restart note")
         .to_owned();
     assert!(note.contains("tracing.service_name"), "{note}");
+    let shown = gw.admin_get("/-/config").json();
+    assert_eq!(shown["tracing"]["service_name"], "statusgate", "the running exporter's name: {shown}");
 }
 
 #[test]
