@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::config::{Config, Route, Upstream as Up};
 use common::gateway::free_port;
-use common::otlp::{Blackhole, Receiver, ReceivedSpan};
+use common::otlp::{Blackhole, ReceivedSpan, Receiver};
 use common::{request, Gateway, Reply, Upstream};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 
@@ -126,19 +126,39 @@ fn a_request_span_carries_route_rule_statuses_and_origin_and_its_child_is_the_up
     assert_eq!(seen.len(), 1);
     let sent = seen[0].header("traceparent").expect("a traceparent upstream");
     let [version, sent_trace, sent_parent, flags] = fields(sent);
-    assert_eq!((version.as_str(), sent_trace.as_str(), flags.as_str()), ("00", trace, "01"));
-    assert_ne!(sent_parent, client_span, "the upstream is told the gateway's span, not the client's");
+    assert_eq!(
+        (version.as_str(), sent_trace.as_str(), flags.as_str()),
+        ("00", trace, "01")
+    );
+    assert_ne!(
+        sent_parent, client_span,
+        "the upstream is told the gateway's span, not the client's"
+    );
     assert_eq!(seen[0].header("tracestate"), Some("vendor=abc,other=1"));
-    assert_eq!(seen[0].headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("traceparent")).count(), 1);
+    assert_eq!(
+        seen[0]
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("traceparent"))
+            .count(),
+        1
+    );
 
     let spans = receiver.wait_for_trace(trace, 2);
     assert_eq!(spans.len(), 2, "{spans:?}");
     let server = only(&spans, SpanKind::Server);
     let upstream = only(&spans, SpanKind::Client);
-    assert_eq!((server.service_name.as_str(), server.scope.as_str()), ("edge-gateway", "statusgate"));
+    assert_eq!(
+        (server.service_name.as_str(), server.scope.as_str()),
+        ("edge-gateway", "statusgate")
+    );
     assert_eq!(server.service_version, env!("CARGO_PKG_VERSION"));
     assert_eq!(server.span.name, "GET /vpcep/");
-    assert_eq!(server.parent_span_id(), client_span, "the client's span is the request span's parent");
+    assert_eq!(
+        server.parent_span_id(),
+        client_span,
+        "the client's span is the request span's parent"
+    );
     assert_eq!(server.span.trace_state, "vendor=abc,other=1");
     let up_addr = format!("127.0.0.1:{}", up.port);
     for (key, want) in [
@@ -159,15 +179,27 @@ fn a_request_span_carries_route_rule_statuses_and_origin_and_its_child_is_the_up
     assert_eq!(server.str("statusgate.failure"), None);
     assert_eq!(server.str("error.type"), None, "a 4xx is not a server error");
 
-    assert_eq!(upstream.parent_span_id(), server.span_id(), "the upstream span is the request's child");
-    assert_eq!(upstream.span_id(), sent_parent, "the upstream request names the upstream span");
+    assert_eq!(
+        upstream.parent_span_id(),
+        server.span_id(),
+        "the upstream span is the request's child"
+    );
+    assert_eq!(
+        upstream.span_id(),
+        sent_parent,
+        "the upstream request names the upstream span"
+    );
     assert_eq!(upstream.span.name, "GET");
     assert_eq!(upstream.str("http.request.method"), Some("GET"));
     assert_eq!(upstream.str("server.address"), Some("127.0.0.1"));
     assert_eq!(upstream.int("server.port"), Some(i64::from(up.port)));
     assert_eq!(upstream.str("url.path"), Some(PATH));
     assert_eq!(upstream.int("http.response.status_code"), Some(400));
-    assert_eq!(upstream.str("error.type"), Some("400"), "a client span's 4xx is an error");
+    assert_eq!(
+        upstream.str("error.type"),
+        Some("400"),
+        "a client span's 4xx is an error"
+    );
     assert!(upstream.span.start_time_unix_nano >= server.span.start_time_unix_nano);
     assert!(upstream.span.end_time_unix_nano <= server.span.end_time_unix_nano);
 
@@ -207,7 +239,10 @@ fn gateway_made_answers_are_traced_and_a_request_without_a_valid_traceparent_sta
     let line = access_line("otel-new-1");
     let trace = line["trace_id"].as_str().expect("a trace id").to_owned();
     assert_eq!(trace.len(), 32, "{line}");
-    let sent = up.requests()[0].header("traceparent").expect("a traceparent upstream").to_owned();
+    let sent = up.requests()[0]
+        .header("traceparent")
+        .expect("a traceparent upstream")
+        .to_owned();
     let [_, sent_trace, sent_parent, flags] = fields(&sent);
     assert_eq!((sent_trace.as_str(), flags.as_str()), (trace.as_str(), "01"));
     let spans = receiver.wait_for_trace(&trace, 2);
@@ -236,7 +271,13 @@ fn gateway_made_answers_are_traced_and_a_request_without_a_valid_traceparent_sta
     assert_eq!(upstream.int("http.response.status_code"), None);
 
     // No route: the request span alone, with the failure.
-    let r = request(gw.port, "PROPFIND", "/elsewhere", &[("X-Request-Id", "otel-noroute-1")], b"");
+    let r = request(
+        gw.port,
+        "PROPFIND",
+        "/elsewhere",
+        &[("X-Request-Id", "otel-noroute-1")],
+        b"",
+    );
     assert_eq!(r.status, 404);
     let line = access_line("otel-noroute-1");
     let spans = receiver.wait_for_trace(line["trace_id"].as_str().unwrap(), 1);
@@ -333,7 +374,10 @@ fn unsampled_traces_are_propagated_not_exported_and_sample_ratio_reloads_without
     assert_eq!(r.status, 429);
     receiver.wait_for_trace(sampled, 2);
     let traces: Vec<String> = receiver.spans().iter().map(ReceivedSpan::trace_id).collect();
-    assert!(!traces.contains(&unsampled.to_owned()) && !traces.contains(&new_trace), "{traces:?}");
+    assert!(
+        !traces.contains(&unsampled.to_owned()) && !traces.contains(&new_trace),
+        "{traces:?}"
+    );
 
     // sample_ratio reloads: every new trace is recorded now, and no restart is asked for.
     assert_eq!(gw.admin_get("/-/config").json()["tracing"]["sample_ratio"], 0.0);
@@ -360,7 +404,10 @@ fn unsampled_traces_are_propagated_not_exported_and_sample_ratio_reloads_without
         .to_owned();
     assert!(note.contains("tracing.service_name"), "{note}");
     let shown = gw.admin_get("/-/config").json();
-    assert_eq!(shown["tracing"]["service_name"], "statusgate", "the running exporter's name: {shown}");
+    assert_eq!(
+        shown["tracing"]["service_name"], "statusgate",
+        "the running exporter's name: {shown}"
+    );
 }
 
 #[test]
@@ -368,7 +415,11 @@ fn an_unreachable_or_silent_collector_never_fails_requests_and_the_lost_spans_ar
     // Nothing listens on the collector's port: every export fails, and is counted.
     let up = throttling_upstream();
     let refused = format!("http://127.0.0.1:{}/v1/traces", free_port());
-    let gw = gateway(up.port, Some(&refused), &[("batch_delay", "50ms"), ("export_timeout", "2s")]);
+    let gw = gateway(
+        up.port,
+        Some(&refused),
+        &[("batch_delay", "50ms"), ("export_timeout", "2s")],
+    );
     let failed_before = gw.metric("statusgate_trace_spans_export_failed_total", &[]);
     for i in 0..20 {
         let r = request(gw.port, "GET", PATH, &[], b"");
@@ -384,7 +435,10 @@ fn an_unreachable_or_silent_collector_never_fails_requests_and_the_lost_spans_ar
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(failed > failed_before, "failed exports are counted ({failed_before} -> {failed})");
+    assert!(
+        failed > failed_before,
+        "failed exports are counted ({failed_before} -> {failed})"
+    );
     drop(gw);
 
     // A collector that accepts and never answers: the exporter waits on it (up to

@@ -104,7 +104,10 @@ pub fn compile_tracing(
             },
         )),
         Ok(()) => {
-            let path = endpoint.parse::<http::Uri>().map(|u| u.path().to_owned()).unwrap_or_default();
+            let path = endpoint
+                .parse::<http::Uri>()
+                .map(|u| u.path().to_owned())
+                .unwrap_or_default();
             if !path.ends_with("/v1/traces") {
                 warnings.push(ConfigProblem::warning(
                     SourcePos::of(main, &t.endpoint),
@@ -181,7 +184,7 @@ pub fn compile_tracing(
     };
     let batch_delay = duration(&t.batch_delay, "batch_delay", DEFAULT_BATCH_DELAY);
     let export_timeout = duration(&t.export_timeout, "export_timeout", DEFAULT_EXPORT_TIMEOUT);
-    (problems.len() == before).then(|| TracingSettings {
+    (problems.len() == before).then_some(TracingSettings {
         export: TracingExport {
             endpoint,
             service_name,
@@ -229,7 +232,11 @@ mod tests {
             }
         );
         let (s, _, _) = compile("  endpoint: http://127.0.0.1:4318/v1/traces\n  queue_size: 100\n");
-        assert_eq!(s.unwrap().export.batch_size, 100, "the default batch fits a small queue");
+        assert_eq!(
+            s.unwrap().export.batch_size,
+            100,
+            "the default batch fits a small queue"
+        );
     }
 
     #[test]
@@ -271,9 +278,8 @@ mod tests {
     #[test]
     fn only_the_exporter_keys_need_a_restart() {
         let (a, _, _) = compile("  endpoint: http://127.0.0.1:4318/v1/traces\n");
-        let (b, _, _) = compile(
-            "  endpoint: http://127.0.0.1:4319/v1/traces\n  sample_ratio: 0.25\n  export_timeout: 2s\n",
-        );
+        let (b, _, _) =
+            compile("  endpoint: http://127.0.0.1:4319/v1/traces\n  sample_ratio: 0.25\n  export_timeout: 2s\n");
         let (a, b) = (a.unwrap(), b.unwrap());
         assert_eq!(b.sample_ratio, 0.25);
         assert_eq!(

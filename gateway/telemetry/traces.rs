@@ -22,16 +22,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::HeaderValue;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{
-    Link, Span as _, SpanKind, Status, TraceContextExt, TraceId, Tracer as _,
-};
+use opentelemetry::trace::{Link, Span as _, SpanKind, Status, TraceContextExt, TraceId, Tracer as _};
 use opentelemetry::{Context, InstrumentationScope, KeyValue};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler, SamplingDecision, SamplingResult, SdkTracer, SdkTracerProvider, ShouldSample, Span,
-    SpanData, SpanExporter, SpanProcessor,
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SamplingDecision, SamplingResult, SdkTracer, SdkTracerProvider,
+    ShouldSample, Span, SpanData, SpanExporter, SpanProcessor,
 };
 use opentelemetry_sdk::Resource;
 use prometheus::IntCounter;
@@ -222,8 +220,10 @@ impl RequestTrace {
             ]);
         }
         let mut headers = Injected::default();
-        self.propagator
-            .inject_context(&Context::new().with_remote_span_context(span.span_context().clone()), &mut headers);
+        self.propagator.inject_context(
+            &Context::new().with_remote_span_context(span.span_context().clone()),
+            &mut headers,
+        );
         self.upstream = Some(span);
         Some(UpstreamContext {
             traceparent: headers.traceparent.and_then(|v| HeaderValue::from_str(&v).ok())?,
@@ -327,7 +327,9 @@ fn address_attributes(addr: SocketAddr) -> [KeyValue; 3] {
 /// The method as the semantic conventions name it: the nine of RFC 9110 and PATCH as they are,
 /// any other as `_OTHER` (with the original beside it) and `HTTP` in span names.
 fn method_name(method: &str) -> (&'static str, Option<&str>) {
-    const KNOWN: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
     match KNOWN.iter().find(|m| **m == method) {
         Some(m) => (m, None),
         None => ("_OTHER", Some(method)),
@@ -533,6 +535,10 @@ mod tests {
         let unsampled = Context::new().with_remote_span_context(sc(opentelemetry::trace::TraceFlags::default()));
         sampler.0.store(1.0f64.to_bits(), Ordering::Relaxed);
         assert_eq!(decide(Some(&unsampled), 7), SamplingDecision::Drop);
-        assert_eq!(decide(None, 1), SamplingDecision::RecordAndSample, "ratio 1: every new trace");
+        assert_eq!(
+            decide(None, 1),
+            SamplingDecision::RecordAndSample,
+            "ratio 1: every new trace"
+        );
     }
 }

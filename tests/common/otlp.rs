@@ -170,13 +170,19 @@ fn serve(conn: TcpStream, rec: &Mutex<Received>) {
                 headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
             }
         }
-        let body = if headers.get("transfer-encoding").is_some_and(|te| te.eq_ignore_ascii_case("chunked")) {
+        let body = if headers
+            .get("transfer-encoding")
+            .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
+        {
             match read_chunked(&mut reader) {
                 Some(b) => b,
                 None => return,
             }
         } else {
-            let len = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0usize);
+            let len = headers
+                .get("content-length")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(0usize);
             let mut b = vec![0u8; len];
             if reader.read_exact(&mut b).is_err() {
                 return;
@@ -192,7 +198,9 @@ fn serve(conn: TcpStream, rec: &Mutex<Received>) {
             } else {
                 match ExportTraceServiceRequest::decode(&body[..]) {
                     Ok(export) => r.spans.extend(flatten(export)),
-                    Err(e) => r.failures.push(format!("body of {} bytes does not decode: {e}", body.len())),
+                    Err(e) => r
+                        .failures
+                        .push(format!("body of {} bytes does not decode: {e}", body.len())),
                 }
             }
         }
