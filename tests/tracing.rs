@@ -468,3 +468,50 @@ fn an_unreachable_or_silent_collector_never_fails_requests_and_the_lost_spans_ar
         "80 spans into a queue of 4 that drains at most 2 per 2s export: drops are counted ({dropped_before} -> {dropped})"
     );
 }
+
+#[test]
+fn the_documented_tracing_example_loads_with_the_documented_defaults() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md")).unwrap();
+    let at = doc.find("<!-- tracing-example -->").expect("the marker");
+    let rest = &doc[at..];
+    let start = rest.find("```yaml\n").unwrap() + "```yaml\n".len();
+    let end = rest[start..].find("```").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    std::fs::copy(HUAWEI, dir.path().join("rules/huawei-vpcep.yaml")).unwrap();
+    let main = dir.path().join("statusgate.yaml");
+    std::fs::write(&main, &rest[start..start + end]).unwrap();
+    let snap = statusgate::snapshot::load(&main).unwrap_or_else(|ps| panic!("{ps:?}"));
+    assert!(snap.warnings.is_empty(), "{:?}", snap.warnings);
+    let t = snap.boot.tracing.as_ref().expect("tracing on");
+    assert_eq!(t.endpoint, "http://127.0.0.1:4318/v1/traces");
+    assert_eq!(t.service_name, "statusgate");
+    assert_eq!((t.queue_size, t.batch_size), (2048, 512));
+    assert_eq!(
+        (t.batch_delay, t.export_timeout),
+        (Duration::from_secs(1), Duration::from_secs(10))
+    );
+    assert_eq!(snap.trace_sample_ratio, 1.0);
+    // The same file with every key but the endpoint removed: the documented defaults.
+    let bare: String = rest[start..start + end]
+        .lines()
+        .filter(|l| {
+            !l.starts_with("  ")
+                || ![
+                    "service_name",
+                    "sample_ratio",
+                    "queue_size",
+                    "batch_size",
+                    "batch_delay",
+                    "export_timeout",
+                ]
+                .iter()
+                .any(|k| l.trim_start().starts_with(k))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&main, &bare).unwrap();
+    let defaults = statusgate::snapshot::load(&main).unwrap_or_else(|ps| panic!("{ps:?}"));
+    assert_eq!(defaults.boot.tracing, snap.boot.tracing, "{bare}");
+    assert_eq!(defaults.trace_sample_ratio, 1.0);
+}
