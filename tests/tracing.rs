@@ -515,3 +515,49 @@ fn the_documented_tracing_example_loads_with_the_documented_defaults() {
     assert_eq!(defaults.boot.tracing, snap.boot.tracing, "{bare}");
     assert_eq!(defaults.trace_sample_ratio, 1.0);
 }
+
+#[test]
+fn an_http2_request_is_traced_like_an_http1_one() {
+    let receiver = Receiver::start();
+    let up = throttling_upstream();
+    let config = Config::new()
+        .set("http2", "h2c", "true")
+        .tracing("endpoint", &receiver.endpoint())
+        .tracing("batch_delay", "100ms")
+        .upstream("huawei", Up::addr(&format!("127.0.0.1:{}", up.port)))
+        .route(Route::new("vpcep", "huawei").prefix("/vpcep/").profile(HUAWEI));
+    let gw = Gateway::start(&config.build(), &[]);
+    let port = gw.port;
+    let trace = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut client = client.ready().await.unwrap();
+        let req = http::Request::get(format!("http://127.0.0.1:{port}{PATH}"))
+            .header("traceparent", format!("00-{trace}-6f6f6f6f6f6f6f6f-01"))
+            .body(())
+            .unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(10), resp)
+            .await
+            .unwrap()
+            .unwrap();
+        resp.status().as_u16()
+    });
+    assert_eq!(status, 429);
+    let [_, sent_trace, sent_parent, _] = fields(up.requests()[0].header("traceparent").unwrap());
+    assert_eq!(sent_trace, trace);
+    let spans = receiver.wait_for_trace(trace, 2);
+    let server = only(&spans, SpanKind::Server);
+    assert_eq!(server.str("network.protocol.version"), Some("2"));
+    assert_eq!(server.parent_span_id(), "6f6f6f6f6f6f6f6f");
+    assert_eq!(server.str("statusgate.rule"), Some("throttled"));
+    assert_eq!(only(&spans, SpanKind::Client).span_id(), sent_parent);
+}

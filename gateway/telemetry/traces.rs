@@ -16,7 +16,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -75,9 +75,12 @@ impl Traces {
         let pending = Arc::new(AtomicUsize::new(0));
         let counted = Counted {
             inner: exporter,
+            endpoint: export.endpoint.clone(),
             pending: pending.clone(),
             exported: metrics.trace_spans_exported.clone(),
             failed: metrics.trace_spans_export_failed.clone(),
+            failing: AtomicBool::new(false),
+            warned: Throttle::default(),
         };
         // Set after `default()`, which reads the OTEL_BSP_* variables: the file decides.
         let batch = BatchConfigBuilder::default()
@@ -90,6 +93,7 @@ impl Traces {
             pending,
             capacity: export.queue_size,
             dropped: metrics.trace_spans_dropped.clone(),
+            warned: Throttle::default(),
         };
         let ratio = Arc::new(AtomicU64::new(sample_ratio.to_bits()));
         let resource = Resource::builder_empty()
@@ -433,6 +437,7 @@ struct Bounded {
     pending: Arc<AtomicUsize>,
     capacity: usize,
     dropped: IntCounter,
+    warned: Throttle,
 }
 
 impl SpanProcessor for Bounded {
@@ -444,6 +449,12 @@ impl SpanProcessor for Bounded {
         if self.pending.fetch_add(1, Ordering::AcqRel) >= self.capacity {
             self.pending.fetch_sub(1, Ordering::AcqRel);
             self.dropped.inc();
+            if self.warned.ready() {
+                tracing::warn!(
+                    queue_size = self.capacity,
+                    "tracing: spans are being dropped: the export queue is full (the collector is slower than the traffic); counted in statusgate_trace_spans_dropped_total"
+                );
+            }
             return;
         }
         self.inner.on_end(span);
@@ -462,13 +473,36 @@ impl SpanProcessor for Bounded {
     }
 }
 
-/// The OTLP exporter, counting spans out of the queue and their export's result.
+/// The OTLP exporter, counting spans out of the queue and their export's result. Failures are
+/// logged when they start (then at most once a minute) and when exports work again.
 #[derive(Debug)]
 struct Counted<E> {
     inner: E,
+    endpoint: String,
     pending: Arc<AtomicUsize>,
     exported: IntCounter,
     failed: IntCounter,
+    /// The last export failed.
+    failing: AtomicBool,
+    warned: Throttle,
+}
+
+/// Lets a log line through at most once a minute (the counters carry the rest).
+#[derive(Debug, Default)]
+struct Throttle(AtomicU64);
+
+impl Throttle {
+    fn ready(&self) -> bool {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.0.load(Ordering::Relaxed);
+        (last == 0 || now >= last + 60)
+            && self
+                .0
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
 }
 
 impl<E: SpanExporter> SpanExporter for Counted<E> {
@@ -477,10 +511,23 @@ impl<E: SpanExporter> SpanExporter for Counted<E> {
         self.pending.fetch_sub(n, Ordering::AcqRel);
         let result = self.inner.export(batch).await;
         match &result {
-            Ok(()) => self.exported.inc_by(n as u64),
+            Ok(()) => {
+                self.exported.inc_by(n as u64);
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(endpoint = %self.endpoint, "tracing: exporting spans works again");
+                }
+            }
             Err(e) => {
                 self.failed.inc_by(n as u64);
-                tracing::debug!(spans = n, error = %e, "tracing: export failed");
+                let started = !self.failing.swap(true, Ordering::Relaxed);
+                if self.warned.ready() || started {
+                    tracing::warn!(
+                        endpoint = %self.endpoint,
+                        spans = n,
+                        error = %e,
+                        "tracing: exporting spans failed; lost spans are counted in statusgate_trace_spans_export_failed_total"
+                    );
+                }
             }
         }
         result
@@ -503,6 +550,16 @@ impl<E: SpanExporter> SpanExporter for Counted<E> {
 mod tests {
     use super::*;
     use opentelemetry::trace::TraceState;
+
+    #[test]
+    fn the_throttle_lets_one_line_through_a_minute() {
+        let t = Throttle::default();
+        assert!(t.ready());
+        assert!(!t.ready());
+        t.0.fetch_sub(61, Ordering::Relaxed);
+        assert!(t.ready());
+        assert!(!t.ready());
+    }
 
     #[test]
     fn methods_outside_the_known_set_are_other() {
