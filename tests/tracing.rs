@@ -270,6 +270,33 @@ fn gateway_made_answers_are_traced_and_a_request_without_a_valid_traceparent_sta
     assert_eq!(upstream.int("server.port"), Some(i64::from(dead)));
     assert_eq!(upstream.int("http.response.status_code"), None);
 
+    // The upstream's body is cut short after the status went out: `after_header`.
+    let cut = Upstream::start(|_| Reply::Partial(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort".to_vec()));
+    let config = Config::new()
+        .tracing("endpoint", &receiver.endpoint())
+        .tracing("batch_delay", "100ms")
+        .upstream("cut", Up::addr(&format!("127.0.0.1:{}", cut.port)))
+        .route(Route::new("cut", "cut").prefix("/cut/"));
+    let gw_cut = Gateway::start(&config.build(), &[]);
+    let r = request(gw_cut.port, "GET", "/cut/x", &[("X-Request-Id", "otel-cut-1")], b"");
+    assert_eq!((r.status, r.truncated), (200, true));
+    let line = access_line("otel-cut-1");
+    let spans = receiver.wait_for_trace(line["trace_id"].as_str().unwrap(), 2);
+    let server = only(&spans, SpanKind::Server);
+    assert_eq!(server.int("http.response.status_code"), Some(200));
+    assert_eq!(server.str("statusgate.failure"), Some("after_header"));
+    assert_eq!(server.str("error.type"), Some("after_header"));
+    assert_eq!(
+        server
+            .span
+            .attributes
+            .iter()
+            .filter(|kv| kv.key == "statusgate.failure")
+            .count(),
+        1
+    );
+    drop(gw_cut);
+
     // No route: the request span alone, with the failure.
     let r = request(
         gw.port,

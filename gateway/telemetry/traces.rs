@@ -297,19 +297,19 @@ impl RequestTrace {
         if let Some(rule) = &log.rule {
             attributes.push(KeyValue::new("statusgate.rule", rule.clone()));
         }
-        if let Some(f) = log.failure {
-            attributes.push(KeyValue::new("statusgate.failure", f.name()));
+        // The gateway's failure kind, or `after_header`: the upstream failed mid-body.
+        let failure = match (log.failure, log.failed_after_header) {
+            (Some(f), _) => Some(f.name()),
+            (None, true) => Some("after_header"),
+            (None, false) => None,
+        };
+        if let Some(kind) = failure {
+            attributes.push(KeyValue::new("statusgate.failure", kind));
         }
-        if log.failed_after_header {
-            attributes.push(KeyValue::new("statusgate.failure", "after_header"));
-        }
-        // Server spans: only 5xx are errors (HTTP semantic conventions).
+        // Server spans: only 5xx (and a response cut short) are errors (HTTP semantic
+        // conventions); `error.type` is the failure kind, else the status code.
         if log.status >= 500 || log.failed_after_header {
-            let kind = match (log.failure, log.failed_after_header) {
-                (Some(f), _) => f.name().to_owned(),
-                (None, true) => "after_header".to_owned(),
-                (None, false) => log.status.to_string(),
-            };
+            let kind = failure.map_or_else(|| log.status.to_string(), str::to_owned);
             attributes.push(KeyValue::new("error.type", kind));
             span.set_status(Status::error(""));
         }
