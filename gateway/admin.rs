@@ -214,6 +214,16 @@ impl AdminApp {
                     "not_after_unix": c.not_after_unix,
                 })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
+            // The running exporter's (its keys are boot-only) and the serving sample ratio.
+            "tracing": self.snapshots.boot().tracing.as_ref().map(|t| json!({
+                "endpoint": t.endpoint,
+                "service_name": t.service_name,
+                "sample_ratio": snap.trace_sample_ratio,
+                "queue_size": t.queue_size,
+                "batch_size": t.batch_size,
+                "batch_delay_ms": t.batch_delay.as_millis() as u64,
+                "export_timeout_ms": t.export_timeout.as_millis() as u64,
+            })),
             "admin": {
                 "token": snap.admin_auth.token_source,
                 "protect_metrics": snap.admin_auth.protect_metrics,

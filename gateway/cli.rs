@@ -333,6 +333,9 @@ pub fn run(command: Command) -> i32 {
                     // `run` (unlike `run_forever`) returns after a graceful shutdown, so the log
                     // guard below flushes the last lines before the process exits.
                     built.server.run(pingora::server::RunArgs::default());
+                    if let Some(traces) = &built.traces {
+                        traces.shutdown();
+                    }
                     tracing::info!("statusgate stopped");
                     0
                 }

@@ -11,7 +11,8 @@
 //! - `listener_certs`: the TLS listeners' certificate resolvers (made with the live handle,
 //!   installed by `server`, refilled by every accepted reload);
 //! - `proxy`: the pingora glue (upstream exchange, the failure table `rescue`);
-//! - `telemetry`: a request's `outcome` and what reads it, `metrics` and `access_log`;
+//! - `telemetry`: a request's `outcome` and what reads it, `metrics` and `access_log`, and
+//!   `traces` (its OpenTelemetry spans with `tracing:`);
 //! - `upstream_peer`: the one factory of pingora upstream peers (TLS, HTTP/2, timeouts);
 //! - `admin`: operations; `server`: assembling pingora's server;
 //! - `suggest`: rule skeletons from the unmatched responses a gateway lists (`statusgate suggest`);

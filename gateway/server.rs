@@ -27,10 +27,14 @@ use crate::proxy::admission::Admission;
 use crate::proxy::GatewayApp;
 use crate::reload::SnapshotHandle;
 use crate::snapshot::TlsListener;
+use crate::telemetry::traces::Traces;
 
 pub struct Built {
     pub server: Server,
     pub ready: Arc<AtomicBool>,
+    /// The span exporter (`tracing:`): `shutdown` it once the server stopped, to export the
+    /// last spans.
+    pub traces: Option<Arc<Traces>>,
 }
 
 /// Builds (does not run) the server. `upgrade` takes the listeners over from a running
@@ -53,7 +57,17 @@ pub fn build(handle: Arc<SnapshotHandle>, upgrade: bool) -> pingora::Result<Buil
     server.bootstrap();
 
     let handle_for_hup = handle.clone();
-    let app = GatewayApp::new(handle.clone(), crate::telemetry::metrics::global());
+    // Tracing: the exporter and its batch thread, made once (its settings are boot-only).
+    let traces = match &snap.boot.tracing {
+        None => None,
+        Some(export) => {
+            let metrics = crate::telemetry::metrics::global();
+            let traces = Traces::start(export, snap.trace_sample_ratio, &metrics)
+                .map_err(|e| pingora::Error::explain(pingora::ErrorType::InternalError, e.to_string()))?;
+            Some(Arc::new(traces))
+        }
+    };
+    let app = GatewayApp::new(handle.clone(), crate::telemetry::metrics::global(), traces.clone());
     let mut gateway = Service::new("statusgate".to_owned(), Admission::new(app));
     for addr in &snap.boot.listen {
         gateway.add_listener(ListenerConfig::tcp(addr.as_str()).l4_buffer(CLIENT_BUFFERS));
@@ -93,7 +107,7 @@ pub fn build(handle: Arc<SnapshotHandle>, upgrade: bool) -> pingora::Result<Buil
         };
         server.add_service(background_service("config-watcher", watcher));
     }
-    Ok(Built { server, ready })
+    Ok(Built { server, ready, traces })
 }
 
 /// A TLS listener's settings: its certificates come from its resolver (reloadable, chosen by

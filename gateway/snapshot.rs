@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+pub use crate::config::tracing::TracingExport;
 pub use crate::config::upstream_tls::UpstreamTls;
 use serde_saphyr::Spanned;
 
@@ -288,6 +289,8 @@ pub struct BootSettings {
     pub upgrade_sock: PathBuf,
     /// Plain-text listeners accept HTTP/2 with prior knowledge (`http2.h2c`).
     pub h2c: bool,
+    /// Where and how spans are exported (`tracing:`; `None`: tracing off).
+    pub tracing: Option<TracingExport>,
 }
 
 impl BootSettings {
@@ -317,6 +320,12 @@ impl BootSettings {
         check(self.work_stealing != running.work_stealing, "server.work_stealing");
         check(self.upgrade_sock != running.upgrade_sock, "server.upgrade_sock");
         check(self.h2c != running.h2c, "http2.h2c");
+        match (&self.tracing, &running.tracing) {
+            (Some(next), Some(run)) => out.extend(next.changed_keys(run).into_iter().map(str::to_owned)),
+            (None, None) => {}
+            (Some(_), None) => out.push("tracing (turned on)".to_owned()),
+            (None, Some(_)) => out.push("tracing (turned off)".to_owned()),
+        }
         out
     }
 }
@@ -343,6 +352,9 @@ pub struct Snapshot {
     pub resolver: ResolverSettings,
     /// What each upstream host name resolved to at load (the first addresses of a new group).
     pub resolved: HashMap<String, Result<Resolution, DnsError>>,
+    /// `tracing.sample_ratio`: the share of new traces recorded (reloadable; read per request
+    /// while tracing is on).
+    pub trace_sample_ratio: f64,
 }
 
 impl Snapshot {
@@ -645,6 +657,7 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
         }
     }
     let grace_period = l.duration(main, &raw.server.grace_period, Duration::from_secs(5));
+    let tracing = crate::config::tracing::compile_tracing(main, raw.tracing.as_ref(), &mut l.problems, &mut l.warnings);
 
     let (Some(canonical), true) = (canonical, l.problems.is_empty()) else {
         return Err(l.problems);
@@ -675,6 +688,7 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
                 |s| resolve(main, &s.value),
             ),
             h2c: raw.http2.h2c.unwrap_or(false),
+            tracing: tracing.as_ref().map(|t| t.export.clone()),
         },
         listener_certs,
         admin_auth: admin.auth,
@@ -685,6 +699,7 @@ pub fn load(main: &Path) -> Result<Snapshot, Vec<ConfigProblem>> {
         warnings,
         resolver,
         resolved,
+        trace_sample_ratio: tracing.map_or(1.0, |t| t.sample_ratio),
     })
 }
 
@@ -1117,6 +1132,7 @@ mod tests {
             work_stealing: true,
             upgrade_sock: PathBuf::from("/tmp/u.sock"),
             h2c: false,
+            tracing: None,
         }
     }
 
@@ -1145,6 +1161,37 @@ mod tests {
                 "server.upgrade_sock",
                 "http2.h2c"
             ]
+        );
+    }
+
+    #[test]
+    fn tracing_needs_a_restart_to_turn_on_or_off_or_to_change_its_exporter() {
+        let export = TracingExport {
+            endpoint: "http://127.0.0.1:4318/v1/traces".to_owned(),
+            service_name: "statusgate".to_owned(),
+            queue_size: 2048,
+            batch_size: 512,
+            batch_delay: Duration::from_secs(1),
+            export_timeout: Duration::from_secs(10),
+        };
+        let off = boot();
+        let on = BootSettings {
+            tracing: Some(export.clone()),
+            ..boot()
+        };
+        assert_eq!(on.changed_from(&off), ["tracing (turned on)"]);
+        assert_eq!(off.changed_from(&on), ["tracing (turned off)"]);
+        let renamed = BootSettings {
+            tracing: Some(TracingExport {
+                service_name: "edge".to_owned(),
+                queue_size: 10,
+                ..export
+            }),
+            ..boot()
+        };
+        assert_eq!(
+            renamed.changed_from(&on),
+            ["tracing.service_name", "tracing.queue_size"]
         );
     }
 

@@ -64,6 +64,8 @@ fn a_config_using_every_typed_method_is_accepted_by_the_loader() {
         .upgrade_sock("upgrade.sock")
         .log_format("json")
         .log_filter("warn,statusgate::access=info")
+        .tracing("endpoint", "http://127.0.0.1:4318/v1/traces")
+        .tracing("sample_ratio", "0.5")
         .upstream(
             "up",
             Upstream::addr("127.0.0.1:4")

@@ -98,7 +98,7 @@ mod tests {
     fn yaml_errors_name_line_and_column() {
         let p = Path::new("gw.yaml");
         let err = parse_yaml::<RawConfig>(p, "listen: 127.0.0.1:1\nupstreams: {}\nroutes: []\nbogus: 1\n").unwrap_err();
-        assert_eq!(err.to_string(), "gw.yaml:4:1: unknown field `bogus`, expected one of listen, tls_listen, admin, canonical, limits, log, server, upstreams, routes, resolver, http2");
+        assert_eq!(err.to_string(), "gw.yaml:4:1: unknown field `bogus`, expected one of listen, tls_listen, admin, canonical, limits, log, server, upstreams, routes, resolver, http2, tracing");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod listener_tls;
 pub mod listeners;
 pub mod load;
 pub mod schema;
+pub mod tracing;
 pub mod upstream_tls;
 pub use statusgate_engine::units;
 

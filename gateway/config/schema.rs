@@ -47,6 +47,41 @@ pub struct RawConfig {
     /// HTTP/2 from clients: h2c on plain listeners and the limits of every HTTP/2 connection.
     #[serde(default)]
     pub http2: RawHttp2,
+    /// OpenTelemetry traces exported over OTLP/HTTP (protobuf); off when absent.
+    #[schemars(with = "Option<RawTracing>")]
+    pub tracing: Option<Spanned<RawTracing>>,
+}
+
+/// `tracing:`: a span per request (and a child span per upstream exchange), W3C trace context
+/// taken from clients and passed upstream, exported in batches over OTLP/HTTP with protobuf.
+/// Every key but `sample_ratio` needs a restart.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    /// The collector's OTLP/HTTP traces URL, e.g. `http://127.0.0.1:4318/v1/traces` (plain
+    /// http: send to a collector or agent near the gateway).
+    #[schemars(with = "String")]
+    pub endpoint: Spanned<String>,
+    /// `service.name` of the spans' resource (default `statusgate`).
+    #[schemars(with = "Option<String>")]
+    pub service_name: Option<Spanned<String>>,
+    /// Share of new traces recorded, 0.0-1.0 (default 1.0); a client's `traceparent` sampled
+    /// flag decides for its trace. Reloadable.
+    #[schemars(with = "Option<f64>")]
+    pub sample_ratio: Option<Spanned<f64>>,
+    /// Ended spans waiting for export (default 2048); past it new spans are dropped and counted
+    /// in `statusgate_trace_spans_dropped_total`.
+    #[schemars(with = "Option<u64>")]
+    pub queue_size: Option<Spanned<u64>>,
+    /// Spans per export request (default 512, at most `queue_size`).
+    #[schemars(with = "Option<u64>")]
+    pub batch_size: Option<Spanned<u64>>,
+    /// Longest wait before a partial batch is sent (default 1s).
+    #[schemars(with = "Option<statusgate_engine::spec_schema::Duration>")]
+    pub batch_delay: Option<Spanned<String>>,
+    /// Bound on one export request, connect to response (default 10s).
+    #[schemars(with = "Option<statusgate_engine::spec_schema::Duration>")]
+    pub export_timeout: Option<Spanned<String>>,
 }
 
 /// `http2:`: HTTP/2 from clients (TLS listeners offer it by ALPN; see `tls_listen`).

@@ -142,6 +142,9 @@ pub enum ProblemKind {
     /// A route's `upgrades:` or `limits.upgrade_idle_timeout`.
     #[error("{0}")]
     Upgrade(#[from] UpgradeError),
+    /// The `tracing:` section (OpenTelemetry traces).
+    #[error("tracing: {0}")]
+    Tracing(#[from] TracingError),
     /// The reload's compile task died (a panic): the last good snapshot keeps serving.
     #[error("reload task failed: {0}")]
     ReloadTask(String),
@@ -192,6 +195,7 @@ impl ProblemKind {
             ProblemKind::Resolver(_) => "resolver",
             ProblemKind::HealthCheck(_) => "health_check",
             ProblemKind::Upgrade(_) => "upgrade",
+            ProblemKind::Tracing(_) => "tracing",
             ProblemKind::ListenerOverlap(_) => "listener_overlap",
             ProblemKind::Warning(_) => "warning",
         }
@@ -388,6 +392,24 @@ pub enum UpgradeError {
     Http2Upstream { route: String, upstream: String },
     #[error("limits.upgrade_idle_timeout must be above 0")]
     ZeroIdleTimeout,
+}
+
+/// What is wrong with the `tracing:` section.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TracingError {
+    /// An `endpoint` that is not an `http://host:port/path` URL.
+    #[error("endpoint `{endpoint}`: {reason}")]
+    Endpoint { endpoint: String, reason: &'static str },
+    #[error("service_name must not be empty")]
+    EmptyServiceName,
+    /// A `sample_ratio` outside 0.0-1.0 (as written).
+    #[error("sample_ratio {0} is outside 0.0-1.0")]
+    SampleRatio(String),
+    #[error("batch_size {batch} is larger than queue_size {queue}: a batch is taken from the queue")]
+    BatchOverQueue { batch: u64, queue: u64 },
+    /// `batch_delay` or `export_timeout` of zero.
+    #[error("{0} must be above 0")]
+    ZeroDuration(&'static str),
 }
 
 /// A listener whose address an earlier listener already takes.

@@ -35,6 +35,7 @@ use crate::engine::{CompiledProfile, Decision, GatewayFailure, Origin, ProblemFo
 use crate::reload::Serving;
 use crate::snapshot::{Route, UpstreamGroup};
 use crate::telemetry::outcome::{Outcome, Upgrade, UpgradeResult};
+use crate::telemetry::traces::UpstreamContext;
 use crate::telemetry::{shadow, unmatched};
 use crate::upstream_peer::below_min_version;
 
@@ -49,6 +50,8 @@ pub enum Ending {
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 const HTTP: HeaderValue = HeaderValue::from_static("http");
 const HTTPS: HeaderValue = HeaderValue::from_static("https");
 static EMPTY: LazyLock<HeaderMap> = LazyLock::new(HeaderMap::new);
@@ -202,7 +205,7 @@ impl Exchange<'_> {
                 }
             }
         };
-        let (index, route, upstream_path, upstream_req, upgrade) = match planned {
+        let (index, route, upstream_path, mut upstream_req, upgrade) = match planned {
             Ok(p) => p,
             Err((trouble, index)) => {
                 self.log.route = index;
@@ -221,6 +224,20 @@ impl Exchange<'_> {
         };
         let Ok(_slot) = acquire_upstream(group, balancer, &crate::telemetry::metrics::global()) else {
             return self.rescue(Trouble::UpstreamConnectionLimit).await;
+        };
+        // Tracing on: the upstream exchange's span starts, and the upstream request names it
+        // in its `traceparent` (tracing off: the client's trace fields pass as they came).
+        let trace_context = match self.log.trace.as_mut() {
+            None => None,
+            Some(t) => {
+                let scheme = if group.def.tls.is_some() { "https" } else { "http" };
+                let method = self.session.req_header().method.as_str();
+                let context = t.start_upstream(method, scheme, &upstream_path);
+                if set_trace_context(&mut upstream_req, context.as_ref()).is_err() {
+                    return self.rescue(Trouble::UnbuildableRequest).await;
+                }
+                context
+            }
         };
 
         // Connect (skipping addresses that recently failed, trying each at most once) and send;
@@ -268,7 +285,7 @@ impl Exchange<'_> {
                 None => {
                     let rebuilt =
                         self.upstream_request(self.session.req_header(), &upstream_path, group, upgrade.as_ref());
-                    match rebuilt {
+                    match rebuilt.and_then(|mut r| set_trace_context(&mut r, trace_context.as_ref()).map(|()| r)) {
                         Ok(r) => r,
                         Err(_) => return self.rescue(Trouble::UnbuildableRequest).await,
                     }
@@ -292,6 +309,10 @@ impl Exchange<'_> {
         };
         self.log.upstream_header_after = Some(self.log.started.elapsed());
         let ending = self.respond(&mut up, &upstream_path, route, upgrade.as_ref()).await;
+        let log = &mut *self.log;
+        if let Some(t) = log.trace.as_mut() {
+            t.end_upstream(log.upstream_addr, log.upstream_status, log.failure);
+        }
         if let UpstreamSession::H2(h2) = &mut up {
             // An h2 response with trailers ends after them: read (and drop, as over HTTP/1.1)
             // them so that the stream counts as finished. Briefly: with body data still
@@ -880,6 +901,22 @@ fn for_h2(req: &mut RequestHeader, group: &UpstreamGroup) {
     }) {
         req.set_uri(uri);
     }
+}
+
+/// Writes the upstream exchange's trace context into its request, replacing the client's
+/// `traceparent` and `tracestate` (`None`: tracing is off and the request keeps them).
+fn set_trace_context(req: &mut RequestHeader, context: Option<&UpstreamContext>) -> pingora::Result<()> {
+    let Some(context) = context else {
+        return Ok(());
+    };
+    req.insert_header(TRACEPARENT, context.traceparent.clone())?;
+    match &context.tracestate {
+        Some(state) => req.insert_header(TRACESTATE, state.clone())?,
+        None => {
+            req.remove_header(&TRACESTATE);
+        }
+    }
+    Ok(())
 }
 
 /// What the engine knows of the client's request (rules see the upstream path).

@@ -34,6 +34,7 @@ use crate::reload::{Serving, SnapshotHandle};
 use crate::telemetry::access_log;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::outcome::Outcome;
+use crate::telemetry::traces::Traces;
 use exchange::{Ending, Exchange};
 use rescue::Trouble;
 
@@ -44,10 +45,13 @@ pub struct GatewayApp {
     /// h2c and the HTTP/2 idle timeout: fixed at start (pingora reads them per connection by
     /// reference).
     server_options: HttpServerOptions,
+    /// The span exporter while `tracing:` is on (made at start); `None`: requests make no span
+    /// and read no trace context.
+    traces: Option<Arc<Traces>>,
 }
 
 impl GatewayApp {
-    pub fn new(snapshots: Arc<SnapshotHandle>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(snapshots: Arc<SnapshotHandle>, metrics: Arc<Metrics>, traces: Option<Arc<Traces>>) -> Self {
         let snap = snapshots.current();
         let mut server_options = HttpServerOptions::default();
         server_options.h2c = snap.boot.h2c;
@@ -58,6 +62,7 @@ impl GatewayApp {
             connector: Connector::new(None),
             metrics,
             server_options,
+            traces,
         }
     }
 
@@ -77,7 +82,11 @@ impl GatewayApp {
         }
     }
 
-    fn finish(&self, serving: &Serving, log: &Outcome, req: Option<&pingora::http::RequestHeader>) {
+    fn finish(&self, serving: &Serving, log: &mut Outcome, req: Option<&pingora::http::RequestHeader>) {
+        if let Some(trace) = log.trace.take() {
+            let route = log.route.and_then(|i| serving.routes.get(i));
+            trace.finish(log, route.map(|r| (&*r.name, r.path_prefix.as_str())));
+        }
         serving.series.record(log);
         access_log::emit(log, serving.route_name(log.route), req);
     }
@@ -99,7 +108,7 @@ impl GatewayApp {
             header_read: matches!(trouble, Trouble::ClientConnectionLimit),
         };
         ex.rescue(trouble).await;
-        self.finish(snap, &log, None);
+        self.finish(snap, &mut log, None);
     }
 }
 
@@ -234,6 +243,11 @@ impl HttpServerApp for GatewayApp {
             session.set_close_on_response_before_downstream_finish(true);
         }
         let mut log = Outcome::new(started, request_id);
+        if let Some(traces) = &self.traces {
+            let trace = traces.request(session.req_header(), snap.trace_sample_ratio, started);
+            log.trace_id = Some(trace.trace_id());
+            log.trace = Some(Box::new(trace));
+        }
         self.metrics.in_flight.inc();
         let ending = {
             let mut ex = Exchange {
@@ -253,7 +267,7 @@ impl HttpServerApp for GatewayApp {
             }
         };
         self.metrics.in_flight.dec();
-        self.finish(&snap, &log, Some(session.req_header()));
+        self.finish(&snap, &mut log, Some(session.req_header()));
         if ending == Ending::Close {
             // On HTTP/2 only this stream ends: reset when its response is unfinished, and the
             // connection's other streams go on.

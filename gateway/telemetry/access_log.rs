@@ -27,7 +27,8 @@ pub fn init(format: &str, filter: &str) -> tracing_appender::non_blocking::Worke
     guard
 }
 
-/// One line per request (`route`: the matched route's name, `-` for none); at WARN when the
+/// One line per request (`route`: the matched route's name, `-` for none; `trace_id`: the
+/// request's OpenTelemetry trace id while `tracing:` is on, else `-`); at WARN when the
 /// gateway answered an upstream failure itself (the failure is logged once, here, with the
 /// request id and pingora's error text). An upgraded request's line is written when its tunnel
 /// ends: `upgraded`, `upgrade` (the protocol), `tunnel_ms`, the bytes each way and `tunnel_end`.
@@ -62,6 +63,7 @@ pub fn emit(log: &Outcome, route: &str, req: Option<&pingora::http::RequestHeade
                 target: "statusgate::access",
                 $level,
                 request_id = %log.request_id,
+                trace_id = tracing::field::display(TraceIdField(log.trace_id)),
                 route = route,
                 protocol = protocol,
                 method = %method,
@@ -90,6 +92,18 @@ pub fn emit(log: &Outcome, route: &str, req: Option<&pingora::http::RequestHeade
         line!(tracing::Level::WARN);
     } else {
         line!(tracing::Level::INFO);
+    }
+}
+
+/// The trace id as 32 hex digits, `-` while tracing is off.
+struct TraceIdField(Option<opentelemetry::trace::TraceId>);
+
+impl std::fmt::Display for TraceIdField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(id) => write!(f, "{id}"),
+            None => f.write_str("-"),
+        }
     }
 }
 

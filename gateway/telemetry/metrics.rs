@@ -26,8 +26,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use prometheus::{
-    register_gauge, register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
-    Gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    register_gauge, register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec, Gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
 use super::outcome::{Outcome, UpgradeResult};
@@ -79,6 +79,11 @@ pub struct Metrics {
     pub shadow_divergences: IntCounterVec,
     /// Upstream error responses (>= 400) no rule matched: the canonical defaults decided.
     pub unmatched: IntCounterVec,
+    /// Spans dropped because `tracing.queue_size` spans were already waiting for export.
+    pub trace_spans_dropped: IntCounter,
+    /// Spans the collector accepted, and spans whose export request failed (lost).
+    pub trace_spans_exported: IntCounter,
+    pub trace_spans_export_failed: IntCounter,
     /// Requests that matched no route.
     no_route: OnceLock<Arc<RouteMetrics>>,
 }
@@ -224,6 +229,18 @@ impl Metrics {
                 "statusgate_unmatched_total",
                 "Upstream error responses (>= 400) that no rule matched, decided by the canonical defaults, by the upstream's code.",
                 &["route", "upstream_code"]
+            )?,
+            trace_spans_dropped: register_int_counter!(
+                "statusgate_trace_spans_dropped_total",
+                "Spans (tracing:) dropped without export because tracing.queue_size spans were already waiting: the collector is slower than the traffic, or unreachable."
+            )?,
+            trace_spans_exported: register_int_counter!(
+                "statusgate_trace_spans_exported_total",
+                "Spans (tracing:) the OTLP collector accepted."
+            )?,
+            trace_spans_export_failed: register_int_counter!(
+                "statusgate_trace_spans_export_failed_total",
+                "Spans (tracing:) lost because their export request failed (collector unreachable, timed out or refused the batch)."
             )?,
             no_route: OnceLock::new(),
         };

@@ -5,6 +5,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use opentelemetry::trace::TraceId;
+
+use super::traces::RequestTrace;
 use crate::engine::{BodySkip, GatewayFailure, Origin};
 
 /// Everything known about one request when it is done.
@@ -30,6 +33,10 @@ pub struct Outcome {
     /// An upgrade request (`Connection: upgrade`) and what became of it; `None` for every
     /// other request.
     pub upgrade: Option<Upgrade>,
+    /// The request's spans while tracing is on (`tracing:`); `None` otherwise.
+    pub trace: Option<Box<RequestTrace>>,
+    /// The request's trace id (tracing on), kept for the access log once the spans ended.
+    pub trace_id: Option<TraceId>,
 }
 
 /// An upgrade request: the protocol and what became of it.
@@ -132,6 +139,8 @@ impl Outcome {
             error: None,
             upstream_header_after: None,
             upgrade: None,
+            trace: None,
+            trace_id: None,
         }
     }
 }

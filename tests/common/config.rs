@@ -223,6 +223,11 @@ impl Config {
         self.set("log", "filter", filter)
     }
 
+    /// `tracing: { key: value }`, e.g. `.tracing("endpoint", &receiver.endpoint())`.
+    pub fn tracing(self, key: &str, value: &str) -> Config {
+        self.set("tracing", key, value)
+    }
+
     /// `limits: { key: value }`.
     pub fn limit(self, key: &str, value: &str) -> Config {
         self.set("limits", key, value)

@@ -76,7 +76,10 @@ impl Gateway {
         let thread = std::thread::spawn(move || {
             built.server.run(RunArgs {
                 shutdown_signal: Box::new(signal),
-            })
+            });
+            if let Some(traces) = &built.traces {
+                traces.shutdown();
+            }
         });
         let gw = Gateway {
             port,

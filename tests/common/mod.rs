@@ -1,6 +1,6 @@
 //! Shared test parts: a raw HTTP/1.1 client, scripted upstream servers and an in-process
 //! gateway, all on real loopback sockets; a typed builder for the main configuration
-//! (`config`) and the shared response assertions (`assert`).
+//! (`config`), the shared response assertions (`assert`) and an OTLP traces receiver (`otlp`).
 #![allow(dead_code, unused_imports)]
 
 pub mod assert;
@@ -9,6 +9,7 @@ pub mod config;
 pub mod curl;
 pub mod dns;
 pub mod gateway;
+pub mod otlp;
 pub mod tls;
 pub mod upstream;
 pub mod vendor;
