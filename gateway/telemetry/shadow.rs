@@ -234,6 +234,7 @@ mod tests {
             vendor_request_id: None,
             origin: crate::engine::Origin::Upstream,
             extensions: Vec::new(),
+            retryable: true,
         }));
         assert!(DecisionView::diverges(&a, &typed));
     }
