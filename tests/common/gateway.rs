@@ -91,6 +91,15 @@ impl Gateway {
         };
         gw.wait_port(port);
         gw.wait_port(admin);
+        // wait_port's probe connection took a place under limits.client_connections until the
+        // gateway sees it closed; a test with a cap of 1 must not race it (tests/http2.rs failed
+        // 1 run in ~10 under full-suite load: its h2 connection was over the cap and closed).
+        gw.expect_metric(
+            "statusgate_client_connections",
+            &[],
+            0.0,
+            "the readiness probe's connection is released",
+        );
         gw
     }
 
