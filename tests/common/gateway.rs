@@ -94,12 +94,12 @@ impl Gateway {
         // wait_port's probe connection took a place under limits.client_connections until the
         // gateway sees it closed; a test with a cap of 1 must not race it (tests/http2.rs failed
         // 1 run in ~10 under full-suite load: its h2 connection was over the cap and closed).
-        gw.expect_metric(
-            "statusgate_client_connections",
-            &[],
-            0.0,
-            "the readiness probe's connection is released",
-        );
+        // Bounded (10 s) and not an assertion: on a loaded machine the close may be seen late,
+        // and a test that depends on the place fails with its own message.
+        let t = Instant::now();
+        while gw.metric("statusgate_client_connections", &[]) != 0.0 && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         gw
     }
 
