@@ -7,8 +7,12 @@
 //!   `<!-- profile-example -->`) passes `statusgate check`, its own examples included, and
 //!   documents `description` and the path glob semantics the matcher implements.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use common::docs::{doc_block, shell_command};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -18,17 +22,7 @@ fn repo(path: &str) -> PathBuf {
 /// joined as the shell joins them.
 fn readme_explain() -> String {
     let readme = std::fs::read_to_string(repo("README.md")).unwrap();
-    let mut lines = readme.lines().skip_while(|l| !l.starts_with("statusgate explain"));
-    let mut cmd = String::new();
-    for line in lines.by_ref() {
-        match line.strip_suffix('\\') {
-            Some(part) => cmd.push_str(part),
-            None => {
-                cmd.push_str(line);
-                break;
-            }
-        }
-    }
+    let cmd = shell_command(&readme, "statusgate explain");
     assert!(!cmd.is_empty(), "no `statusgate explain` line in README.md");
     cmd
 }
@@ -58,19 +52,6 @@ fn the_readme_explain_example_runs_as_written() {
     assert!(text.contains("# rule: throttled"), "{cmd}\n{text}");
     assert!(text.contains("HTTP/1.1 429 Too Many Requests"), "{cmd}\n{text}");
     assert!(text.contains("\"detail\":\"too many requests\""), "{cmd}\n{text}");
-}
-
-/// The YAML block in docs/configuration.md that follows the marker `<!-- name -->`.
-fn doc_block(name: &str) -> String {
-    let doc = std::fs::read_to_string(repo("docs/configuration.md")).unwrap();
-    let marker = format!("<!-- {name} -->");
-    let at = doc
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {marker} in docs/configuration.md"));
-    let rest = &doc[at..];
-    let start = rest.find("```yaml\n").unwrap() + "```yaml\n".len();
-    let end = rest[start..].find("```").unwrap();
-    rest[start..start + end].to_owned()
 }
 
 #[test]

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::config::{Config, Route, TlsListen, Upstream as Up};
+use common::docs::doc_block;
 use common::gateway::free_port;
 use common::tls::{Ca, Leaf};
 use common::{request, Gateway};
@@ -557,18 +558,6 @@ fn an_expired_certificate_is_a_warning_and_still_served() {
         )),
         "{warnings:?}"
     );
-}
-/// The YAML block in docs/configuration.md that follows the marker `<!-- name -->`.
-fn doc_block(name: &str) -> String {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md")).unwrap();
-    let marker = format!("<!-- {name} -->");
-    let at = doc
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {marker} in docs/configuration.md"));
-    let rest = &doc[at..];
-    let start = rest.find("```yaml\n").unwrap() + "```yaml\n".len();
-    let end = rest[start..].find("```").unwrap();
-    rest[start..start + end].to_owned()
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod common;
 
 use common::assert;
 use common::config::{Config, Route, Upstream as Up};
+use common::docs::{fenced, shell_command};
 use common::gateway::free_port;
 use common::{request, Gateway, Reply, Upstream};
 
@@ -214,18 +215,8 @@ fn a_rule_overrides_retryable_either_way() {
 fn the_documented_retry_example_is_what_explain_prints() {
     let doc = std::fs::read_to_string(format!("{}/docs/canonical-profile.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let section = &doc[doc.find("## Retry guidance").unwrap()..];
-    let mut cmd = String::new();
-    for line in section.lines().skip_while(|l| !l.starts_with("statusgate explain")) {
-        match line.strip_suffix('\\') {
-            Some(part) => cmd.push_str(part),
-            None => {
-                cmd.push_str(line);
-                break;
-            }
-        }
-    }
-    let start = section.find("```json\n").unwrap() + "```json\n".len();
-    let want = section[start..start + section[start..].find("```").unwrap()].trim_end();
+    let cmd = shell_command(section, "statusgate explain");
+    let want = fenced(section, "json").trim_end();
     let out = std::process::Command::new("sh")
         .arg("-c")
         .arg(cmd.replacen("statusgate", env!("CARGO_BIN_EXE_statusgate"), 1))

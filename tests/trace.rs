@@ -7,6 +7,7 @@ mod common;
 use std::process::Command;
 
 use common::config::{Config, Route, Upstream as Up};
+use common::docs::{fenced, shell_command};
 use common::{request, Gateway, Reply, Upstream};
 
 /// Five rules for a vendor 400; the fourth, `bad-endpoint`, matches a GET or POST whose body
@@ -200,20 +201,10 @@ fn run_documented(cmd: &str) -> String {
 fn the_documented_trace_example_is_what_explain_prints() {
     let doc = std::fs::read_to_string(format!("{}/docs/configuration.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let section = &doc[doc.find("### Why a rule did (not) match").unwrap()..];
-    let mut cmd = String::new();
-    for line in section.lines().skip_while(|l| !l.starts_with("statusgate explain")) {
-        match line.strip_suffix('\\') {
-            Some(part) => cmd.push_str(part),
-            None => {
-                cmd.push_str(line);
-                break;
-            }
-        }
-    }
+    let cmd = shell_command(section, "statusgate explain");
     assert!(cmd.ends_with("--trace"), "{cmd}");
     let block = &section[section.find("<!-- trace-example -->").unwrap()..];
-    let start = block.find("```text\n").unwrap() + "```text\n".len();
-    let want = &block[start..start + block[start..].find("```").unwrap()];
+    let want = fenced(block, "text");
     let text = run_documented(&cmd);
     assert!(text.starts_with(want), "documented:\n{want}\nprinted:\n{text}");
 }

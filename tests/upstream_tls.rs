@@ -7,6 +7,7 @@
 mod common;
 
 use common::config::{Config, Route, Upstream as Up};
+use common::docs::doc_block;
 use common::tls::{require_nginx, Ca, Nginx, ServerOpts, TlsServer};
 use common::{assert::gateway_problem, request, Gateway};
 
@@ -422,19 +423,6 @@ fn nginx_answering_400_for_a_missing_client_certificate_is_mapped_by_the_documen
         ],
     );
     assert_eq!((get(&gw).status, get(&gw).text().as_str()), (200, "ok"));
-}
-
-/// The YAML block in docs/configuration.md that follows the marker `<!-- name -->`.
-fn doc_block(name: &str) -> String {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md")).unwrap();
-    let marker = format!("<!-- {name} -->");
-    let at = doc
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {marker} in docs/configuration.md"));
-    let rest = &doc[at..];
-    let start = rest.find("```yaml\n").unwrap() + "```yaml\n".len();
-    let end = rest[start..].find("```").unwrap();
-    rest[start..start + end].to_owned()
 }
 
 #[test]

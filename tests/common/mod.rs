@@ -1,6 +1,7 @@
 //! Shared test parts: a raw HTTP/1.1 client, scripted upstream servers and an in-process
 //! gateway, all on real loopback sockets; a typed builder for the main configuration
-//! (`config`), the shared response assertions (`assert`) and an OTLP traces receiver (`otlp`).
+//! (`config`), the shared response assertions (`assert`), the documentation's examples as tests read them
+//! (`docs`) and an OTLP traces receiver (`otlp`).
 #![allow(dead_code, unused_imports)]
 
 pub mod assert;
@@ -8,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod curl;
 pub mod dns;
+pub mod docs;
 pub mod gateway;
 pub mod otlp;
 pub mod tls;
