@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Mutex, Once};
 use std::time::Duration;
 
+use common::access_log::{access_line, capture_access_log};
 use common::config::{Config, Route, Upstream as Up};
 use common::gateway::free_port;
 use common::otlp::{Blackhole, ReceivedSpan, Receiver};
@@ -18,46 +17,6 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 const HUAWEI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/rules/huawei-vpcep.yaml");
 const THROTTLED: &str = r#"{"error_code":"EndPoint.0022","error_msg":"Request throttled"}"#;
 const PATH: &str = "/vpcep/v1/0605767d/vpc-endpoints";
-
-/// The access log, captured in-process as JSON lines (one subscriber for the test binary).
-static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-struct LogWriter;
-
-impl Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOG.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture_access_log() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        let _ = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_env_filter(tracing_subscriber::EnvFilter::new("statusgate::access=info"))
-            .with_writer(|| LogWriter)
-            .try_init();
-    });
-}
-
-/// The access line of `request_id` (polled, bounded: it is written just after the response).
-fn access_line(request_id: &str) -> serde_json::Value {
-    for _ in 0..250 {
-        let text = String::from_utf8_lossy(&LOG.lock().unwrap()).into_owned();
-        let needle = format!("\"request_id\":\"{request_id}\"");
-        if let Some(line) = text.lines().find(|l| l.contains(&needle)) {
-            return serde_json::from_str(line).expect("a JSON access line");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("no access line for {request_id}");
-}
 
 /// A Huawei upstream that throttles every request (and records what it was sent).
 fn throttling_upstream() -> Upstream {

@@ -9,9 +9,10 @@ mod common;
 
 use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::{mpsc, Arc, Mutex, Once};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+use common::access_log::{access_line, capture_access_log};
 use common::client::read_response;
 use common::config::{Config, Route, Upstream as Up};
 use common::{assert, Gateway, Reply, Response, Upstream};
@@ -78,46 +79,6 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
-}
-
-/// The access log, captured in-process as JSON lines (one subscriber for the test binary).
-static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-struct LogWriter;
-
-impl Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOG.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture_access_log() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        let _ = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_env_filter(tracing_subscriber::EnvFilter::new("statusgate::access=info"))
-            .with_writer(|| LogWriter)
-            .try_init();
-    });
-}
-
-/// The access line of `request_id`, waited for (bounded): a tunnel's line is written when the
-/// tunnel ends.
-fn access_line(request_id: &str) -> serde_json::Value {
-    for _ in 0..250 {
-        let text = String::from_utf8_lossy(&LOG.lock().unwrap()).into_owned();
-        if let Some(line) = text.lines().find(|l| l.contains(request_id)) {
-            return serde_json::from_str(line).expect("a JSON access line");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("no access line for {request_id}");
 }
 
 fn websocket_gateway(route: &str, echo: &Echo, idle: Option<&str>) -> Gateway {

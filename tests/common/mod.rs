@@ -1,9 +1,10 @@
 //! Shared test parts: a raw HTTP/1.1 client, scripted upstream servers and an in-process
 //! gateway, all on real loopback sockets; a typed builder for the main configuration
-//! (`config`), the shared response assertions (`assert`), the documentation's examples as tests read them
+//! (`config`), the captured access log (`access_log`), the shared response assertions (`assert`), the documentation's examples as tests read them
 //! (`docs`) and an OTLP traces receiver (`otlp`).
 #![allow(dead_code, unused_imports)]
 
+pub mod access_log;
 pub mod assert;
 pub mod client;
 pub mod config;
