@@ -328,6 +328,7 @@ pub fn run(command: Command) -> i32 {
             let handle = Arc::new(SnapshotHandle::new(&path, snap));
             match crate::server::build(handle.clone(), upgrade) {
                 Ok(built) => {
+                    crate::heap::start_idle_trim(crate::telemetry::metrics::global().in_flight.clone());
                     let s = handle.current();
                     tracing::info!(statusgate = VERSION, config = %path.display(), version = %s.version, listen = ?s.boot.listen, admin = %s.boot.admin, "statusgate starting");
                     // `run` (unlike `run_forever`) returns after a graceful shutdown, so the log

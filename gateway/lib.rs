@@ -15,6 +15,7 @@
 //!   `traces` (its OpenTelemetry spans with `tracing:`);
 //! - `upstream_peer`: the one factory of pingora upstream peers (TLS, HTTP/2, timeouts);
 //! - `admin`: operations; `server`: assembling pingora's server;
+//! - `heap`: gives freed heap memory back to the OS while no request is in flight (glibc);
 //! - `suggest`: rule skeletons from the unmatched responses a gateway lists (`statusgate suggest`);
 //! - `cli`: `run`, `check`, `explain`, `schema` (the binary adds `demo`, with the vendor emulators of the
 //!   separate `statusgate-emulators` crate; this library does not depend on them, and
@@ -25,6 +26,7 @@ pub mod balancer;
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod heap;
 pub mod listener_certs;
 pub use statusgate_engine as engine;
 pub mod proxy;
