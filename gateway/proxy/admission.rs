@@ -46,11 +46,7 @@ impl ServerApp for Admission {
             // Boxed: the refusal's state is allocated only on this rare path, not in every
             // connection's future.
             Err(AtCapacity) => {
-                Box::pin(
-                    self.app
-                        .refuse_connection(ServerSession::new_http1(stream), shutdown),
-                )
-                .await;
+                Box::pin(self.app.refuse_connection(ServerSession::new_http1(stream), shutdown)).await;
                 None
             }
         }
