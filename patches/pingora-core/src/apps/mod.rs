@@ -297,6 +297,11 @@ where
             }
         }
         if h2c || matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            // statusgate patch (docs/pingora-idle-memory.md): the HTTP/2 connection's work is
+            // boxed, so that its state (the h2 handshake and accept loop) does not size this
+            // future for HTTP/1.x connections, which keep it for their whole life. (The block
+            // keeps the original indentation to keep this patch small.)
+            Box::pin(async move {
             // create a shared connection digest
             let digest = Arc::new(Digest {
                 ssl_digest: stream.get_ssl_digest(),
@@ -310,7 +315,7 @@ where
             let h2_conn = match server::handshake(stream, h2_options).await {
                 Err(e) => {
                     error!("H2 handshake error {e}");
-                    return None;
+                    return;
                 }
                 Ok(c) => c,
             };
@@ -339,6 +344,8 @@ where
                     });
                 },
             )
+            .await;
+            })
             .await;
         } else if custom || matches!(stream.selected_alpn_proto(), Some(ALPN::Custom(_))) {
             return self.clone().process_custom_session(stream, shutdown).await;
