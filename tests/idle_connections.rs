@@ -3,16 +3,20 @@
 //! buffer shared by the worker thread (gateway/proxy/mod.rs `keep_alive`, `read_first`). What
 //! that could break, over real sockets after a real idle wait: a next request larger than one
 //! read (a big header block, a body, a batch of pipelined requests), a header that arrives in
-//! pieces, and many connections waking at once on a shared buffer.
+//! pieces, and many connections waking at once on a shared buffer; and the same wait on a TLS
+//! listener (16 KiB L4 read buffer, reads through rustls).
 
 mod common;
 
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::client::read_response;
-use common::config::{Config, Route, Upstream as Up};
+use common::config::{Config, Route, TlsListen, Upstream as Up};
+use common::gateway::free_port;
+use common::tls::Ca;
 use common::{Gateway, Reply, Upstream};
 
 /// An upstream that answers 200 with its request's path, then the length of its `X-Big` header
@@ -165,4 +169,54 @@ fn a_client_that_closes_an_idle_connection_leaves_the_gateway_serving() {
     idle();
     let (_s, _r) = idle_connection(gw.port);
     assert_eq!(up.requests().len(), 21);
+}
+
+#[test]
+fn a_kept_alive_tls_connection_idle_then_sending_a_large_header_block_is_served_whole() {
+    let up = echo();
+    let ca = Ca::new("idle-test-ca");
+    let leaf = ca.leaf(&["localhost"]);
+    let port = free_port();
+    let cfg = Config::new()
+        .tls_listener(TlsListen::new(&format!("127.0.0.1:{port}"), "gw.crt", "gw.key"))
+        .threads(2)
+        .grace_period("0s")
+        .request_header("32KiB")
+        .upstream("up", Up::addr(&up.addr()).response_timeout("5s"))
+        .route(Route::new("idle-tls", "up").prefix("/"))
+        .build();
+    let _gw = Gateway::start(&cfg, &[("gw.crt", &leaf.cert_pem), ("gw.key", &leaf.key_pem)]);
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der.clone().into()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(rustls::StreamOwned::new(conn, tcp));
+
+    r.get_mut()
+        .write_all(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut r, false).unwrap().text(), "/first big=0 body=0");
+    idle();
+    let big = "t".repeat(28 * 1024);
+    r.get_mut()
+        .write_all(format!("GET /second HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\n\r\n").as_bytes())
+        .unwrap();
+    assert_eq!(
+        read_response(&mut r, false).unwrap().text(),
+        format!("/second big={} body=0", big.len())
+    );
+    idle();
+    r.get_mut()
+        .write_all(b"GET /third HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut r, false).unwrap().text(), "/third big=0 body=0");
+    assert_eq!(up.requests().len(), 3);
 }
