@@ -13,11 +13,21 @@ use pingora::server::Server;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
-/// Per client connection, pingora reads into a 64 KiB buffer by default, allocated for every
-/// accepted connection, idle or not. 16 KiB holds any sane request header block (the default
-/// `limits.request_header` is 32 KiB: larger blocks take more reads) and cuts the memory of
-/// idle keep-alive connections by about half (BENCHMARKS.md).
-const CLIENT_BUFFERS: L4BufferSettings = L4BufferSettings {
+/// Per client connection pingora reads through an L4 read buffer (64 KiB by default), allocated
+/// when the connection is accepted and held for its whole life, idle or not. On plain listeners
+/// statusgate has none: pingora reads request headers into its own header buffer, bodies into its
+/// own 64 KiB body buffer (tokio's `BufReader` passes those reads through anyway), HTTP/2 frames
+/// into the h2 codec's buffer, and an idle keep-alive connection's next request is first read
+/// into a per-thread buffer (`proxy::keep_alive`): the same number of reads for a request, and
+/// 16 KiB less per idle connection (BENCHMARKS.md, "Memory per idle connection").
+const PLAIN_CLIENT_BUFFERS: L4BufferSettings = L4BufferSettings {
+    read: Some(0),
+    write: None,
+};
+
+/// TLS listeners keep a 16 KiB read buffer: rustls reads the socket in small steps (4 KiB), and a
+/// TLS record is up to 16 KiB, so without it a record would take several reads.
+const TLS_CLIENT_BUFFERS: L4BufferSettings = L4BufferSettings {
     read: Some(16 * 1024),
     write: None,
 };
@@ -70,13 +80,13 @@ pub fn build(handle: Arc<SnapshotHandle>, upgrade: bool) -> pingora::Result<Buil
     let app = GatewayApp::new(handle.clone(), crate::telemetry::metrics::global(), traces.clone());
     let mut gateway = Service::new("statusgate".to_owned(), Admission::new(app));
     for addr in &snap.boot.listen {
-        gateway.add_listener(ListenerConfig::tcp(addr.as_str()).l4_buffer(CLIENT_BUFFERS));
+        gateway.add_listener(ListenerConfig::tcp(addr.as_str()).l4_buffer(PLAIN_CLIENT_BUFFERS));
     }
     for t in &snap.boot.tls_listen {
         gateway.add_listener(
             ListenerConfig::tcp(t.addr.as_str())
                 .tls(tls_settings(&handle, t)?)
-                .l4_buffer(CLIENT_BUFFERS),
+                .l4_buffer(TLS_CLIENT_BUFFERS),
         );
     }
     server.add_service(gateway);

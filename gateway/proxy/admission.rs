@@ -43,10 +43,10 @@ impl ServerApp for Admission {
             // An HTTP/2 client (chosen by ALPN) cannot read an HTTP/1.1 answer: it is closed
             // (and counted as refused). HTTP/1.x clients get their canonical 503.
             Err(AtCapacity) if stream.selected_alpn_proto() == Some(ALPN::H2) => None,
+            // Boxed: the refusal's state is allocated only on this rare path, not in every
+            // connection's future.
             Err(AtCapacity) => {
-                self.app
-                    .refuse_connection(ServerSession::new_http1(stream), shutdown)
-                    .await;
+                Box::pin(self.app.refuse_connection(ServerSession::new_http1(stream), shutdown)).await;
                 None
             }
         }
