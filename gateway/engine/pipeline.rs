@@ -5,7 +5,7 @@
 //! [`RawBody`]. Callers that hold the whole body in memory use [`RawBody::buffered`], which
 //! applies the cap exactly as the proxy's read loop does.
 
-use super::profile::{CompiledProfile, EnsureHeaders};
+use super::profile::{CompiledProfile, EnsureHeaders, ProblemDetail};
 use super::response::{compose, decode, CanonicalResponse};
 use super::trace::RuleTrace;
 use super::{BodySkip, CanonicalProfile, Decision, ProblemFormat, RequestFacts, UpstreamBody, UpstreamHead};
@@ -102,6 +102,27 @@ pub fn normalize_traced<'p>(
     format: ProblemFormat,
     trace: Option<&mut RuleTrace>,
 ) -> Normalized<'p> {
+    let decision = decide(profile, canonical, route_ensure, facts, head, raw, trace, ProblemDetail::Full);
+    let bodyless = is_bodyless(facts, head.status);
+    let response = compose(&decision, head.status, head.headers, facts.request_id, format, bodyless);
+    Normalized { decision, response }
+}
+
+/// The decision alone, with the problem worked out as far as `detail` asks: the same cap,
+/// decode and rules as [`normalize`], nothing composed. A shadow comparison asks for
+/// [`ProblemDetail::Outline`]: status, rule, problem type and header edits are exact, the
+/// problem's templated members are not rendered.
+#[allow(clippy::too_many_arguments)]
+pub fn decide<'p>(
+    profile: &'p CompiledProfile,
+    canonical: &'p CanonicalProfile,
+    route_ensure: &'p EnsureHeaders,
+    facts: &RequestFacts<'_>,
+    head: &UpstreamHead<'_>,
+    raw: RawBody<'_>,
+    trace: Option<&mut RuleTrace>,
+    detail: ProblemDetail,
+) -> Decision<'p> {
     let bodyless = is_bodyless(facts, head.status);
     let cap = profile.body_buffer;
     let decoded;
@@ -124,9 +145,7 @@ pub fn normalize_traced<'p>(
             }
         }
     };
-    let decision = profile.evaluate_traced(canonical, route_ensure, facts, head, body, trace);
-    let response = compose(&decision, head.status, head.headers, facts.request_id, format, bodyless);
-    Normalized { decision, response }
+    profile.evaluate_with(canonical, route_ensure, facts, head, body, trace, detail)
 }
 
 #[cfg(test)]

@@ -133,8 +133,53 @@ impl ProblemBody {
         }
     }
 
+    /// The JSON body: the bytes `serde_json::to_vec(self)` gives (the same member order and
+    /// escaping; a test holds the two equal), written straight into one buffer sized for the
+    /// members (exact when no string needs escaping and there are no extensions, so the body
+    /// moves into the response without a copy or a second allocation).
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        let members = self.json_members();
+        let size: usize = members.iter().flatten().map(|(k, v)| k.len() + v.len()).sum::<usize>() + 1;
+        let mut out = Vec::with_capacity(size);
+        for (key, value) in members.iter().flatten() {
+            out.extend_from_slice(key);
+            value.write(&mut out);
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        for (k, v) in &self.extensions {
+            if !STANDARD.contains(&k.as_str()) && !seen.contains(&k.as_str()) {
+                seen.push(k);
+                out.push(b',');
+                json_string(&mut out, k);
+                out.push(b':');
+                if serde_json::to_writer(&mut out, v).is_err() {
+                    return Vec::new();
+                }
+            }
+        }
+        out.push(b'}');
+        out
+    }
+
+    /// The standard members in RFC 9457 order (absent optional ones `None`), each with the
+    /// bytes that open it (`{` or `,`, the quoted name and `:`). An array: no allocation.
+    fn json_members(&self) -> [Option<(&'static [u8], JsonScalar<'_>)>; 11] {
+        use JsonScalar::{Bool, Num, Str};
+        [
+            Some((b"{\"type\":", Str(&self.type_uri))),
+            Some((b",\"title\":", Str(&self.title))),
+            Some((b",\"status\":", Num(self.status))),
+            self.detail.as_deref().map(|d| (&b",\"detail\":"[..], Str(d))),
+            self.instance.as_deref().map(|i| (&b",\"instance\":"[..], Str(i))),
+            self.upstream_status.map(|u| (&b",\"upstream_status\":"[..], Num(u))),
+            self.vendor_code.as_deref().map(|c| (&b",\"vendor_code\":"[..], Str(c))),
+            Some((b",\"request_id\":", Str(&self.request_id))),
+            self.vendor_request_id
+                .as_deref()
+                .map(|v| (&b",\"vendor_request_id\":"[..], Str(v))),
+            Some((b",\"origin\":", Str(self.origin.as_str()))),
+            Some((b",\"retryable\":", Bool(self.retryable))),
+        ]
     }
 
     /// RFC 9457 appendix B: `<problem xmlns="urn:ietf:rfc:7807">`, arrays as `<i>` items.
@@ -198,6 +243,86 @@ fn xml_chars(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// A standard member's value, written as serde_json writes it.
+enum JsonScalar<'a> {
+    Str(&'a str),
+    Num(u16),
+    Bool(bool),
+}
+
+impl JsonScalar<'_> {
+    /// Its length written, when no character needs escaping.
+    fn len(&self) -> usize {
+        match self {
+            JsonScalar::Str(s) => s.len() + 2,
+            JsonScalar::Num(n) => match n {
+                0..=9 => 1,
+                10..=99 => 2,
+                100..=999 => 3,
+                1000..=9999 => 4,
+                _ => 5,
+            },
+            JsonScalar::Bool(true) => 4,
+            JsonScalar::Bool(false) => 5,
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            JsonScalar::Str(s) => json_string(out, s),
+            JsonScalar::Num(n) => {
+                let mut digits = [0u8; 5];
+                let mut i = digits.len();
+                let mut n = *n;
+                loop {
+                    i -= 1;
+                    digits[i] = b'0' + (n % 10) as u8;
+                    n /= 10;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                out.extend_from_slice(&digits[i..]);
+            }
+            JsonScalar::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        }
+    }
+}
+
+/// A JSON string as serde_json writes one: `"` and `\` escaped, the C0 controls as `\b`,
+/// `\t`, `\n`, `\f`, `\r` or `\u00xx`; everything else (DEL, non-ASCII) as is.
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let b = s.as_bytes();
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let short = match c {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            0x08 => b'b',
+            0x0c => b'f',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            0..=0x1f => b'u',
+            _ => continue,
+        };
+        out.extend_from_slice(&b[start..i]);
+        if short == b'u' {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(c >> 4)]);
+            out.push(HEX[usize::from(c & 0xf)]);
+        } else {
+            out.push(b'\\');
+            out.push(short);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&b[start..]);
+    out.push(b'"');
+}
+
 /// The members the body always defines; an extension may not override them.
 const STANDARD: [&str; 11] = [
     "type",
@@ -213,7 +338,8 @@ const STANDARD: [&str; 11] = [
     "retryable",
 ];
 
-/// Serializes straight from the fields (no intermediate map): the JSON body's hot path.
+/// Serializes straight from the fields (no intermediate map), for callers that embed a problem
+/// in other JSON; the body itself is written by `to_json`, to the same bytes.
 impl serde::Serialize for ProblemBody {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;

@@ -75,6 +75,19 @@ struct ProblemTemplate {
     extensions: Vec<(String, Template)>,
 }
 
+/// How much of a problem body [`CompiledProfile::evaluate_with`] works out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemDetail {
+    /// Every member, the templated ones rendered and redacted: what a client is sent.
+    Full,
+    /// Only the members no template or redaction touches (type, title, status,
+    /// upstream_status, request_id, origin, retryable); detail, instance, vendor_code,
+    /// vendor_request_id and extensions are left out and nothing is redacted. What a shadow
+    /// comparison reads (status, rule, problem type, header edits) is exact; such a problem is
+    /// never sent.
+    Outline,
+}
+
 /// Headers added when the final status is `status` and the response lacks them.
 #[derive(Debug, Clone, Default)]
 pub struct EnsureHeaders(Vec<(u16, HeaderName, HeaderValue)>);
@@ -291,7 +304,23 @@ impl CompiledProfile {
         req: &RequestFacts<'_>,
         head: &UpstreamHead<'_>,
         body_in: UpstreamBody<'_>,
+        trace: Option<&mut RuleTrace>,
+    ) -> Decision<'p> {
+        self.evaluate_with(canonical, route_ensure, req, head, body_in, trace, ProblemDetail::Full)
+    }
+
+    /// [`evaluate_traced`](Self::evaluate_traced), working out the problem body only as far
+    /// as `detail` asks.
+    #[allow(clippy::too_many_arguments)]
+    pub fn evaluate_with<'p>(
+        &'p self,
+        canonical: &'p CanonicalProfile,
+        route_ensure: &'p EnsureHeaders,
+        req: &RequestFacts<'_>,
+        head: &UpstreamHead<'_>,
+        body_in: UpstreamBody<'_>,
         mut trace: Option<&mut RuleTrace>,
+        detail: ProblemDetail,
     ) -> Decision<'p> {
         let bytes = match body_in {
             UpstreamBody::Read(b) => Some(b),
@@ -354,8 +383,10 @@ impl CompiledProfile {
         let body = if status < 400 || keep {
             BodyPlan::Passthrough
         } else {
-            let mut p = self.problem(canonical, matched, &scope, status);
-            redactions = canonical.redaction().problem(&mut p);
+            let mut p = self.problem(canonical, matched, &scope, status, detail);
+            if detail == ProblemDetail::Full {
+                redactions = canonical.redaction().problem(&mut p);
+            }
             BodyPlan::Problem(Box::new(p))
         };
         let body_skip = match body_in {
@@ -383,15 +414,19 @@ impl CompiledProfile {
         rule: Option<&CompiledRule>,
         scope: &Scope<'_, '_>,
         status: u16,
+        detail: ProblemDetail,
     ) -> ProblemBody {
         let (type_uri, title) = canonical.problem_type(status);
         let t = rule.map(|r| &r.action.problem);
+        let full = detail == ProblemDetail::Full;
         let render = |f: fn(&ProblemTemplate) -> &Option<Template>| {
-            t.and_then(|t| f(t).as_ref()).and_then(|tpl| tpl.render(scope))
+            t.filter(|_| full)
+                .and_then(|t| f(t).as_ref())
+                .and_then(|tpl| tpl.render(scope))
         };
         let vendor_request_id = render(|t| &t.vendor_request_id).or_else(|| {
             let v = scope.head.headers.get(&self.vendor_request_id_header)?.to_str().ok()?;
-            (v != scope.req.request_id).then(|| v.to_owned())
+            (full && v != scope.req.request_id).then(|| v.to_owned())
         });
         ProblemBody {
             type_uri: t
@@ -410,6 +445,7 @@ impl CompiledProfile {
                 .and_then(|r| r.action.retryable)
                 .unwrap_or_else(|| retryable(status, scope.req.method, false)),
             extensions: t
+                .filter(|_| full)
                 .map(|t| {
                     t.extensions
                         .iter()

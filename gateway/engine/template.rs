@@ -100,6 +100,12 @@ impl Template {
     }
 
     pub fn render(&self, scope: &Scope<'_, '_>) -> Option<String> {
+        // One piece (the common `${json:/msg}`): its text as is, no growing buffer.
+        match self.pieces.as_slice() {
+            [Piece::Lit(l)] => return Some(l.clone()),
+            [Piece::Var(src)] => return read(src, scope).map(Cow::into_owned),
+            _ => {}
+        }
         let mut out = String::new();
         for p in &self.pieces {
             match p {
