@@ -361,6 +361,55 @@ mod tests {
         );
     }
 
+    /// What a shadow comparison reads of an outline decision (status, rule, problem type,
+    /// header edits, skip) is what the full decision says, on every body case; only the
+    /// templated problem members are left out.
+    #[test]
+    fn an_outline_decision_agrees_with_the_full_one_on_what_a_comparison_reads() {
+        let c = canonical();
+        let (_, p) = compile(&format!(
+            "{}      headers: {{ set: {{ X-Code: \"${{json:/code}}\" }} }}\n",
+            profile_yaml("").trim_end_matches('\n').to_owned() + "\n"
+        ));
+        let req_headers = HeaderMap::new();
+        let mut up_headers = HeaderMap::new();
+        up_headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for case in cases() {
+            let mut headers = up_headers.clone();
+            if let Some(e) = case.encoding {
+                headers.insert(http::header::CONTENT_ENCODING, HeaderValue::from_static(e));
+            }
+            let facts = RequestFacts {
+                method: case.method,
+                path: "/",
+                headers: &req_headers,
+                request_id: "example",
+            };
+            let head = UpstreamHead {
+                status: case.status,
+                headers: &headers,
+            };
+            let ensure = EnsureHeaders::default();
+            let raw = RawBody::buffered(body_need(&p, &facts, &head), &case.body);
+            let full = normalize(&p, &c, &ensure, &facts, &head, raw, ProblemFormat::Json).decision;
+            let outline = decide(&p, &c, &ensure, &facts, &head, raw, None, ProblemDetail::Outline);
+            let seen = |d: &Decision<'_>| {
+                let kind = match &d.body {
+                    crate::BodyPlan::Problem(b) => Some((b.type_uri.clone(), b.title.clone(), b.status, b.retryable)),
+                    crate::BodyPlan::Passthrough => None,
+                };
+                (d.status, d.rule.map(str::to_owned), d.headers.clone(), d.body_skip, kind)
+            };
+            assert_eq!(seen(&outline), seen(&full), "{}", case.name);
+            if let crate::BodyPlan::Problem(b) = &outline.body {
+                assert_eq!((&b.detail, &b.vendor_code), (&None, &None), "{}: not rendered", case.name);
+            }
+            if case.name == "matches" {
+                assert_eq!(full.headers.len(), 1, "the rule's header edit is compared");
+            }
+        }
+    }
+
     #[test]
     fn a_complete_body_over_the_cap_is_over_cap_even_when_handed_whole() {
         let c = canonical();

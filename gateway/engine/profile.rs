@@ -58,10 +58,39 @@ struct Action {
     /// `retryable:` overriding the problem's default.
     retryable: Option<bool>,
     problem: ProblemTemplate,
-    set: Vec<(HeaderName, Template)>,
-    add: Vec<(HeaderName, Template)>,
+    set: Vec<(HeaderName, HeaderTemplate)>,
+    add: Vec<(HeaderName, HeaderTemplate)>,
     remove: Vec<HeaderName>,
     keep_body: bool,
+}
+
+/// A header edit's value. One without variables (`Retry-After: "2"`) is made once, when the
+/// profile compiles: each response then clones it instead of rendering and checking the text.
+#[derive(Debug)]
+enum HeaderTemplate {
+    /// No variables: the value, or `None` when the text can be no header value (no edit).
+    Fixed(Option<HeaderValue>),
+    Rendered(Template),
+}
+
+impl HeaderTemplate {
+    fn new(t: Template) -> HeaderTemplate {
+        match t.literal() {
+            Some(text) => HeaderTemplate::Fixed(safe_header_value(text)),
+            None => HeaderTemplate::Rendered(t),
+        }
+    }
+
+    fn value(&self, scope: &Scope<'_, '_>) -> Option<HeaderValue> {
+        match self {
+            HeaderTemplate::Fixed(v) => v.clone(),
+            HeaderTemplate::Rendered(t) => t.render(scope).as_deref().and_then(safe_header_value),
+        }
+    }
+
+    fn uses_body(&self) -> bool {
+        matches!(self, HeaderTemplate::Rendered(t) if t.uses_body())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -555,12 +584,12 @@ impl Action {
             out.push(HeaderEdit::Remove(n.clone()));
         }
         for (n, t) in &self.set {
-            if let Some(v) = t.render(scope).as_deref().and_then(safe_header_value) {
+            if let Some(v) = t.value(scope) {
                 out.push(HeaderEdit::Set(n.clone(), v));
             }
         }
         for (n, t) in &self.add {
-            if let Some(v) = t.render(scope).as_deref().and_then(safe_header_value) {
+            if let Some(v) = t.value(scope) {
                 out.push(HeaderEdit::Append(n.clone(), v));
             }
         }
@@ -759,7 +788,7 @@ fn header_templates(
     file: &Path,
     raw: &BTreeMap<String, Spanned<String>>,
     problems: &mut Vec<ConfigProblem>,
-) -> Vec<(HeaderName, Template)> {
+) -> Vec<(HeaderName, HeaderTemplate)> {
     raw.iter()
         .filter_map(|(name, v)| {
             let n = HeaderName::from_bytes(name.as_bytes())
@@ -771,7 +800,7 @@ fn header_templates(
                 })
                 .ok();
             let t = template(file, v, problems);
-            Some((n?, t?))
+            Some((n?, HeaderTemplate::new(t?)))
         })
         .collect()
 }

@@ -256,14 +256,11 @@ impl Redaction {
 /// except a qualified type name (`Exception`, `Error`, `Throwable`), a Go file position
 /// (`.go:`) and `--->`.
 fn may_match_builtin(s: &str) -> bool {
-    // The literal searchers are built once: building one per call cost more than the search.
-    static LITERALS: OnceLock<[memchr::memmem::Finder<'static>; 5]> = OnceLock::new();
     let b = s.as_bytes();
     memchr::memchr2(b' ', b'\t', b).is_some()
-        || LITERALS
-            .get_or_init(|| ["Exception", "Error", "Throwable", ".go:", "--->"].map(memchr::memmem::Finder::new))
+        || ["Exception", "Error", "Throwable", ".go:", "--->"]
             .iter()
-            .any(|f| f.find(b).is_some())
+            .any(|lit| memchr::memmem::find(b, lit.as_bytes()).is_some())
 }
 
 /// Removes C0 controls other than tab, LF and CR, and DEL.

@@ -729,7 +729,7 @@ impl Exchange<'_> {
                 _ => RawBody::NotRead,
             };
             let raw = if shadow_unread { None } else { Some(raw) };
-            self.compare_shadow(up, upstream_path, route, shadow, &active, raw);
+            self.compare_shadow(up, upstream_path, route, shadow, active, raw);
         }
         ending
     }
@@ -765,7 +765,7 @@ impl Exchange<'_> {
         upstream_path: &str,
         route: &Route,
         shadow: &CompiledProfile,
-        active: &Decision<'_>,
+        active: Decision<'_>,
         raw: Option<RawBody<'_>>,
     ) {
         let Some(stats) = self
@@ -802,12 +802,15 @@ impl Exchange<'_> {
         );
         let label = |code: u16| canonical.contains(code).then_some(code);
         let codes = (label(active.status), label(shadowed.status));
+        // Kept for the sampled log line: the decisions themselves move into the record.
+        let (active_status, active_rule) = (active.status, active.rule);
+        let (shadow_status, shadow_rule) = (shadowed.status, shadowed.rule);
         let divergence = stats.compared(
             &self.log.request_id,
             head.status,
             (codes.0.unwrap_or(0), codes.1.unwrap_or(0)),
             active,
-            &shadowed,
+            shadowed,
         );
         self.snap
             .series
@@ -819,10 +822,10 @@ impl Exchange<'_> {
                 route = %route.name,
                 request_id = %self.log.request_id,
                 upstream_status = head.status,
-                active_status = active.status,
-                active_rule = active.rule.unwrap_or("-"),
-                shadow_status = shadowed.status,
-                shadow_rule = shadowed.rule.unwrap_or("-"),
+                active_status,
+                active_rule = active_rule.unwrap_or("-"),
+                shadow_status,
+                shadow_rule = shadow_rule.unwrap_or("-"),
                 divergences = divergence.unwrap_or(0),
                 "shadow profile diverges (1 in {} logged)",
                 shadow::LOG_EVERY
