@@ -436,10 +436,20 @@ fn a_huawei_throttling_problem_is_byte_for_byte_the_golden_body() {
     });
     let cfg = Config::new()
         .upstream("up", Up::addr(&up.addr()))
-        .route(Route::new("golden", "up").prefix("/").profile(&common::vendor::profile("huawei-vpcep.yaml")))
+        .route(
+            Route::new("golden", "up")
+                .prefix("/")
+                .profile(&common::vendor::profile("huawei-vpcep.yaml")),
+        )
         .build();
     let gw = Gateway::start(&cfg, &[]);
-    let json = request(gw.port, "GET", "/v1/p/vpc-endpoints", &[("X-Request-Id", "client-abc")], b"");
+    let json = request(
+        gw.port,
+        "GET",
+        "/v1/p/vpc-endpoints",
+        &[("X-Request-Id", "client-abc")],
+        b"",
+    );
     assert_eq!(json.status, 429);
     let want = "{\"type\":\"about:blank\",\"title\":\"Too Many Requests\",\"status\":429,\
         \"detail\":\"Too many \\\"requests\\\"\\t\u{2014} slow down\\\\ retry\",\"upstream_status\":400,\

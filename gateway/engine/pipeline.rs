@@ -102,7 +102,16 @@ pub fn normalize_traced<'p>(
     format: ProblemFormat,
     trace: Option<&mut RuleTrace>,
 ) -> Normalized<'p> {
-    let decision = decide(profile, canonical, route_ensure, facts, head, raw, trace, ProblemDetail::Full);
+    let decision = decide(
+        profile,
+        canonical,
+        route_ensure,
+        facts,
+        head,
+        raw,
+        trace,
+        ProblemDetail::Full,
+    );
     let bodyless = is_bodyless(facts, head.status);
     let response = compose(&decision, head.status, head.headers, facts.request_id, format, bodyless);
     Normalized { decision, response }
@@ -398,11 +407,22 @@ mod tests {
                     crate::BodyPlan::Problem(b) => Some((b.type_uri.clone(), b.title.clone(), b.status, b.retryable)),
                     crate::BodyPlan::Passthrough => None,
                 };
-                (d.status, d.rule.map(str::to_owned), d.headers.clone(), d.body_skip, kind)
+                (
+                    d.status,
+                    d.rule.map(str::to_owned),
+                    d.headers.clone(),
+                    d.body_skip,
+                    kind,
+                )
             };
             assert_eq!(seen(&outline), seen(&full), "{}", case.name);
             if let crate::BodyPlan::Problem(b) = &outline.body {
-                assert_eq!((&b.detail, &b.vendor_code), (&None, &None), "{}: not rendered", case.name);
+                assert_eq!(
+                    (&b.detail, &b.vendor_code),
+                    (&None, &None),
+                    "{}: not rendered",
+                    case.name
+                );
             }
             if case.name == "matches" {
                 assert_eq!(full.headers.len(), 1, "the rule's header edit is compared");

@@ -147,7 +147,12 @@ impl ProblemBody {
     pub fn to_json(&self) -> Vec<u8> {
         let members = self.standard_members();
         // `{` or `,`, two quotes and `:` around each name.
-        let size: usize = members.iter().flatten().map(|(k, v)| k.len() + 4 + v.len()).sum::<usize>() + 1;
+        let size: usize = members
+            .iter()
+            .flatten()
+            .map(|(k, v)| k.len() + 4 + v.len())
+            .sum::<usize>()
+            + 1;
         let mut out = Vec::with_capacity(size);
         for (i, (name, value)) in members.iter().flatten().enumerate() {
             out.push(if i == 0 { b'{' } else { b',' });
@@ -197,7 +202,11 @@ impl ProblemBody {
     pub fn to_xml(&self) -> Vec<u8> {
         const OPEN: &str = r#"<?xml version="1.0" encoding="UTF-8"?><problem xmlns="urn:ietf:rfc:7807">"#;
         let members = self.standard_members();
-        let size: usize = members.iter().flatten().map(|(k, v)| 2 * k.len() + 5 + v.len()).sum::<usize>();
+        let size: usize = members
+            .iter()
+            .flatten()
+            .map(|(k, v)| 2 * k.len() + 5 + v.len())
+            .sum::<usize>();
         let mut out = String::with_capacity(OPEN.len() + size + "</problem>".len());
         out.push_str(OPEN);
         for (name, value) in members.iter().flatten() {
@@ -329,7 +338,10 @@ fn json_string(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
     out.push(b'"');
     // The common case, nothing to escape, found without a branch per byte (vectorized).
-    if !b.iter().fold(false, |any, &c| any | (c < 0x20) | (c == b'"') | (c == b'\\')) {
+    if !b
+        .iter()
+        .fold(false, |any, &c| any | (c < 0x20) | (c == b'"') | (c == b'\\'))
+    {
         out.extend_from_slice(b);
         out.push(b'"');
         return;
@@ -468,7 +480,10 @@ mod tests {
         all.origin = Origin::Gateway;
         all.retryable = false;
         all.extensions = vec![
-            (tricky.clone(), serde_json::json!({"k\"": [1, 2.5, null, true, "\u{1}"]})),
+            (
+                tricky.clone(),
+                serde_json::json!({"k\"": [1, 2.5, null, true, "\u{1}"]}),
+            ),
             ("type".into(), serde_json::json!("nope")),
             ("n".into(), serde_json::json!(-3)),
             ("n".into(), serde_json::json!("second")),

@@ -132,8 +132,9 @@ pub fn compose<'p>(
 pub fn status_value(status: u16) -> HeaderValue {
     static VALUES: OnceLock<Vec<HeaderValue>> = OnceLock::new();
     match status {
-        100..=599 => VALUES.get_or_init(|| (100..=599u16).map(HeaderValue::from).collect())[usize::from(status - 100)]
-            .clone(),
+        100..=599 => {
+            VALUES.get_or_init(|| (100..=599u16).map(HeaderValue::from).collect())[usize::from(status - 100)].clone()
+        }
         _ => HeaderValue::from(status),
     }
 }

@@ -42,6 +42,10 @@ impl BodyBuffer {
         self.as_bytes().len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn as_bytes(&self) -> &[u8] {
         match &self.joined {
             Some(j) => j,
@@ -69,6 +73,7 @@ mod tests {
         assert_eq!(b.as_bytes().as_ptr(), one.as_ptr(), "the first chunk is not copied");
         b.push(Bytes::new());
         assert_eq!(b.len(), one.len());
+        assert!(!b.is_empty() && BodyBuffer::new(8).is_empty());
         for part in [&b"ab"[..], b"", b"cd"] {
             b.push(Bytes::copy_from_slice(part));
         }

@@ -22,10 +22,10 @@ use pingora::protocols::http::client::HttpSession as UpstreamSession;
 use pingora::protocols::http::ServerSession;
 use pingora::Error;
 
+use super::body_buffer::BodyBuffer;
 use super::connections::acquire_upstream;
 use super::rescue::{rescue, Rescue, Trouble};
 use super::respond::{to_pingora, X_REQUEST_ID};
-use super::body_buffer::BodyBuffer;
 use super::target::normalize_path;
 use super::tunnel;
 use super::upgrade::{self, Plan};
