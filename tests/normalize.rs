@@ -418,3 +418,59 @@ fn a_gzip_body_over_the_cap_raw_is_answered_live_as_its_example_says() {
         "",
     );
 }
+
+/// The exact bytes a client gets for one problem, JSON and XML, from the shipped Huawei
+/// profile's `throttled` rule: member order (RFC 9457's first, then the gateway's), escaping of
+/// a quote, a backslash, a tab and non-ASCII text in the vendor's message, the vendor's request
+/// id, and the Content-Length of each. A change in how problem bodies are written shows here.
+#[test]
+fn a_huawei_throttling_problem_is_byte_for_byte_the_golden_body() {
+    let up = Upstream::start(|_| {
+        Reply::new(
+            400,
+            "BadRequest",
+            &[("Content-Type", "application/json"), ("X-Request-Id", "hw-77")],
+            "{\"error_code\":\"EndPoint.0022\",\"error_msg\":\"Too many \\\"requests\\\"\\t\u{2014} slow down\\\\ retry\"}"
+                .as_bytes(),
+        )
+    });
+    let cfg = Config::new()
+        .upstream("up", Up::addr(&up.addr()))
+        .route(
+            Route::new("golden", "up")
+                .prefix("/")
+                .profile(&common::vendor::profile("huawei-vpcep.yaml")),
+        )
+        .build();
+    let gw = Gateway::start(&cfg, &[]);
+    let json = request(
+        gw.port,
+        "GET",
+        "/v1/p/vpc-endpoints",
+        &[("X-Request-Id", "client-abc")],
+        b"",
+    );
+    assert_eq!(json.status, 429);
+    let want = "{\"type\":\"about:blank\",\"title\":\"Too Many Requests\",\"status\":429,\
+        \"detail\":\"Too many \\\"requests\\\"\\t\u{2014} slow down\\\\ retry\",\"upstream_status\":400,\
+        \"vendor_code\":\"EndPoint.0022\",\"request_id\":\"client-abc\",\"vendor_request_id\":\"hw-77\",\
+        \"origin\":\"upstream\",\"retryable\":true}";
+    assert_eq!(json.text(), want);
+    assert_eq!(json.header("content-length"), Some(want.len().to_string().as_str()));
+    let xml = request(
+        gw.port,
+        "GET",
+        "/v1/p/vpc-endpoints",
+        &[("X-Request-Id", "client-abc"), ("Accept", "application/problem+xml")],
+        b"",
+    );
+    assert_eq!(xml.header("content-type"), Some("application/problem+xml"));
+    let want = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><problem xmlns=\"urn:ietf:rfc:7807\">\
+        <type>about:blank</type><title>Too Many Requests</title><status>429</status>\
+        <detail>Too many &quot;requests&quot;\t\u{2014} slow down\\ retry</detail>\
+        <upstream_status>400</upstream_status><vendor_code>EndPoint.0022</vendor_code>\
+        <request_id>client-abc</request_id><vendor_request_id>hw-77</vendor_request_id>\
+        <origin>upstream</origin><retryable>true</retryable></problem>";
+    assert_eq!(xml.text(), want);
+    assert_eq!(xml.header("content-length"), Some(want.len().to_string().as_str()));
+}

@@ -5,7 +5,7 @@
 //! [`RawBody`]. Callers that hold the whole body in memory use [`RawBody::buffered`], which
 //! applies the cap exactly as the proxy's read loop does.
 
-use super::profile::{CompiledProfile, EnsureHeaders};
+use super::profile::{CompiledProfile, EnsureHeaders, ProblemDetail};
 use super::response::{compose, decode, CanonicalResponse};
 use super::trace::RuleTrace;
 use super::{BodySkip, CanonicalProfile, Decision, ProblemFormat, RequestFacts, UpstreamBody, UpstreamHead};
@@ -102,6 +102,36 @@ pub fn normalize_traced<'p>(
     format: ProblemFormat,
     trace: Option<&mut RuleTrace>,
 ) -> Normalized<'p> {
+    let decision = decide(
+        profile,
+        canonical,
+        route_ensure,
+        facts,
+        head,
+        raw,
+        trace,
+        ProblemDetail::Full,
+    );
+    let bodyless = is_bodyless(facts, head.status);
+    let response = compose(&decision, head.status, head.headers, facts.request_id, format, bodyless);
+    Normalized { decision, response }
+}
+
+/// The decision alone, with the problem worked out as far as `detail` asks: the same cap,
+/// decode and rules as [`normalize`], nothing composed. A shadow comparison asks for
+/// [`ProblemDetail::Outline`]: status, rule, problem type and header edits are exact, the
+/// problem's templated members are not rendered.
+#[allow(clippy::too_many_arguments)]
+pub fn decide<'p>(
+    profile: &'p CompiledProfile,
+    canonical: &'p CanonicalProfile,
+    route_ensure: &'p EnsureHeaders,
+    facts: &RequestFacts<'_>,
+    head: &UpstreamHead<'_>,
+    raw: RawBody<'_>,
+    trace: Option<&mut RuleTrace>,
+    detail: ProblemDetail,
+) -> Decision<'p> {
     let bodyless = is_bodyless(facts, head.status);
     let cap = profile.body_buffer;
     let decoded;
@@ -124,9 +154,7 @@ pub fn normalize_traced<'p>(
             }
         }
     };
-    let decision = profile.evaluate_traced(canonical, route_ensure, facts, head, body, trace);
-    let response = compose(&decision, head.status, head.headers, facts.request_id, format, bodyless);
-    Normalized { decision, response }
+    profile.evaluate_with(canonical, route_ensure, facts, head, body, trace, detail)
 }
 
 #[cfg(test)]
@@ -340,6 +368,66 @@ mod tests {
             problems[0].to_string(),
             "p.yaml:11:11: example `drift` fails: rule `throttled` expected, `none` matched; trace: rule throttled: json /code: the body was not used (over_cap) | decision: no rule matched, canonical defaults -> 400 Bad Request"
         );
+    }
+
+    /// What a shadow comparison reads of an outline decision (status, rule, problem type,
+    /// header edits, skip) is what the full decision says, on every body case; only the
+    /// templated problem members are left out.
+    #[test]
+    fn an_outline_decision_agrees_with_the_full_one_on_what_a_comparison_reads() {
+        let c = canonical();
+        let (_, p) = compile(&format!(
+            "{}      headers: {{ set: {{ X-Code: \"${{json:/code}}\" }} }}\n",
+            profile_yaml("").trim_end_matches('\n').to_owned() + "\n"
+        ));
+        let req_headers = HeaderMap::new();
+        let mut up_headers = HeaderMap::new();
+        up_headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for case in cases() {
+            let mut headers = up_headers.clone();
+            if let Some(e) = case.encoding {
+                headers.insert(http::header::CONTENT_ENCODING, HeaderValue::from_static(e));
+            }
+            let facts = RequestFacts {
+                method: case.method,
+                path: "/",
+                headers: &req_headers,
+                request_id: "example",
+            };
+            let head = UpstreamHead {
+                status: case.status,
+                headers: &headers,
+            };
+            let ensure = EnsureHeaders::default();
+            let raw = RawBody::buffered(body_need(&p, &facts, &head), &case.body);
+            let full = normalize(&p, &c, &ensure, &facts, &head, raw, ProblemFormat::Json).decision;
+            let outline = decide(&p, &c, &ensure, &facts, &head, raw, None, ProblemDetail::Outline);
+            let seen = |d: &Decision<'_>| {
+                let kind = match &d.body {
+                    crate::BodyPlan::Problem(b) => Some((b.type_uri.clone(), b.title.clone(), b.status, b.retryable)),
+                    crate::BodyPlan::Passthrough => None,
+                };
+                (
+                    d.status,
+                    d.rule.map(str::to_owned),
+                    d.headers.clone(),
+                    d.body_skip,
+                    kind,
+                )
+            };
+            assert_eq!(seen(&outline), seen(&full), "{}", case.name);
+            if let crate::BodyPlan::Problem(b) = &outline.body {
+                assert_eq!(
+                    (&b.detail, &b.vendor_code),
+                    (&None, &None),
+                    "{}: not rendered",
+                    case.name
+                );
+            }
+            if case.name == "matches" {
+                assert_eq!(full.headers.len(), 1, "the rule's header edit is compared");
+            }
+        }
     }
 
     #[test]

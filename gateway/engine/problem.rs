@@ -1,7 +1,7 @@
 //! RFC 9457 problem details: the body every canonical error carries, as JSON or XML; and the
 //! default of its `retryable` member (RFC 9110 section 9.2.2 idempotency, RFC 6585 429).
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Who produced the status: the upstream (possibly rewritten) or the gateway itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,15 +77,19 @@ impl ProblemFormat {
         let (mut xml_q, mut json_q) = (0.0f32, 0.0f32);
         for item in accept.split(',') {
             let mut parts = item.split(';');
-            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-            let q = parts
-                .filter_map(|p| p.trim().strip_prefix("q=").and_then(|v| v.trim().parse::<f32>().ok()))
-                .next()
-                .unwrap_or(1.0);
-            match media.as_str() {
-                "application/problem+xml" | "application/xml" | "text/xml" => xml_q = xml_q.max(q),
-                "application/problem+json" | "application/json" | "*/*" | "application/*" => json_q = json_q.max(q),
-                _ => {}
+            // Media types compare without regard to case (RFC 9110 section 8.3.1); no copy.
+            let media = parts.next().unwrap_or("").trim();
+            let any = |names: &[&str]| names.iter().any(|n| media.eq_ignore_ascii_case(n));
+            let q = || {
+                parts
+                    .filter_map(|p| p.trim().strip_prefix("q=").and_then(|v| v.trim().parse::<f32>().ok()))
+                    .next()
+                    .unwrap_or(1.0)
+            };
+            if any(&["application/problem+xml", "application/xml", "text/xml"]) {
+                xml_q = xml_q.max(q());
+            } else if any(&["application/problem+json", "application/json", "*/*", "application/*"]) {
+                json_q = json_q.max(q());
             }
         }
         if xml_q > json_q {
@@ -97,8 +101,11 @@ impl ProblemFormat {
 }
 
 impl ProblemBody {
-    fn members(&self) -> Map<String, Value> {
-        let mut m = Map::new();
+    /// The members as a JSON map, the way `to_xml` once made them: the reference its writer is
+    /// tested against.
+    #[cfg(test)]
+    fn members(&self) -> serde_json::Map<String, Value> {
+        let mut m = serde_json::Map::new();
         m.insert("type".into(), self.type_uri.clone().into());
         m.insert("title".into(), self.title.clone().into());
         m.insert("status".into(), self.status.into());
@@ -133,15 +140,94 @@ impl ProblemBody {
         }
     }
 
+    /// The JSON body: the bytes `serde_json::to_vec(self)` gives (the same member order and
+    /// escaping; a test holds the two equal), written straight into one buffer sized for the
+    /// members (exact when no string needs escaping and there are no extensions, so the body
+    /// moves into the response without a copy or a second allocation).
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        let members = self.standard_members();
+        // `{` or `,`, two quotes and `:` around each name.
+        let size: usize = members
+            .iter()
+            .flatten()
+            .map(|(k, v)| k.len() + 4 + v.len())
+            .sum::<usize>()
+            + 1;
+        let mut out = Vec::with_capacity(size);
+        for (i, (name, value)) in members.iter().flatten().enumerate() {
+            out.push(if i == 0 { b'{' } else { b',' });
+            out.push(b'"');
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+            value.write(&mut out);
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        for (k, v) in &self.extensions {
+            if !STANDARD.contains(&k.as_str()) && !seen.contains(&k.as_str()) {
+                seen.push(k);
+                out.push(b',');
+                json_string(&mut out, k);
+                out.push(b':');
+                if serde_json::to_writer(&mut out, v).is_err() {
+                    return Vec::new();
+                }
+            }
+        }
+        out.push(b'}');
+        out
+    }
+
+    /// The standard members in RFC 9457 order, absent optional ones `None`. An array: no
+    /// allocation.
+    fn standard_members(&self) -> [Option<(&'static str, Scalar<'_>)>; 11] {
+        use Scalar::{Bool, Num, Str};
+        [
+            Some(("type", Str(&self.type_uri))),
+            Some(("title", Str(&self.title))),
+            Some(("status", Num(self.status))),
+            self.detail.as_deref().map(|d| ("detail", Str(d))),
+            self.instance.as_deref().map(|i| ("instance", Str(i))),
+            self.upstream_status.map(|u| ("upstream_status", Num(u))),
+            self.vendor_code.as_deref().map(|c| ("vendor_code", Str(c))),
+            Some(("request_id", Str(&self.request_id))),
+            self.vendor_request_id.as_deref().map(|v| ("vendor_request_id", Str(v))),
+            Some(("origin", Str(self.origin.as_str()))),
+            Some(("retryable", Bool(self.retryable))),
+        ]
     }
 
     /// RFC 9457 appendix B: `<problem xmlns="urn:ietf:rfc:7807">`, arrays as `<i>` items.
+    /// Written from the fields: the standard members present, then each extension whose name
+    /// no earlier member took (an absent optional member's name may be an extension's).
     pub fn to_xml(&self) -> Vec<u8> {
-        let mut out = String::from(r#"<?xml version="1.0" encoding="UTF-8"?><problem xmlns="urn:ietf:rfc:7807">"#);
-        for (k, v) in self.members() {
-            write_xml_member(&mut out, &k, &v);
+        const OPEN: &str = r#"<?xml version="1.0" encoding="UTF-8"?><problem xmlns="urn:ietf:rfc:7807">"#;
+        let members = self.standard_members();
+        let size: usize = members
+            .iter()
+            .flatten()
+            .map(|(k, v)| 2 * k.len() + 5 + v.len())
+            .sum::<usize>();
+        let mut out = String::with_capacity(OPEN.len() + size + "</problem>".len());
+        out.push_str(OPEN);
+        for (name, value) in members.iter().flatten() {
+            out.push('<');
+            out.push_str(name);
+            out.push('>');
+            match value {
+                Scalar::Str(s) => out.push_str(&quick_xml::escape::escape(&*xml_chars(s))),
+                Scalar::Num(n) => out.push_str(decimal(*n, &mut [0; 5])),
+                Scalar::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            }
+            out.push_str("</");
+            out.push_str(name);
+            out.push('>');
+        }
+        let mut taken: Vec<&str> = members.iter().flatten().map(|(k, _)| *k).collect();
+        for (k, v) in &self.extensions {
+            if !taken.contains(&k.as_str()) {
+                taken.push(k);
+                write_xml_member(&mut out, k, v);
+            }
         }
         out.push_str("</problem>");
         out.into_bytes()
@@ -198,6 +284,96 @@ fn xml_chars(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// A standard member's value; `write` writes it as serde_json does.
+enum Scalar<'a> {
+    Str(&'a str),
+    Num(u16),
+    Bool(bool),
+}
+
+impl Scalar<'_> {
+    /// Its length written (as JSON, or as XML text), when no character needs escaping.
+    fn len(&self) -> usize {
+        match self {
+            Scalar::Str(s) => s.len() + 2,
+            Scalar::Num(n) => match n {
+                0..=9 => 1,
+                10..=99 => 2,
+                100..=999 => 3,
+                1000..=9999 => 4,
+                _ => 5,
+            },
+            Scalar::Bool(true) => 4,
+            Scalar::Bool(false) => 5,
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Scalar::Str(s) => json_string(out, s),
+            Scalar::Num(n) => out.extend_from_slice(decimal(*n, &mut [0; 5]).as_bytes()),
+            Scalar::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        }
+    }
+}
+
+/// `n` in decimal, written into `buf`.
+fn decimal(mut n: u16, buf: &mut [u8; 5]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or_default()
+}
+
+/// A JSON string as serde_json writes one: `"` and `\` escaped, the C0 controls as `\b`,
+/// `\t`, `\n`, `\f`, `\r` or `\u00xx`; everything else (DEL, non-ASCII) as is.
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let b = s.as_bytes();
+    out.push(b'"');
+    // The common case, nothing to escape, found without a branch per byte (vectorized).
+    if !b
+        .iter()
+        .fold(false, |any, &c| any | (c < 0x20) | (c == b'"') | (c == b'\\'))
+    {
+        out.extend_from_slice(b);
+        out.push(b'"');
+        return;
+    }
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let short = match c {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            0x08 => b'b',
+            0x0c => b'f',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            0..=0x1f => b'u',
+            _ => continue,
+        };
+        out.extend_from_slice(&b[start..i]);
+        if short == b'u' {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(c >> 4)]);
+            out.push(HEX[usize::from(c & 0xf)]);
+        } else {
+            out.push(b'\\');
+            out.push(short);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&b[start..]);
+    out.push(b'"');
+}
+
 /// The members the body always defines; an extension may not override them.
 const STANDARD: [&str; 11] = [
     "type",
@@ -213,7 +389,8 @@ const STANDARD: [&str; 11] = [
     "retryable",
 ];
 
-/// Serializes straight from the fields (no intermediate map): the JSON body's hot path.
+/// Serializes straight from the fields (no intermediate map), for callers that embed a problem
+/// in other JSON; the body itself is written by `to_json`, to the same bytes.
 impl serde::Serialize for ProblemBody {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
@@ -285,6 +462,97 @@ mod tests {
         assert_eq!(text.matches("\"status\"").count(), 1, "{text}");
     }
 
+    /// `to_json` writes the body itself; it must stay byte for byte what serde_json makes of
+    /// the `Serialize` impl: member order, escaping (quotes, backslashes, every C0 control,
+    /// DEL and non-ASCII left as they are), numbers, booleans, extensions and their filtering.
+    #[test]
+    fn the_json_writer_gives_serde_jsons_bytes() {
+        let mut tricky = String::from("q\"b\\s/ \u{7f} é \u{2028} 😀");
+        tricky.extend((0u8..0x20).map(char::from));
+        let mut cases = vec![sample()];
+        let mut all = sample();
+        all.detail = Some(tricky.clone());
+        all.instance = Some("/tasks/1?a=\"b\"".into());
+        all.vendor_code = Some(tricky.clone());
+        all.vendor_request_id = Some("v\r\n1".into());
+        all.title = tricky.clone();
+        all.type_uri = "urn:x:\u{0}".into();
+        all.origin = Origin::Gateway;
+        all.retryable = false;
+        all.extensions = vec![
+            (
+                tricky.clone(),
+                serde_json::json!({"k\"": [1, 2.5, null, true, "\u{1}"]}),
+            ),
+            ("type".into(), serde_json::json!("nope")),
+            ("n".into(), serde_json::json!(-3)),
+            ("n".into(), serde_json::json!("second")),
+        ];
+        cases.push(all);
+        for status in [0u16, 7, 10, 99, 100, 429, 999, 1000, 9999, 10000, 65535] {
+            let mut bare = sample();
+            bare.status = status;
+            bare.upstream_status = Some(status);
+            bare.detail = None;
+            bare.vendor_code = None;
+            bare.extensions.clear();
+            cases.push(bare);
+        }
+        let mut empty = sample();
+        empty.title.clear();
+        empty.request_id.clear();
+        empty.upstream_status = None;
+        cases.push(empty);
+        for p in &cases {
+            let want = serde_json::to_vec(p).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&p.to_json()),
+                String::from_utf8_lossy(&want),
+                "{p:?}"
+            );
+        }
+    }
+
+    /// `to_xml` writes from the fields; it must stay byte for byte what it wrote from the
+    /// member map, extensions included (one may take an absent optional member's name).
+    #[test]
+    fn the_xml_writer_gives_the_member_maps_bytes() {
+        let reference = |p: &ProblemBody| {
+            let mut out = String::from(r#"<?xml version="1.0" encoding="UTF-8"?><problem xmlns="urn:ietf:rfc:7807">"#);
+            for (k, v) in p.members() {
+                write_xml_member(&mut out, &k, &v);
+            }
+            out.push_str("</problem>");
+            out.into_bytes()
+        };
+        let mut all = sample();
+        all.detail = None;
+        all.instance = Some("/a?b=<c>&d='e'".into());
+        all.vendor_request_id = Some("v\u{1}1".into());
+        all.status = 7;
+        all.extensions = vec![
+            ("detail".into(), serde_json::json!("an absent member's name")),
+            ("status".into(), serde_json::json!(200)),
+            ("1 bad name".into(), serde_json::json!({"x": [1, "<", null, false]})),
+            ("detail".into(), serde_json::json!("second")),
+        ];
+        for p in [sample(), all] {
+            assert_eq!(
+                String::from_utf8(p.to_xml()).unwrap(),
+                String::from_utf8(reference(&p)).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn an_unescaped_body_without_extensions_fills_its_buffer_exactly() {
+        let mut p = sample();
+        p.extensions.clear();
+        p.detail = Some("slow down".into());
+        let body = p.to_json();
+        assert_eq!(body.len(), body.capacity(), "{}", String::from_utf8_lossy(&body));
+    }
+
     #[test]
     fn json_members() {
         let v: Value = serde_json::from_slice(&sample().to_json()).unwrap();
@@ -353,5 +621,10 @@ mod tests {
             ProblemFormat::Xml
         );
         assert_eq!(ProblemFormat::negotiate(Some("*/*")), ProblemFormat::Json);
+        assert_eq!(
+            ProblemFormat::negotiate(Some("Application/Problem+XML, Application/JSON;q=0.9")),
+            ProblemFormat::Xml,
+            "media types compare without regard to case"
+        );
     }
 }

@@ -58,10 +58,39 @@ struct Action {
     /// `retryable:` overriding the problem's default.
     retryable: Option<bool>,
     problem: ProblemTemplate,
-    set: Vec<(HeaderName, Template)>,
-    add: Vec<(HeaderName, Template)>,
+    set: Vec<(HeaderName, HeaderTemplate)>,
+    add: Vec<(HeaderName, HeaderTemplate)>,
     remove: Vec<HeaderName>,
     keep_body: bool,
+}
+
+/// A header edit's value. One without variables (`Retry-After: "2"`) is made once, when the
+/// profile compiles: each response then clones it instead of rendering and checking the text.
+#[derive(Debug)]
+enum HeaderTemplate {
+    /// No variables: the value, or `None` when the text can be no header value (no edit).
+    Fixed(Option<HeaderValue>),
+    Rendered(Template),
+}
+
+impl HeaderTemplate {
+    fn new(t: Template) -> HeaderTemplate {
+        match t.literal() {
+            Some(text) => HeaderTemplate::Fixed(safe_header_value(text)),
+            None => HeaderTemplate::Rendered(t),
+        }
+    }
+
+    fn value(&self, scope: &Scope<'_, '_>) -> Option<HeaderValue> {
+        match self {
+            HeaderTemplate::Fixed(v) => v.clone(),
+            HeaderTemplate::Rendered(t) => t.render(scope).as_deref().and_then(safe_header_value),
+        }
+    }
+
+    fn uses_body(&self) -> bool {
+        matches!(self, HeaderTemplate::Rendered(t) if t.uses_body())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -73,6 +102,19 @@ struct ProblemTemplate {
     vendor_code: Option<Template>,
     vendor_request_id: Option<Template>,
     extensions: Vec<(String, Template)>,
+}
+
+/// How much of a problem body [`CompiledProfile::evaluate_with`] works out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemDetail {
+    /// Every member, the templated ones rendered and redacted: what a client is sent.
+    Full,
+    /// Only the members no template or redaction touches (type, title, status,
+    /// upstream_status, request_id, origin, retryable); detail, instance, vendor_code,
+    /// vendor_request_id and extensions are left out and nothing is redacted. What a shadow
+    /// comparison reads (status, rule, problem type, header edits) is exact; such a problem is
+    /// never sent.
+    Outline,
 }
 
 /// Headers added when the final status is `status` and the response lacks them.
@@ -291,7 +333,23 @@ impl CompiledProfile {
         req: &RequestFacts<'_>,
         head: &UpstreamHead<'_>,
         body_in: UpstreamBody<'_>,
+        trace: Option<&mut RuleTrace>,
+    ) -> Decision<'p> {
+        self.evaluate_with(canonical, route_ensure, req, head, body_in, trace, ProblemDetail::Full)
+    }
+
+    /// [`evaluate_traced`](Self::evaluate_traced), working out the problem body only as far
+    /// as `detail` asks.
+    #[allow(clippy::too_many_arguments)]
+    pub fn evaluate_with<'p>(
+        &'p self,
+        canonical: &'p CanonicalProfile,
+        route_ensure: &'p EnsureHeaders,
+        req: &RequestFacts<'_>,
+        head: &UpstreamHead<'_>,
+        body_in: UpstreamBody<'_>,
         mut trace: Option<&mut RuleTrace>,
+        detail: ProblemDetail,
     ) -> Decision<'p> {
         let bytes = match body_in {
             UpstreamBody::Read(b) => Some(b),
@@ -354,8 +412,10 @@ impl CompiledProfile {
         let body = if status < 400 || keep {
             BodyPlan::Passthrough
         } else {
-            let mut p = self.problem(canonical, matched, &scope, status);
-            redactions = canonical.redaction().problem(&mut p);
+            let mut p = self.problem(canonical, matched, &scope, status, detail);
+            if detail == ProblemDetail::Full {
+                redactions = canonical.redaction().problem(&mut p);
+            }
             BodyPlan::Problem(Box::new(p))
         };
         let body_skip = match body_in {
@@ -383,15 +443,19 @@ impl CompiledProfile {
         rule: Option<&CompiledRule>,
         scope: &Scope<'_, '_>,
         status: u16,
+        detail: ProblemDetail,
     ) -> ProblemBody {
         let (type_uri, title) = canonical.problem_type(status);
         let t = rule.map(|r| &r.action.problem);
+        let full = detail == ProblemDetail::Full;
         let render = |f: fn(&ProblemTemplate) -> &Option<Template>| {
-            t.and_then(|t| f(t).as_ref()).and_then(|tpl| tpl.render(scope))
+            t.filter(|_| full)
+                .and_then(|t| f(t).as_ref())
+                .and_then(|tpl| tpl.render(scope))
         };
         let vendor_request_id = render(|t| &t.vendor_request_id).or_else(|| {
             let v = scope.head.headers.get(&self.vendor_request_id_header)?.to_str().ok()?;
-            (v != scope.req.request_id).then(|| v.to_owned())
+            (full && v != scope.req.request_id).then(|| v.to_owned())
         });
         ProblemBody {
             type_uri: t
@@ -410,6 +474,7 @@ impl CompiledProfile {
                 .and_then(|r| r.action.retryable)
                 .unwrap_or_else(|| retryable(status, scope.req.method, false)),
             extensions: t
+                .filter(|_| full)
                 .map(|t| {
                     t.extensions
                         .iter()
@@ -519,12 +584,12 @@ impl Action {
             out.push(HeaderEdit::Remove(n.clone()));
         }
         for (n, t) in &self.set {
-            if let Some(v) = t.render(scope).as_deref().and_then(safe_header_value) {
+            if let Some(v) = t.value(scope) {
                 out.push(HeaderEdit::Set(n.clone(), v));
             }
         }
         for (n, t) in &self.add {
-            if let Some(v) = t.render(scope).as_deref().and_then(safe_header_value) {
+            if let Some(v) = t.value(scope) {
                 out.push(HeaderEdit::Append(n.clone(), v));
             }
         }
@@ -723,7 +788,7 @@ fn header_templates(
     file: &Path,
     raw: &BTreeMap<String, Spanned<String>>,
     problems: &mut Vec<ConfigProblem>,
-) -> Vec<(HeaderName, Template)> {
+) -> Vec<(HeaderName, HeaderTemplate)> {
     raw.iter()
         .filter_map(|(name, v)| {
             let n = HeaderName::from_bytes(name.as_bytes())
@@ -735,7 +800,7 @@ fn header_templates(
                 })
                 .ok();
             let t = template(file, v, problems);
-            Some((n?, t?))
+            Some((n?, HeaderTemplate::new(t?)))
         })
         .collect()
 }

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::io::Read;
+use std::sync::OnceLock;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -97,7 +98,7 @@ pub fn compose<'p>(
             }
         }
     }
-    headers.insert(X_UPSTREAM_STATUS, HeaderValue::from(upstream_status));
+    headers.insert(X_UPSTREAM_STATUS, status_value(upstream_status));
     if let Ok(v) = HeaderValue::from_str(request_id) {
         headers.insert(X_REQUEST_ID, v);
     }
@@ -123,6 +124,18 @@ pub fn compose<'p>(
         reason: decision.reason,
         headers,
         body,
+    }
+}
+
+/// A status code as a header value (`X-Upstream-Status`). The values for 100-599 are made once:
+/// cloning one costs a reference count, making one an allocation and a number format.
+pub fn status_value(status: u16) -> HeaderValue {
+    static VALUES: OnceLock<Vec<HeaderValue>> = OnceLock::new();
+    match status {
+        100..=599 => {
+            VALUES.get_or_init(|| (100..=599u16).map(HeaderValue::from).collect())[usize::from(status - 100)].clone()
+        }
+        _ => HeaderValue::from(status),
     }
 }
 
@@ -361,6 +374,14 @@ mod tests {
         let head = compose(&decision(plan), 400, &upstream(), "gw-1", ProblemFormat::Json, true);
         assert_eq!(head.body, CanonicalBody::None);
         assert_eq!(head.headers[header::CONTENT_TYPE], "application/problem+json");
+    }
+
+    #[test]
+    fn status_values_are_the_numbers_inside_the_table_and_out() {
+        for s in [0u16, 99, 100, 101, 200, 429, 599, 600, 999, 65535] {
+            assert_eq!(status_value(s), HeaderValue::from(s), "{s}");
+            assert_eq!(status_value(s).to_str().unwrap(), s.to_string());
+        }
     }
 
     #[test]

@@ -95,11 +95,26 @@ impl Template {
         Ok(Template { pieces })
     }
 
+    /// The text of a template without variables (`$$` already made `$`).
+    pub fn literal(&self) -> Option<&str> {
+        match self.pieces.as_slice() {
+            [] => Some(""),
+            [Piece::Lit(l)] => Some(l),
+            _ => None,
+        }
+    }
+
     pub fn uses_body(&self) -> bool {
         self.pieces.iter().any(|p| matches!(p, Piece::Var(s) if s.uses_body()))
     }
 
     pub fn render(&self, scope: &Scope<'_, '_>) -> Option<String> {
+        // One piece (the common `${json:/msg}`): its text as is, no growing buffer.
+        match self.pieces.as_slice() {
+            [Piece::Lit(l)] => return Some(l.clone()),
+            [Piece::Var(src)] => return read(src, scope).map(Cow::into_owned),
+            _ => {}
+        }
         let mut out = String::new();
         for p in &self.pieces {
             match p {
@@ -188,6 +203,10 @@ mod tests {
         let v = Template::compile("${json:/x}").unwrap().render_value(&scope).unwrap();
         assert_eq!(v, serde_json::json!({"y":[1]}));
         assert!(Template::compile("${bogus}").is_err());
+        assert_eq!(Template::compile("2").unwrap().literal(), Some("2"));
+        assert_eq!(Template::compile("a$$b").unwrap().literal(), Some("a$b"));
+        assert_eq!(Template::compile("").unwrap().literal(), Some(""));
+        assert_eq!(Template::compile("x${status}").unwrap().literal(), None);
         assert!(Template::compile("${json:/a").is_err());
     }
 }

@@ -22,6 +22,7 @@ use pingora::protocols::http::client::HttpSession as UpstreamSession;
 use pingora::protocols::http::ServerSession;
 use pingora::Error;
 
+use super::body_buffer::BodyBuffer;
 use super::connections::acquire_upstream;
 use super::rescue::{rescue, Rescue, Trouble};
 use super::respond::{to_pingora, X_REQUEST_ID};
@@ -30,6 +31,7 @@ use super::tunnel;
 use super::upgrade::{self, Plan};
 use crate::balancer::NoPeer;
 use crate::engine::pipeline::{self, BodyNeed, Normalized, RawBody};
+use crate::engine::profile::ProblemDetail;
 use crate::engine::response::{compose_gateway, compose_switch, CanonicalBody, HOP_BY_HOP};
 use crate::engine::{CompiledProfile, Decision, GatewayFailure, Origin, ProblemFormat, RequestFacts, UpstreamHead};
 use crate::reload::Serving;
@@ -565,7 +567,13 @@ impl Exchange<'_> {
             (_, Some(BodyNeed::Buffer { cap })) => (Some(cap), true),
             _ => (None, false),
         };
-        let mut buffered = BytesMut::new();
+        // Sized once from Content-Length, never past the cap (+ 1, the byte that proves "over").
+        let mut buffered = BodyBuffer::new(read_cap.map_or(0, |cap| {
+            up.response_header()
+                .and_then(|h| h.headers.get(header::CONTENT_LENGTH))
+                .and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok())
+                .map_or(0, |len| len.min(cap.saturating_add(1)))
+        }));
         let mut complete = need == BodyNeed::Bodyless;
         let mut over_cap = false;
         // Only the shadow wanted the body and its read failed (the error) or ran out of time:
@@ -579,7 +587,7 @@ impl Exchange<'_> {
                 loop {
                     match up.read_response_body().await {
                         Ok(Some(chunk)) => {
-                            buffered.extend_from_slice(&chunk);
+                            buffered.push(chunk);
                             if buffered.len() > cap {
                                 return Ok(false);
                             }
@@ -619,7 +627,7 @@ impl Exchange<'_> {
             };
             let raw = match need {
                 BodyNeed::Buffer { .. } if over_cap => RawBody::OverCap,
-                BodyNeed::Buffer { .. } if complete => RawBody::Complete(&buffered),
+                BodyNeed::Buffer { .. } if complete => RawBody::Complete(buffered.as_bytes()),
                 _ => RawBody::NotRead,
             };
             let Normalized {
@@ -721,7 +729,7 @@ impl Exchange<'_> {
                 _ => RawBody::NotRead,
             };
             let raw = if shadow_unread { None } else { Some(raw) };
-            self.compare_shadow(up, upstream_path, route, shadow, &active, raw);
+            self.compare_shadow(up, upstream_path, route, shadow, active, raw);
         }
         ending
     }
@@ -757,7 +765,7 @@ impl Exchange<'_> {
         upstream_path: &str,
         route: &Route,
         shadow: &CompiledProfile,
-        active: &Decision<'_>,
+        active: Decision<'_>,
         raw: Option<RawBody<'_>>,
     ) {
         let Some(stats) = self
@@ -781,15 +789,28 @@ impl Exchange<'_> {
             headers: &upstream_head.headers,
         };
         let canonical = &self.snap.canonical;
-        let shadowed = pipeline::normalize(shadow, canonical, &route.ensure, &facts, &head, raw, self.format);
+        // Only what a comparison reads: no response is composed and no problem member rendered.
+        let shadowed = pipeline::decide(
+            shadow,
+            canonical,
+            &route.ensure,
+            &facts,
+            &head,
+            raw,
+            None,
+            ProblemDetail::Outline,
+        );
         let label = |code: u16| canonical.contains(code).then_some(code);
-        let codes = (label(active.status), label(shadowed.decision.status));
+        let codes = (label(active.status), label(shadowed.status));
+        // Kept for the sampled log line: the decisions themselves move into the record.
+        let (active_status, active_rule) = (active.status, active.rule);
+        let (shadow_status, shadow_rule) = (shadowed.status, shadowed.rule);
         let divergence = stats.compared(
             &self.log.request_id,
             head.status,
             (codes.0.unwrap_or(0), codes.1.unwrap_or(0)),
             active,
-            &shadowed.decision,
+            shadowed,
         );
         self.snap
             .series
@@ -801,10 +822,10 @@ impl Exchange<'_> {
                 route = %route.name,
                 request_id = %self.log.request_id,
                 upstream_status = head.status,
-                active_status = active.status,
-                active_rule = active.rule.unwrap_or("-"),
-                shadow_status = shadowed.decision.status,
-                shadow_rule = shadowed.decision.rule.unwrap_or("-"),
+                active_status,
+                active_rule = active_rule.unwrap_or("-"),
+                shadow_status,
+                shadow_rule = shadow_rule.unwrap_or("-"),
                 divergences = divergence.unwrap_or(0),
                 "shadow profile diverges (1 in {} logged)",
                 shadow::LOG_EVERY

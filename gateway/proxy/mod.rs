@@ -6,6 +6,7 @@
 //! upgraded connection after the upstream's 101.
 
 pub mod admission;
+pub mod body_buffer;
 pub mod connections;
 pub mod exchange;
 pub mod request_id;

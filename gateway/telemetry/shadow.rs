@@ -21,13 +21,14 @@ pub const RECENT: usize = 16;
 pub const LOG_EVERY: u64 = 100;
 
 /// What a decision amounts to for comparison: final status, rule, problem type and the headers
-/// it sets (`set`/`add`/`remove` edits, sorted).
+/// it sets (`set`/`add`/`remove` edits, listed as text and sorted in `GET /-/shadow`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecisionView {
     pub status: u16,
     pub rule: Option<String>,
     pub problem_type: Option<String>,
-    pub headers: Vec<String>,
+    /// The edits as decided: put into words only when the record is listed.
+    pub headers: Vec<HeaderEdit>,
 }
 
 fn problem_type<'a>(d: &'a Decision<'_>) -> Option<&'a str> {
@@ -57,15 +58,25 @@ impl DecisionView {
             || !active.headers.iter().all(|e| shadow.headers.contains(e))
     }
 
-    pub fn of(d: &Decision<'_>) -> DecisionView {
-        let mut headers: Vec<String> = d.headers.iter().map(edit_text).collect();
-        headers.sort_unstable();
+    /// Takes what it keeps out of the decision (the problem type and the edits move, nothing
+    /// is put into words until listed).
+    pub fn of(d: Decision<'_>) -> DecisionView {
         DecisionView {
             status: d.status,
             rule: d.rule.map(str::to_owned),
-            problem_type: problem_type(d).map(str::to_owned),
-            headers,
+            problem_type: match d.body {
+                BodyPlan::Problem(p) => Some(p.type_uri),
+                BodyPlan::Passthrough => None,
+            },
+            headers: d.headers,
         }
+    }
+
+    /// The edits as text (`set name: value`, `add ...`, `remove name`), sorted.
+    pub fn header_texts(&self) -> Vec<String> {
+        let mut headers: Vec<String> = self.headers.iter().map(edit_text).collect();
+        headers.sort_unstable();
+        headers
     }
 
     fn to_json(&self) -> Value {
@@ -73,7 +84,7 @@ impl DecisionView {
             "status": self.status,
             "rule": self.rule,
             "problem_type": self.problem_type,
-            "headers": self.headers,
+            "headers": self.header_texts(),
         })
     }
 }
@@ -133,11 +144,11 @@ impl ShadowStats {
         request_id: &str,
         upstream_status: u16,
         codes: (u16, u16),
-        active: &Decision<'_>,
-        shadow: &Decision<'_>,
+        active: Decision<'_>,
+        shadow: Decision<'_>,
     ) -> Option<u64> {
         self.compared.fetch_add(1, Ordering::Relaxed);
-        if !DecisionView::diverges(active, shadow) {
+        if !DecisionView::diverges(&active, &shadow) {
             return None;
         }
         let entry = Divergence {
@@ -242,12 +253,13 @@ mod tests {
     #[test]
     fn the_recent_list_keeps_the_last_sixteen_and_pairs_count_every_divergence() {
         let s = ShadowStats::new("a.yaml", "b.yaml");
-        let (a, b) = (decision(400, None, vec![]), decision(429, Some("t"), vec![]));
+        let a = decision(400, None, vec![]);
+        let b = decision(429, Some("t"), vec![set("x-b", "2"), set("retry-after", "1")]);
         for i in 0..40 {
-            let n = s.compared(&format!("r{i}"), 400, (400, 429), &a, &b);
+            let n = s.compared(&format!("r{i}"), 400, (400, 429), a.clone(), b.clone());
             assert_eq!(n, Some(i + 1));
         }
-        assert_eq!(s.compared("same", 400, (400, 400), &a, &a), None);
+        assert_eq!(s.compared("same", 400, (400, 400), a.clone(), a.clone()), None);
         let j = s.to_json("r");
         assert_eq!(j["compared"], 41);
         assert_eq!(j["divergences"], 40);
@@ -256,5 +268,10 @@ mod tests {
         assert_eq!(recent.len(), RECENT);
         assert_eq!(recent[0]["request_id"], "r39");
         assert_eq!(recent[0]["shadow"]["rule"], "t");
+        assert_eq!(
+            recent[0]["shadow"]["headers"],
+            json!(["set retry-after: 1", "set x-b: 2"]),
+            "the edits are listed as text, sorted"
+        );
     }
 }
