@@ -323,12 +323,18 @@ fn with_an_admin_token_the_listings_and_suggest_need_it() {
         assert_eq!(gw.admin_get(path).status, 401, "{path} without the token");
     }
     let auth = [("Authorization", "Bearer s3cret-admin-token")];
-    let listing = request(gw.admin, "GET", "/-/unmatched", &auth, b"");
-    assert_eq!(listing.status, 200);
-    assert_eq!(
-        listing.json()["routes"][0]["unmatched"][0]["vendor_code"]["value"],
-        "Teapot.1"
-    );
+    // The sample is recorded just after the client's response is written: polled, bounded.
+    let mut listed = serde_json::Value::Null;
+    for _ in 0..250 {
+        let listing = request(gw.admin, "GET", "/-/unmatched", &auth, b"");
+        assert_eq!(listing.status, 200);
+        listed = listing.json()["routes"][0]["unmatched"][0]["vendor_code"]["value"].clone();
+        if !listed.is_null() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(listed, "Teapot.1");
 
     let config = gw.path("statusgate.yaml");
     let url = format!("http://127.0.0.1:{}", gw.admin);
