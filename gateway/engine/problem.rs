@@ -215,7 +215,7 @@ impl ProblemBody {
             out.push('>');
             match value {
                 Scalar::Str(s) => out.push_str(&quick_xml::escape::escape(&*xml_chars(s))),
-                Scalar::Num(n) => out.push_str(decimal(*n, &mut [0; 5])),
+                Scalar::Num(n) => out.push_str(itoa::Buffer::new().format(*n)),
                 Scalar::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
             }
             out.push_str("</");
@@ -311,67 +311,28 @@ impl Scalar<'_> {
     fn write(&self, out: &mut Vec<u8>) {
         match self {
             Scalar::Str(s) => json_string(out, s),
-            Scalar::Num(n) => out.extend_from_slice(decimal(*n, &mut [0; 5]).as_bytes()),
+            Scalar::Num(n) => out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
             Scalar::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         }
     }
 }
 
-/// `n` in decimal, written into `buf`.
-fn decimal(mut n: u16, buf: &mut [u8; 5]) -> &str {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&buf[i..]).unwrap_or_default()
-}
-
-/// A JSON string as serde_json writes one: `"` and `\` escaped, the C0 controls as `\b`,
-/// `\t`, `\n`, `\f`, `\r` or `\u00xx`; everything else (DEL, non-ASCII) as is.
+/// A JSON string as serde_json writes one. The common case, nothing to escape, is found without
+/// a branch per byte (vectorized) and copied whole; a string that needs escaping is written by
+/// serde_json itself.
 fn json_string(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let b = s.as_bytes();
-    out.push(b'"');
-    // The common case, nothing to escape, found without a branch per byte (vectorized).
     if !b
         .iter()
         .fold(false, |any, &c| any | (c < 0x20) | (c == b'"') | (c == b'\\'))
     {
+        out.push(b'"');
         out.extend_from_slice(b);
         out.push(b'"');
-        return;
+    } else {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
     }
-    let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        let short = match c {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            0x08 => b'b',
-            0x0c => b'f',
-            b'\n' => b'n',
-            b'\r' => b'r',
-            b'\t' => b't',
-            0..=0x1f => b'u',
-            _ => continue,
-        };
-        out.extend_from_slice(&b[start..i]);
-        if short == b'u' {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(c >> 4)]);
-            out.push(HEX[usize::from(c & 0xf)]);
-        } else {
-            out.push(b'\\');
-            out.push(short);
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&b[start..]);
-    out.push(b'"');
 }
 
 /// The members the body always defines; an extension may not override them.

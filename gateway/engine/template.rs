@@ -109,11 +109,12 @@ impl Template {
     }
 
     pub fn render(&self, scope: &Scope<'_, '_>) -> Option<String> {
-        // One piece (the common `${json:/msg}`): its text as is, no growing buffer.
-        match self.pieces.as_slice() {
-            [Piece::Lit(l)] => return Some(l.clone()),
-            [Piece::Var(src)] => return read(src, scope).map(Cow::into_owned),
-            _ => {}
+        // No variable, or one alone (the common `${json:/msg}`): its text as is, no growing buffer.
+        if let Some(l) = self.literal() {
+            return Some(l.to_owned());
+        }
+        if let [Piece::Var(src)] = self.pieces.as_slice() {
+            return read(src, scope).map(Cow::into_owned);
         }
         let mut out = String::new();
         for p in &self.pieces {
