@@ -187,11 +187,7 @@ impl Exchange<'_> {
                             Err(Trouble::UpgradeRefused)
                         }
                     };
-                    let declared_len = req
-                        .headers
-                        .get(header::CONTENT_LENGTH)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok());
+                    let declared_len = content_length(&req.headers);
                     match upgrade {
                         Err(trouble) => Err((trouble, Some(index))),
                         Ok(_) if declared_len.is_some_and(|n| n > snap.limits.request_body) => {
@@ -570,9 +566,10 @@ impl Exchange<'_> {
         // Sized once from Content-Length, never past the cap (+ 1, the byte that proves "over").
         let mut buffered = BodyBuffer::new(read_cap.map_or(0, |cap| {
             up.response_header()
-                .and_then(|h| h.headers.get(header::CONTENT_LENGTH))
-                .and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok())
-                .map_or(0, |len| len.min(cap.saturating_add(1)))
+                .and_then(|h| content_length(&h.headers))
+                .map_or(0, |len| {
+                    usize::try_from(len).unwrap_or(usize::MAX).min(cap.saturating_add(1))
+                })
         }));
         let mut complete = need == BodyNeed::Bodyless;
         let mut over_cap = false;
@@ -983,4 +980,12 @@ async fn drain(up: &mut UpstreamSession, limit: usize, mut keep: Option<&mut Byt
         }
     }
     false
+}
+
+/// The Content-Length a header block declares, when it is one number.
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
 }
